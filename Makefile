@@ -1,0 +1,39 @@
+# The README's two commands: `make demo` trains the character model and samples from it,
+# `make test` runs the test suite. Both create .venv and install what they need first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+RUN    ?= runs/demo
+
+.PHONY: demo test lint format bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "rnnkit needs Python 3.11+, found " + sys.version.split()[0]'
+	@# Keep a torch the user already has (their CUDA build): then the venv sees system packages.
+	@if $(PYTHON) -c 'import torch' 2>/dev/null; then \
+		echo "using the installed torch"; $(PYTHON) -m venv --system-site-packages $(VENV); \
+	else \
+		$(PYTHON) -m venv $(VENV) && $(PY) -m pip install --quiet torch==2.13.0; \
+	fi
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: $(VENV)/.installed
+	rm -rf $(RUN)
+	$(PY) -m rnnkit train charlm --config configs/charlm.yaml --out $(RUN)
+	$(PY) -m rnnkit sample $(RUN) --prime "The " --length 600 --temperature 0.7 --seed 1
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff format --check . && $(PY) -m ruff check .
+
+format: $(VENV)/.installed
+	$(PY) -m ruff format . && $(PY) -m ruff check --fix .
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_layers.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

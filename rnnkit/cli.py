@@ -1,0 +1,100 @@
+"""Command line: parse and dispatch only; every action is a function in rnnkit.tasks.
+
+rnnkit tasks
+rnnkit train charlm [--config FILE] [--out DIR] [key=value ...]
+rnnkit evaluate RUN [--json]
+rnnkit sample RUN [--prime TEXT] [--length N] [--temperature T] [--top-k K] [--seed S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+
+from rnnkit import tasks
+from rnnkit.config import build, parse_overrides
+from rnnkit.errors import RnnkitError
+from rnnkit.run import RunDir
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rnnkit", description="Recurrent neural networks: train, evaluate and sample."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("tasks", help="list the tasks and their config keys")
+
+    t = sub.add_parser("train", help="train a task into a run directory")
+    t.add_argument("task", help="task name (see `rnnkit tasks`)")
+    t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    t.add_argument("--config", help="YAML file of config values (overridden by key=value)")
+    t.add_argument("--out", help="run directory to create (default runs/TASK-TIMESTAMP)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("evaluate", help="evaluate a run on its validation split")
+    e.add_argument("run", help="run directory")
+    e.add_argument("--json", action="store_true", help="print metrics as JSON")
+
+    s = sub.add_parser("sample", help="generate text from a trained language model")
+    s.add_argument("run", help="run directory")
+    s.add_argument("--prime", default="\n", help="text to start from (default: a newline)")
+    s.add_argument("--length", type=int, default=500, help="characters to generate")
+    s.add_argument("--temperature", type=float, default=1.0, help="0 is greedy; <1 is safer")
+    s.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest (0: all)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (same seed, same text)")
+    return p
+
+
+def _task_of(run: str):
+    return tasks.get(RunDir.open(run, need=()).task)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and (args.command != "train" or any(a.startswith("-") for a in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:  # key=value overrides given after an option such as --out
+        args.overrides += extra
+    try:
+        if args.command == "tasks":
+            for name, config in tasks.CONFIGS.items():
+                keys = ", ".join(f.name for f in dataclasses.fields(config))
+                print(f"{name}: {tasks.DESCRIPTIONS[name]}\n  keys: {keys}")
+        elif args.command == "train":
+            task = tasks.get(args.task)
+            config = build(tasks.CONFIGS[args.task], args.config, parse_overrides(args.overrides))
+            out = args.out or f"runs/{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+            metrics = task.train(config, out, progress=not args.quiet)
+            print(f"run saved in {out}")
+            print(json.dumps(metrics))
+        elif args.command == "evaluate":
+            metrics = _task_of(args.run).evaluate(args.run)
+            print(
+                json.dumps(metrics)
+                if args.json
+                else "\n".join(f"{k}: {v:.4f}" for k, v in metrics.items())
+            )
+        elif args.command == "sample":
+            task = _task_of(args.run)
+            if not hasattr(task, "sample"):
+                raise RnnkitError(f"task {task.NAME!r} does not generate text")
+            print(
+                task.sample(
+                    args.run, args.prime, args.length, args.temperature, args.top_k, args.seed
+                )
+            )
+    except RnnkitError as err:
+        print(f"rnnkit: error: {err.message}", file=sys.stderr)
+        if err.hint:
+            print(f"hint: {err.hint}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

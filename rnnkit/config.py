@@ -1,0 +1,119 @@
+"""Typed configs: dataclass defaults, an optional YAML file, then ``key=value`` overrides.
+
+Precedence, lowest first: the dataclass defaults, the file, the command line. Unknown keys and
+values of the wrong type are errors that list what is valid, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+
+from rnnkit.errors import ConfigError
+
+_TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
+
+
+def _coerce(name: str, value, kind):
+    """Convert ``value`` (a string from the command line, or a YAML scalar) to ``kind``."""
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in _TRUE | _FALSE:
+                return str(value).lower() in _TRUE
+            raise ValueError
+        if kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if kind is str:
+            return str(value)
+    except ValueError:
+        pass
+    else:
+        raise ConfigError(f"config key {name!r} has an unsupported type {kind}")
+    raise ConfigError(
+        f"config key {name!r} expects {kind.__name__}, got {value!r}",
+        "for example "
+        + {bool: f"{name}=true", int: f"{name}=3", float: f"{name}=0.001"}.get(
+            kind, f"{name}=text"
+        ),
+    )
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """``["lr=3e-3", "cell=gru"]`` -> ``{"lr": "3e-3", "cell": "gru"}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(
+                f"expected key=value, got {item!r}", "for example `steps=500 cell=gru`"
+            )
+        out[key.strip()] = value
+    return out
+
+
+def build(cls, file: str | Path | None = None, overrides: dict | None = None):
+    """Make a ``cls`` instance from defaults, then ``file`` (YAML), then ``overrides``."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values: dict = {}
+    layers = []
+    if file is not None:
+        layers.append((str(file), _read_yaml(file)))
+    layers.append(("command line", overrides or {}))
+    for where, layer in layers:
+        for key, value in layer.items():
+            if key not in hints:
+                raise ConfigError(
+                    f"unknown config key {key!r} ({where})",
+                    "valid keys: " + ", ".join(names),
+                )
+            values[key] = _coerce(key, value, hints[key])
+    config = cls(**values)
+    check = getattr(config, "validate", None)
+    if check:
+        check()
+    return config
+
+
+def _read_yaml(path: str | Path) -> dict:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of key: value")
+    return data
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def choice(name: str, value, options) -> None:
+    """Raise a ConfigError unless ``value`` is one of ``options``."""
+    if value not in options:
+        raise ConfigError(
+            f"config key {name!r} must be one of {', '.join(map(str, options))}; got {value!r}"
+        )
+
+
+def positive(config, *names: str, allow_zero: bool = False) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value < 0 or (value == 0 and not allow_zero):
+            bound = ">= 0" if allow_zero else "> 0"
+            raise ConfigError(f"config key {name!r} must be {bound}, got {value!r}")

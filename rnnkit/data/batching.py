@@ -1,0 +1,46 @@
+"""Streaming batches for truncated backpropagation through time.
+
+The token sequence is cut into b parallel streams laid side by side; window k of every stream
+follows window k - 1 directly, so the hidden state at the end of one batch is the right initial
+state for the next (carried, and detached so that gradients stop at the window's edge).
+
+    ids:     a b c d e f g h i j k l m n o p q r ...      n tokens
+    streams: row 0: a b c d e f | row 1: g h i j k l | ...   (b, n // b)
+    window k: x = streams[:, k*t : (k+1)*t], y = the same shifted by one token
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rnnkit.errors import DataError
+
+
+class StreamBatches:
+    """Consecutive (x, y) windows of shape (b, t) over b parallel streams of ``ids``."""
+
+    def __init__(self, ids: torch.Tensor, batch_size: int, seq_len: int, what: str = "corpus"):
+        per_stream = (ids.numel() - 1) // batch_size  # each stream needs one extra target
+        if per_stream < seq_len:
+            need = batch_size * seq_len + 1
+            raise DataError(
+                f"the {what} is too small: {ids.numel():,} characters, but batch_size="
+                f"{batch_size} x seq_len={seq_len} needs at least {need:,}",
+                "lower batch_size or seq_len, or use a larger text file",
+            )
+        n = per_stream * batch_size
+        self.x = ids[:n].view(batch_size, per_stream)  # (b, n/b)
+        self.y = ids[1 : n + 1].view(batch_size, per_stream)  # (b, n/b), shifted by one
+        self.seq_len = seq_len
+
+    def __len__(self) -> int:
+        return self.x.size(1) // self.seq_len
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        s = slice(k * self.seq_len, (k + 1) * self.seq_len)
+        return self.x[:, s], self.y[:, s]  # (b, t), (b, t)
+
+    def __iter__(self):
+        return (self[k] for k in range(len(self)))

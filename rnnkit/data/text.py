@@ -1,0 +1,51 @@
+"""Text corpora: the built-in default that ships with Python, or the user's UTF-8 file.
+
+The built-in corpus is CPython's own help text, ``pydoc_data.topics`` (about 465k characters of
+English documentation; PSF licence), so the demo needs no download and no extra package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rnnkit.errors import DataError
+
+BUILTIN = "pydoc"  # the name that selects the built-in corpus
+
+
+def builtin_corpus() -> str:
+    """The Python documentation topics, concatenated in a fixed (sorted) order."""
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[key].strip() for key in sorted(topics)) + "\n"
+
+
+def load_text(source: str | Path | None) -> str:
+    """Read a corpus: ``None``, ``""`` or ``"pydoc"`` gives the built-in one, else a UTF-8 file.
+
+    Raises DataError for a missing, empty, binary or non-UTF-8 file.
+    """
+    if source is None or str(source) in ("", BUILTIN):
+        return builtin_corpus()
+    path = Path(source).expanduser()
+    hint = "pass a UTF-8 text file, or data=pydoc for the built-in corpus"
+    if not path.exists():
+        raise DataError(f"data file not found: {path}", hint)
+    if path.is_dir():
+        raise DataError(f"data file is a directory, expected a text file: {path}", hint)
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(f"data file is empty: {path} ({len(raw)} bytes)", hint)
+    if b"\x00" in raw[: 1 << 20]:
+        offset = raw.index(b"\x00")
+        raise DataError(
+            f"data file looks binary (a NUL byte at offset {offset}), expected text: {path}", hint
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        bad = raw[err.start : err.start + 1].hex()
+        raise DataError(
+            f"data file is not UTF-8: byte 0x{bad} at offset {err.start} of {path}",
+            "convert it first, e.g. `iconv -f latin1 -t utf-8 in.txt > out.txt`",
+        ) from None

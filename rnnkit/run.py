@@ -1,0 +1,136 @@
+"""The run directory: everything needed to rebuild a trained model, and nothing pickled.
+
+run.json           {"task": ..., "rnnkit": version, "format": 1}
+config.json        the resolved task config
+model.safetensors  the model's parameters
+vocab.json         (or another task file) written by the task through `write_text`
+metrics.jsonl      one JSON object per logged step or evaluation
+metrics.json       the final metrics
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from rnnkit.errors import RunDirError
+
+FORMAT = 1
+MODEL = "model.safetensors"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunDir:
+    """A run directory being written (``RunDir.create``) or read back (``RunDir.open``)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # writing -----------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, task: str, config: dict) -> RunDir:
+        from rnnkit import __version__
+
+        run = cls(path)
+        if run.path.exists() and any(run.path.iterdir()):
+            raise RunDirError(
+                f"run directory already exists and is not empty: {run.path}",
+                "choose another --out, or delete the old run first",
+            )
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.write_json("run.json", {"task": task, "rnnkit": __version__, "format": FORMAT})
+        run.write_json("config.json", config)
+        (run.path / "metrics.jsonl").touch()
+        return run
+
+    def write_json(self, name: str, obj) -> None:
+        self.write_text(name, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+    def write_text(self, name: str, text: str) -> None:
+        atomic_write_bytes(self.path / name, text.encode("utf-8"))
+
+    def log(self, record: dict) -> None:
+        with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def save_model(self, model: torch.nn.Module) -> None:
+        tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{MODEL}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path / MODEL)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    # reading -----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path, task: str | None = None, need=(MODEL,)) -> RunDir:
+        """Check that ``path`` is a complete run of ``task``; raise RunDirError otherwise."""
+        run = cls(path)
+        hint = "pass the directory that `rnnkit train` wrote (its --out)"
+        if not run.path.is_dir():
+            raise RunDirError(f"run directory not found: {run.path}", hint)
+        if not (run.path / "run.json").is_file():
+            raise RunDirError(f"not an rnnkit run directory (no run.json): {run.path}", hint)
+        meta = run.read_json("run.json")
+        if task is not None and meta.get("task") != task:
+            raise RunDirError(
+                f"run directory {run.path} holds a {meta.get('task')!r} run, expected {task!r}",
+                f"use a run trained with `rnnkit train {task}`",
+            )
+        missing = [n for n in ("config.json", *need) if not (run.path / n).is_file()]
+        if missing:
+            raise RunDirError(
+                f"run directory {run.path} is incomplete: missing {', '.join(missing)}",
+                "the training may have been interrupted before its first save; train again",
+            )
+        return run
+
+    @property
+    def task(self) -> str:
+        return self.read_json("run.json")["task"]
+
+    def read_json(self, name: str):
+        try:
+            return json.loads((self.path / name).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise RunDirError(f"{self.path / name} is not valid JSON: {err}") from None
+
+    def load_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        try:
+            tensors = load_file(self.path / MODEL)
+        except (SafetensorError, OSError) as err:
+            raise RunDirError(
+                f"{self.path / MODEL} could not be read: {err}",
+                "the file is truncated or corrupted; train again",
+            ) from None
+        mismatch = model.load_state_dict(tensors, strict=False)
+        if mismatch.missing_keys or mismatch.unexpected_keys:
+            raise RunDirError(
+                f"{self.path / MODEL} does not fit the model in config.json: "
+                f"missing {mismatch.missing_keys}, unexpected {mismatch.unexpected_keys}"
+            )
+        return model

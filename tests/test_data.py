@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+from rnnkit.data import CharVocab, StreamBatches, builtin_corpus, load_text
+from rnnkit.errors import DataError
+
+
+def test_builtin_corpus_is_pythons_docs():
+    text = load_text("pydoc")
+    assert text == builtin_corpus() == load_text(None)
+    assert len(text) > 400_000 and "The Python Language Reference" not in text[:0]
+    assert "assert" in text and "lambda" in text
+
+
+def test_user_file_round_trip(tmp_path):
+    f = tmp_path / "c.txt"
+    f.write_text("héllo wörld\n", encoding="utf-8")
+    assert load_text(f) == "héllo wörld\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (None, "not found"),
+        (b"", "empty"),
+        (b"  \n\n", "empty"),
+        (b"abc\x00\x01\x02", "binary.*offset 3"),
+        (b"caf\xe9 au lait", "not UTF-8: byte 0xe9 at offset 3"),
+    ],
+)
+def test_bad_data_files(tmp_path, content, match):
+    f = tmp_path / "data.txt"
+    if content is not None:
+        f.write_bytes(content)
+    with pytest.raises(DataError, match=match) as err:
+        load_text(f)
+    assert err.value.hint
+
+
+def test_directory_is_not_a_data_file(tmp_path):
+    with pytest.raises(DataError, match="directory"):
+        load_text(tmp_path)
+
+
+def test_vocab_round_trip_and_unknown_characters(tmp_path):
+    v = CharVocab.from_text("hello")
+    assert v.chars == ["e", "h", "l", "o"]
+    assert v.encode("hole").tolist() == [1, 3, 2, 0]
+    assert v.decode([1, 0, 2, 2, 3]) == "hello"
+    with pytest.raises(DataError, match=r"2 character\(s\).*'x', 'z'"):
+        v.encode("hxzx")
+    (tmp_path / "v.json").write_text(v.to_json(), encoding="utf-8")
+    assert CharVocab.load(tmp_path / "v.json").chars == v.chars
+
+
+def test_stream_batches_hand_worked():
+    # 21 ids, 2 streams of 10 (one extra id for the last target), windows of 3 -> 3 windows
+    b = StreamBatches(torch.arange(21), batch_size=2, seq_len=3)
+    assert len(b) == 3
+    x, y = b[0]
+    assert x.tolist() == [[0, 1, 2], [10, 11, 12]]
+    assert y.tolist() == [[1, 2, 3], [11, 12, 13]]
+    x, y = b[2]
+    assert x.tolist() == [[6, 7, 8], [16, 17, 18]]
+    # consecutive windows continue each stream exactly
+    xs = torch.cat([x for x, _ in b], dim=1)
+    assert xs.tolist() == [list(range(0, 9)), list(range(10, 19))]
+    with pytest.raises(IndexError):
+        b[3]
+
+
+def test_stream_batches_too_small():
+    with pytest.raises(DataError, match="too small: 50 characters.*needs at least 129"):
+        StreamBatches(torch.arange(50), batch_size=4, seq_len=32)
