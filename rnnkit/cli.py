@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="generate text from a trained language model")
     s.add_argument("run", help="run directory")
-    s.add_argument("--prime", default="\n", help="text to start from (default: a newline)")
+    s.add_argument("--prime", help="text to start from (default: a newline)")
     s.add_argument("--length", type=int, default=500, help="characters to generate")
     s.add_argument("--temperature", type=float, default=1.0, help="0 is greedy; <1 is safer")
     s.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest (0: all)")

@@ -11,6 +11,16 @@ from torch import Tensor
 from rnnkit.errors import ConfigError
 
 
+def check_sampling(temperature: float, top_k: int) -> None:
+    """Raise a ConfigError for a negative temperature or top_k."""
+    if temperature < 0:
+        raise ConfigError(
+            f"temperature must be >= 0, got {temperature}", "0 is greedy; 1 samples as trained"
+        )
+    if top_k < 0:
+        raise ConfigError(f"top_k must be >= 0, got {top_k}", "0 keeps the whole vocabulary")
+
+
 def sample_logits(
     logits: Tensor, temperature: float = 1.0, top_k: int = 0, generator=None
 ) -> Tensor:
@@ -19,12 +29,7 @@ def sample_logits(
     p = softmax(logits / temperature), restricted to the ``top_k`` most likely tokens when
     top_k > 0. ``temperature == 0`` is greedy decoding (argmax).
     """
-    if temperature < 0:
-        raise ConfigError(
-            f"temperature must be >= 0, got {temperature}", "0 is greedy; 1 samples as trained"
-        )
-    if top_k < 0:
-        raise ConfigError(f"top_k must be >= 0, got {top_k}", "0 keeps the whole vocabulary")
+    check_sampling(temperature, top_k)
     if temperature == 0:
         return logits.argmax(dim=-1)
     logits = logits / temperature

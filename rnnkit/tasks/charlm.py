@@ -22,7 +22,7 @@ from torch import Tensor, nn
 import rnnkit
 from rnnkit.config import choice, positive, to_dict
 from rnnkit.data import CharVocab, StreamBatches, load_text
-from rnnkit.decoding import sample_logits
+from rnnkit.decoding import check_sampling, sample_logits
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.run import RunDir
 from rnnkit.training import fit
@@ -195,16 +195,22 @@ def evaluate(path: str | Path) -> dict:
 @torch.no_grad()
 def sample(
     path: str | Path,
-    prime: str = "\n",
+    prime: str | None = None,
     length: int = 500,
     temperature: float = 1.0,
     top_k: int = 0,
     seed: int = 0,
 ) -> str:
-    """Feed ``prime`` through the model, then draw ``length`` characters. Same seed, same text."""
-    model, vocab, _ = load(path)
+    """Feed ``prime`` through the model, then draw ``length`` characters. Same seed, same text.
+
+    The default prime is a newline, or the vocabulary's first character if it has no newline.
+    """
+    check_sampling(temperature, top_k)
     if length < 0:
         raise ConfigError(f"length must be >= 0, got {length}")
+    model, vocab, _ = load(path)
+    if prime is None:
+        prime = "\n" if "\n" in vocab.index else vocab.chars[0]
     if not prime:
         raise DataError("the priming string is empty", "give at least one character, e.g. '\\n'")
     generator = torch.Generator().manual_seed(seed)
