@@ -88,7 +88,9 @@ class _CellBase(nn.Module):
 
     gate_count = 1
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool, device=None, dtype=None):
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
+    ):
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:

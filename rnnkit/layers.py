@@ -226,7 +226,9 @@ class _FusedOrLoop:
     def plan(self, input: Tensor | None = None) -> str:
         """Which implementation `forward` runs, and why."""
         if self.impl == "loop":
-            return "loop: the readable time loop over rnnkit.cells steps, as requested (impl='loop')"
+            return (
+                "loop: the readable time loop over rnnkit.cells steps, as requested (impl='loop')"
+            )
         device = "cpu" if input is None else input.device.type
         kernel = "cuDNN" if device == "cuda" else "ATen/oneDNN"
         why = "requested" if self.impl == "native" else "it computes the requested function"
@@ -237,11 +239,20 @@ class _FusedOrLoop:
         if self.impl == "loop":
             return self._loop_forward(input, hx, lengths)
         if lengths is None:
-            if isinstance(input, Tensor):
-                to_time_major(name, input, self.input_size, self.batch_first)  # checks only
+            # validate here, so that native and loop reject bad input with the same message
+            if isinstance(input, PackedSequence):
+                _check_features(name, input.data, self.input_size)
+                b, batched = int(input.batch_sizes[0]), True
+            else:
+                x, _, layout = to_time_major(name, input, self.input_size, self.batch_first)
+                b, batched = x.size(1), layout.batched
+            if hx is not None:
+                self._check_hx(hx, b, batched)
             return super().forward(input, hx)
         # lengths= on the fused kernel: pack, run, unpack to zero-padded output
         x, lengths, _ = to_time_major(name, input, self.input_size, self.batch_first, lengths)
+        if hx is not None:
+            self._check_hx(hx, x.size(1), True)
         packed = pack_padded_sequence(input, lengths, self.batch_first, enforce_sorted=False)
         out, state = super().forward(packed, hx)
         out, _ = pad_packed_sequence(out, self.batch_first, total_length=x.size(0))
@@ -276,12 +287,16 @@ class _FusedOrLoop:
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
-    # One state tensor per (layer, direction), as RNN and GRU have; LSTM overrides both.
+    # One state tensor per (layer, direction), as RNN and GRU have; LSTM overrides all three.
+    def _check_hx(self, hx, b, batched):
+        dl = self.num_layers * self.num_directions
+        _check_state(type(self).__name__, "hx", hx, _state_shape(dl, b, self.hidden_size, batched))
+
     def _initial_states(self, hx, b, dl, batched, x):
         if hx is None:
             hx = x.new_zeros(dl, b, self.hidden_size)
         else:
-            _check_state(type(self).__name__, "hx", hx, _state_shape(dl, b, self.hidden_size, batched))
+            self._check_hx(hx, b, batched)
             hx = hx if batched else hx.unsqueeze(1)
         return list(hx.unbind(0))
 
@@ -440,17 +455,21 @@ class LSTM(_FusedOrLoop, nn.LSTM):
             dtype=dtype,
         )
 
+    def _check_hx(self, hx, b, batched):
+        name, dl = type(self).__name__, self.num_layers * self.num_directions
+        if not (isinstance(hx, tuple | list) and len(hx) == 2):
+            raise ValueError(f"{name}: hx must be a tuple (h_0, c_0) of two tensors")
+        out_size = self.proj_size or self.hidden_size
+        _check_state(name, "hidden h_0", hx[0], _state_shape(dl, b, out_size, batched))
+        _check_state(name, "cell c_0", hx[1], _state_shape(dl, b, self.hidden_size, batched))
+
     def _initial_states(self, hx, b, dl, batched, x):
         out_size = self.proj_size or self.hidden_size
         if hx is None:
             h0, c0 = x.new_zeros(dl, b, out_size), x.new_zeros(dl, b, self.hidden_size)
         else:
-            name = type(self).__name__
-            if not (isinstance(hx, tuple | list) and len(hx) == 2):
-                raise ValueError(f"{name}: hx must be a tuple (h_0, c_0) of two tensors")
+            self._check_hx(hx, b, batched)
             h0, c0 = hx
-            _check_state(name, "hidden h_0", h0, _state_shape(dl, b, out_size, batched))
-            _check_state(name, "cell c_0", c0, _state_shape(dl, b, self.hidden_size, batched))
             if not batched:
                 h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
         return list(zip(h0.unbind(0), c0.unbind(0), strict=True))
