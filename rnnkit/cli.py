@@ -9,13 +9,12 @@ rnnkit sample RUN [--prime TEXT] [--length N] [--temperature T] [--top-k K] [--s
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
 
 from rnnkit import tasks
-from rnnkit.config import build, parse_overrides
+from rnnkit.config import build, leaf_keys, parse_overrides
 from rnnkit.errors import RnnkitError
 from rnnkit.run import RunDir
 
@@ -34,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="YAML file of config values (overridden by key=value)")
     t.add_argument("--out", help="run directory to create (default runs/TASK-TIMESTAMP)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
+    r.add_argument("run", help="run directory")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("evaluate", help="evaluate a run on its validation split")
     e.add_argument("run", help="run directory")
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "tasks":
             for name, config in tasks.CONFIGS.items():
-                keys = ", ".join(f.name for f in dataclasses.fields(config))
+                keys = ", ".join(leaf_keys(config))
                 print(f"{name}: {tasks.DESCRIPTIONS[name]}\n  keys: {keys}")
         elif args.command == "train":
             task = tasks.get(args.task)
@@ -71,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out or f"runs/{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
             metrics = task.train(config, out, progress=not args.quiet)
             print(f"run saved in {out}")
+            print(json.dumps(metrics))
+        elif args.command == "resume":
+            metrics = _task_of(args.run).resume(args.run, progress=not args.quiet)
             print(json.dumps(metrics))
         elif args.command == "evaluate":
             metrics = _task_of(args.run).evaluate(args.run)

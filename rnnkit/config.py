@@ -60,24 +60,60 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
+def leaf_keys(cls, prefix: str = "") -> dict[str, type]:
+    """Every settable key of a (nested) config dataclass, dotted, with its type."""
+    keys: dict[str, type] = {}
+    for name, kind in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(kind):
+            keys |= leaf_keys(kind, f"{prefix}{name}.")
+        else:
+            keys[prefix + name] = kind
+    return keys
+
+
+def _flatten(mapping: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[prefix + str(key)] = value
+    return flat
+
+
+def _construct(cls, values: dict, prefix: str = ""):
+    kwargs = {}
+    for name, kind in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(kind):
+            kwargs[name] = _construct(kind, values, f"{prefix}{name}.")
+        elif prefix + name in values:
+            kwargs[name] = values[prefix + name]
+    return cls(**kwargs)
+
+
 def build(cls, file: str | Path | None = None, overrides: dict | None = None):
-    """Make a ``cls`` instance from defaults, then ``file`` (YAML), then ``overrides``."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    """Make a ``cls`` instance from defaults, then ``file`` (YAML), then ``overrides``.
+
+    Nested dataclasses are addressed with dotted keys (``train.lr=3e-3``), in YAML as nested
+    mappings. Every value is converted to its field's type; unknown keys are errors.
+    """
+    keys = leaf_keys(cls)
     values: dict = {}
     layers = []
     if file is not None:
-        layers.append((str(file), _read_yaml(file)))
-    layers.append(("command line", overrides or {}))
+        layers.append((str(file), _flatten(_read_yaml(file))))
+    layers.append(("command line", _flatten(overrides or {})))
     for where, layer in layers:
         for key, value in layer.items():
-            if key not in hints:
+            if key not in keys:
+                section = key.rpartition(".")[0]
+                near = [k for k in keys if k.startswith(section + ".")] if section else []
                 raise ConfigError(
                     f"unknown config key {key!r} ({where})",
-                    "valid keys: " + ", ".join(names),
+                    "valid keys: " + ", ".join(near or keys),
                 )
-            values[key] = _coerce(key, value, hints[key])
-    config = cls(**values)
+            values[key] = _coerce(key, value, keys[key])
+    config = _construct(cls, values)
     check = getattr(config, "validate", None)
     if check:
         check()
@@ -111,9 +147,10 @@ def choice(name: str, value, options) -> None:
         )
 
 
-def positive(config, *names: str, allow_zero: bool = False) -> None:
+def positive(config, *names: str, allow_zero: bool = False, prefix: str = "") -> None:
+    """Raise a ConfigError unless each named field is > 0 (or >= 0 with ``allow_zero``)."""
     for name in names:
         value = getattr(config, name)
         if value < 0 or (value == 0 and not allow_zero):
             bound = ">= 0" if allow_zero else "> 0"
-            raise ConfigError(f"config key {name!r} must be {bound}, got {value!r}")
+            raise ConfigError(f"config key {prefix + name!r} must be {bound}, got {value!r}")

@@ -72,6 +72,21 @@ class RunDir:
         with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
+    def truncate_log(self, step: int) -> None:
+        """Drop the log records after ``step`` (a resumed run logs them again)."""
+        path = self.path / "metrics.jsonl"
+        if not path.exists():
+            return
+        lines = path.read_text(encoding="utf-8").splitlines()
+        kept = []
+        for line in lines:
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except json.JSONDecodeError:  # a line cut short by a kill
+                break
+        atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode("utf-8"))
+
     def save_model(self, model: torch.nn.Module) -> None:
         tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{MODEL}.", suffix=".tmp")

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from rnnkit.config import build
 from rnnkit.errors import DataError, RunDirError
 from rnnkit.run import RunDir
 from rnnkit.tasks import charlm
@@ -13,21 +14,25 @@ from rnnkit.tasks.charlm import CharLMConfig
 SENTENCE = "the quick brown fox jumps over the lazy dog. "
 
 
-def tiny_config(data, **kw) -> CharLMConfig:
-    base = dict(
-        data=str(data),
-        hidden=64,
-        layers=1,
-        embed=16,
-        seq_len=32,
-        batch_size=4,
-        steps=60,
-        lr=0.01,
-        eval_every=0,
-        val_fraction=0.1,
-        device="cpu",
+def tiny_config(data, cell="lstm", steps=60) -> CharLMConfig:
+    return build(
+        CharLMConfig,
+        overrides={
+            "data.path": str(data),
+            "data.batch_size": 4,
+            "data.val_fraction": 0.1,
+            "model.cell": cell,
+            "model.hidden": 64,
+            "model.layers": 1,
+            "model.embed": 16,
+            "tbptt.k1": 32,
+            "train.steps": steps,
+            "train.lr": 0.01,
+            "train.eval_every": 0,
+            "train.checkpoint_every": 0,
+            "train.device": "cpu",
+        },
     )
-    return CharLMConfig(**(base | kw))
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +78,7 @@ def test_run_directory_contents(trained):
         "metrics.json",
     } <= names
     assert not [n for n in names if n.endswith(".tmp")]
-    assert RunDir(run).read_json("config.json")["hidden"] == 64
+    assert RunDir(run).read_json("config.json")["model"]["hidden"] == 64
     assert len(RunDir(run).read_json("vocab.json")["chars"]) == len(set(SENTENCE))
 
 

@@ -11,14 +11,15 @@ from rnnkit.cli import main
 
 SENTENCE = "the quick brown fox jumps over the lazy dog. "
 TINY = [
-    "hidden=32",
-    "layers=1",
-    "embed=8",
-    "seq_len=16",
-    "batch_size=4",
-    "steps=30",
-    "eval_every=0",
-    "val_fraction=0.1",
+    "model.hidden=32",
+    "model.layers=1",
+    "model.embed=8",
+    "tbptt.k1=16",
+    "data.batch_size=4",
+    "train.steps=30",
+    "train.eval_every=0",
+    "train.checkpoint_every=0",
+    "data.val_fraction=0.1",
 ]
 
 
@@ -32,7 +33,9 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(corpus):
     out = corpus.parent / "run"
-    assert main(["train", "charlm", "--quiet", "--out", str(out), f"data={corpus}", *TINY]) == 0
+    assert (
+        main(["train", "charlm", "--quiet", "--out", str(out), f"data.path={corpus}", *TINY]) == 0
+    )
     return out
 
 
@@ -63,7 +66,7 @@ def test_python_dash_m_entry_point(run):
 def test_tasks_lists_charlm(capsys):
     assert main(["tasks"]) == 0
     out = capsys.readouterr().out
-    assert "charlm" in out and "seq_len" in out
+    assert "charlm" in out and "tbptt.k1" in out and "train.lr" in out
 
 
 def _fails(capsys, argv, *needles):
@@ -79,29 +82,33 @@ def test_bad_inputs(tmp_path, corpus, run, capsys):
     out = str(tmp_path / "r")
     _fails(
         capsys,
-        ["train", "charlm", "--out", out, f"data={tmp_path}/missing.txt"],
+        ["train", "charlm", "--out", out, f"data.path={tmp_path}/missing.txt"],
         "data file not found",
         "hint:",
     )
     (tmp_path / "empty.txt").write_text("")
-    _fails(capsys, ["train", "charlm", "--out", out, f"data={tmp_path}/empty.txt"], "empty")
+    _fails(capsys, ["train", "charlm", "--out", out, f"data.path={tmp_path}/empty.txt"], "empty")
     (tmp_path / "bin.dat").write_bytes(bytes(range(256)))
-    _fails(capsys, ["train", "charlm", "--out", out, f"data={tmp_path}/bin.dat"], "binary")
+    _fails(capsys, ["train", "charlm", "--out", out, f"data.path={tmp_path}/bin.dat"], "binary")
     (tmp_path / "latin.txt").write_bytes("déjà vu".encode("latin-1") * 100)
-    _fails(capsys, ["train", "charlm", "--out", out, f"data={tmp_path}/latin.txt"], "not UTF-8")
+    _fails(
+        capsys, ["train", "charlm", "--out", out, f"data.path={tmp_path}/latin.txt"], "not UTF-8"
+    )
     _fails(
         capsys,
-        ["train", "charlm", "--out", out, f"data={corpus}", "seq_len=5000"],
+        ["train", "charlm", "--out", out, f"data.path={corpus}", "tbptt.k1=5000"],
         "too small",
         "lower batch_size or seq_len",
     )
     _fails(
         capsys,
-        ["train", "charlm", "--out", out, "hiden=3"],
-        "unknown config key 'hiden'",
+        ["train", "charlm", "--out", out, "model.hiden=3"],
+        "unknown config key 'model.hiden'",
         "valid keys:",
     )
-    _fails(capsys, ["train", "charlm", "--out", out, "steps=many"], "'steps' expects int")
+    _fails(
+        capsys, ["train", "charlm", "--out", out, "train.steps=many"], "'train.steps' expects int"
+    )
     _fails(capsys, ["train", "nosuchtask"], "unknown task", "charlm")
     _fails(
         capsys,

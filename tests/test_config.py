@@ -7,27 +7,33 @@ from rnnkit.tasks.charlm import CharLMConfig
 
 def test_precedence_defaults_file_command_line(tmp_path):
     f = tmp_path / "c.yaml"
-    f.write_text("hidden: 64\nlr: 0.01\ncell: gru\n")
-    c = build(CharLMConfig, f, parse_overrides(["lr=3e-3", "dropout=0.2"]))
-    assert (c.hidden, c.lr, c.cell, c.dropout) == (64, 3e-3, "gru", 0.2)
-    assert c.layers == CharLMConfig().layers
+    f.write_text("model:\n  hidden: 64\n  cell: gru\ntrain:\n  lr: 0.01\n")
+    c = build(CharLMConfig, f, parse_overrides(["train.lr=3e-3", "model.dropout=0.2"]))
+    assert (c.model.hidden, c.train.lr, c.model.cell, c.model.dropout) == (64, 3e-3, "gru", 0.2)
+    assert c.model.layers == CharLMConfig().model.layers and c.train.steps == 2000
 
 
 def test_unknown_key_lists_valid_keys():
-    with pytest.raises(ConfigError, match="unknown config key 'hiden'") as err:
-        build(CharLMConfig, overrides={"hiden": "3"})
-    assert "hidden" in err.value.hint and "seq_len" in err.value.hint
+    with pytest.raises(ConfigError, match="unknown config key 'model.hiden'") as err:
+        build(CharLMConfig, overrides={"model.hiden": "3"})
+    assert "model.hidden" in err.value.hint and "train.lr" not in err.value.hint
+    with pytest.raises(ConfigError, match="unknown config key 'hidden'") as err:
+        build(CharLMConfig, overrides={"hidden": "3"})  # a leaf without its section
+    assert "model.hidden" in err.value.hint and "train.lr" in err.value.hint
 
 
 @pytest.mark.parametrize(
     ("key", "value", "match"),
     [
-        ("hidden", "big", "'hidden' expects int, got 'big'"),
-        ("hidden", "2.5", "'hidden' expects int"),
-        ("lr", "fast", "'lr' expects float"),
-        ("cell", "transformer", "'cell' must be one of rnn, lstm, gru"),
-        ("hidden", "0", "'hidden' must be > 0"),
-        ("dropout", "1.5", "'dropout' must be in"),
+        ("model.hidden", "big", "'model.hidden' expects int, got 'big'"),
+        ("model.hidden", "2.5", "'model.hidden' expects int"),
+        ("train.lr", "fast", "'train.lr' expects float"),
+        ("model.cell", "transformer", "'model.cell' must be one of rnn, lstm, gru"),
+        ("model.hidden", "0", "'model.hidden' must be > 0"),
+        ("model.dropout", "1.5", "'model.dropout' must be in"),
+        ("train.schedule", "linear", "'train.schedule' must be one of constant, cosine"),
+        ("train.precision", "fp8", "'train.precision' must be one of"),
+        ("tbptt.k1", "0", "'tbptt.k1' must be > 0"),
     ],
 )
 def test_bad_values(key, value, match):
@@ -40,6 +46,9 @@ def test_bad_override_syntax_and_file(tmp_path):
         parse_overrides(["steps"])
     with pytest.raises(ConfigError, match="not found"):
         build(CharLMConfig, tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("train:\n  stpes: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.stpes' \(.*bad.yaml\)"):
+        build(CharLMConfig, tmp_path / "bad.yaml")
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         build(CharLMConfig, tmp_path / "list.yaml")

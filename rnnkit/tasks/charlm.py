@@ -12,7 +12,7 @@ tail of the corpus; sampled with temperature, top-k and a priming string.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,54 +20,62 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import rnnkit
-from rnnkit.config import choice, positive, to_dict
+from rnnkit.config import build, choice, positive, to_dict
 from rnnkit.data import CharVocab, StreamBatches, load_text
 from rnnkit.decoding import check_sampling, sample_logits
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.run import RunDir
-from rnnkit.training import fit
+from rnnkit.training import TBPTTConfig, TrainConfig, Trainer, TruncatedBPTT, distributed
+from rnnkit.training import resolve_device
 
 NAME = "charlm"
 CELLS = {"rnn": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
 
 
 @dataclass
-class CharLMConfig:
-    data: str = "pydoc"  # a UTF-8 text file, or "pydoc" for Python's built-in help text
+class CharLMData:
+    path: str = "pydoc"  # a UTF-8 text file, or "pydoc" for Python's built-in help text
+    val_fraction: float = 0.05  # tail of the corpus held out for validation
+    batch_size: int = 32  # parallel streams per batch (split across processes with torchrun)
+
+
+@dataclass
+class CharLMModel:
     cell: str = "lstm"  # rnn | lstm | gru
     layers: int = 2  # stacked recurrent layers
     hidden: int = 256  # hidden units per layer
     embed: int = 64  # character embedding size
     dropout: float = 0.0  # dropout between layers and before the output layer
     impl: str = "auto"  # auto | native | loop (see rnnkit.LSTM)
-    seq_len: int = 100  # truncated-BPTT window: characters per training sequence
-    batch_size: int = 32  # parallel streams per batch
-    steps: int = 2000  # optimizer steps
-    lr: float = 2e-3  # Adam learning rate
-    clip: float = 1.0  # gradient-norm clipping threshold (0 disables)
-    val_fraction: float = 0.05  # tail of the corpus held out for validation
-    eval_every: int = 250  # evaluate and save every N steps (0: only at the end)
-    seed: int = 0  # seeds parameters and dropout
-    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class CharLMConfig:
+    data: CharLMData = field(default_factory=CharLMData)
+    model: CharLMModel = field(default_factory=CharLMModel)
+    tbptt: TBPTTConfig = field(default_factory=TBPTTConfig)  # k1: window, k2: gradient reach
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
-        choice("cell", self.cell, tuple(CELLS))
-        choice("impl", self.impl, ("auto", "native", "loop"))
-        choice("device", self.device, ("auto", "cpu", "cuda"))
-        positive(self, "layers", "hidden", "embed", "seq_len", "batch_size", "steps", "lr")
-        positive(self, "clip", "eval_every", allow_zero=True)
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"config key 'dropout' must be in [0, 1), got {self.dropout}")
-        if not 0 < self.val_fraction < 1:
+        d, m = self.data, self.model
+        choice("model.cell", m.cell, tuple(CELLS))
+        choice("model.impl", m.impl, ("auto", "native", "loop"))
+        positive(m, "layers", "hidden", "embed", prefix="model.")
+        positive(d, "batch_size", prefix="data.")
+        if not 0 <= m.dropout < 1:
+            raise ConfigError(f"config key 'model.dropout' must be in [0, 1), got {m.dropout}")
+        if not 0 < d.val_fraction < 1:
             raise ConfigError(
-                f"config key 'val_fraction' must be in (0, 1), got {self.val_fraction}"
+                f"config key 'data.val_fraction' must be in (0, 1), got {d.val_fraction}"
             )
+        self.tbptt.validate()
+        self.train.validate()
 
 
 class CharLM(nn.Module):
     """Embedding -> recurrent layers -> linear read-out over the vocabulary."""
 
-    def __init__(self, vocab_size: int, config: CharLMConfig):
+    def __init__(self, vocab_size: int, config: CharLMModel):
         super().__init__()
         c = config
         self.embed = nn.Embedding(vocab_size, c.embed)
@@ -88,20 +96,6 @@ class CharLM(nn.Module):
         return self.head(self.drop(h)), state
 
 
-def _detach(state):
-    if state is None:
-        return None
-    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda, but torch sees no CUDA device", "use device=cpu or auto")
-    return torch.device(name)
-
-
 def split(text: str, val_fraction: float) -> tuple[str, str]:
     """The head of the corpus for training, its tail for validation."""
     cut = int(len(text) * (1 - val_fraction))
@@ -109,8 +103,9 @@ def split(text: str, val_fraction: float) -> tuple[str, str]:
 
 
 def _val_batches(ids: Tensor, config: CharLMConfig) -> StreamBatches:
-    streams = max(1, min(config.batch_size, (ids.numel() - 1) // config.seq_len))
-    return StreamBatches(ids, streams, config.seq_len, what="validation split")
+    k1 = config.tbptt.k1
+    streams = max(1, min(config.data.batch_size, (ids.numel() - 1) // k1))
+    return StreamBatches(ids, streams, k1, what="validation split")
 
 
 @torch.no_grad()
@@ -125,70 +120,99 @@ def bits_per_char(model: CharLM, batches: StreamBatches) -> float:
     return nats / count / math.log(2)
 
 
-def train(config: CharLMConfig, out: str | Path, progress: bool = True) -> dict:
-    """Train a character model into the run directory ``out``; return the final metrics."""
-    text = load_text(config.data)
-    train_text, val_text = split(text, config.val_fraction)
+class CharLMLoop:
+    """What the trainer runs for the character model: TBPTT over this process's streams."""
+
+    metric, higher_is_better = "val_bpc", False
+
+    def __init__(
+        self, train: StreamBatches, val: StreamBatches, config: CharLMConfig, rank=0, world=1
+    ):
+        x, y = train.x[rank::world], train.y[rank::world]  # this process's share of streams
+        self.tbptt = TruncatedBPTT(x, y, config.tbptt)
+        self.val = val
+
+    def train_step(self, model, micro: int) -> Tensor:
+        return self.tbptt.loss(model, micro % len(self.tbptt), _cross_entropy)
+
+    def evaluate(self, model) -> dict:
+        return {"val_bpc": bits_per_char(model, self.val)}
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return self.tbptt.state_dict()
+
+    def load_state_dict(self, state) -> None:
+        self.tbptt.load_state_dict(state)
+
+
+def _cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten())  # (b*t, v) against (b*t,)
+
+
+def _build(config: CharLMConfig, rank: int, world: int):
+    text = load_text(config.data.path)
+    train_text, val_text = split(text, config.data.val_fraction)
     vocab = CharVocab.from_text(text)
-    device = _device(config.device)
+    device = resolve_device(config.train.device)
+    if world > config.data.batch_size:
+        raise ConfigError(
+            f"{world} processes need at least as many streams, got data.batch_size="
+            f"{config.data.batch_size}",
+            "raise data.batch_size or start fewer processes",
+        )
+    train_ids = vocab.encode(train_text).to(device)
     train_batches = StreamBatches(
-        vocab.encode(train_text).to(device), config.batch_size, config.seq_len, "training split"
+        train_ids, config.data.batch_size, config.tbptt.k1, "training split"
     )
     val_batches = _val_batches(vocab.encode(val_text).to(device), config)
+    torch.manual_seed(config.train.seed)
+    model = CharLM(len(vocab), config.model).to(device)
+    loop = CharLMLoop(train_batches, val_batches, config, rank, world)
+    return model, loop, vocab, (len(train_text), len(val_text))
 
-    torch.manual_seed(config.seed)
-    model = CharLM(len(vocab), config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    run = RunDir.create(out, NAME, to_dict(config))
-    run.write_text("vocab.json", vocab.to_json())
-    if progress:
+
+def train(config: CharLMConfig, out: str | Path, progress: bool = True) -> dict:
+    """Train a character model into the run directory ``out``; return the final metrics."""
+    rank, world = distributed()
+    model, loop, vocab, (n_train, n_val) = _build(config, rank, world)
+    run = None
+    if rank == 0:
+        run = RunDir.create(out, NAME, to_dict(config))
+        run.write_text("vocab.json", vocab.to_json())
+    if world > 1:
+        torch.distributed.barrier()  # the run directory exists before any rank reads it
+        run = run or RunDir(out)
+    if progress and rank == 0:
+        params = sum(p.numel() for p in model.parameters())
         print(
-            f"charlm: {len(train_text):,} training and {len(val_text):,} validation characters, "
-            f"vocabulary {len(vocab)}, {sum(p.numel() for p in model.parameters()):,} "
-            f"parameters, {model.rnn.plan()}"
+            f"charlm: {n_train:,} training and {n_val:,} validation characters, vocabulary "
+            f"{len(vocab)}, {params:,} parameters, {world} process(es), {model.rnn.plan()}"
         )
+    return Trainer(model, loop, config.train, run, progress=progress).fit()
 
-    state = None
 
-    def train_step(step: int) -> Tensor:
-        nonlocal state
-        k = step % len(train_batches)
-        if k == 0:
-            state = None  # back at the start of the streams
-        x, y = train_batches[k]
-        logits, state = model(x, _detach(state))
-        return F.cross_entropy(logits.flatten(0, 1), y.flatten())
-
-    return fit(
-        model,
-        train_step,
-        lambda: {"val_bpc": bits_per_char(model, val_batches)},
-        optimizer,
-        steps=config.steps,
-        clip=config.clip,
-        eval_every=config.eval_every,
-        run=run,
-        progress=progress,
-        units_per_step=config.batch_size * config.seq_len,
-        unit="char",
-    )
+def resume(path: str | Path, progress: bool = True) -> dict:
+    """Continue an interrupted run from its newest complete checkpoint, exactly."""
+    run = RunDir.open(path, NAME, need=("vocab.json",))
+    config = build(CharLMConfig, overrides=run.read_json("config.json"))
+    rank, world = distributed()
+    model, loop, _, _ = _build(config, rank, world)
+    return Trainer(model, loop, config.train, run, progress=progress).fit(resume=True)
 
 
 def load(path: str | Path, device: str = "cpu") -> tuple[CharLM, CharVocab, CharLMConfig]:
     """Rebuild the model, vocabulary and config from a run directory alone."""
     run = RunDir.open(path, NAME, need=("model.safetensors", "vocab.json"))
-    from rnnkit.config import build
-
     config = build(CharLMConfig, overrides=run.read_json("config.json"))
     vocab = CharVocab.load(run.path / "vocab.json")
-    model = run.load_model(CharLM(len(vocab), config))
+    model = run.load_model(CharLM(len(vocab), config.model))
     return model.to(device).eval(), vocab, config
 
 
 def evaluate(path: str | Path) -> dict:
     """Validation bits per character of a saved run, on the split it was trained with."""
     model, vocab, config = load(path)
-    _, val_text = split(load_text(config.data), config.val_fraction)
+    _, val_text = split(load_text(config.data.path), config.data.val_fraction)
     return {"val_bpc": bits_per_char(model, _val_batches(vocab.encode(val_text), config))}
 
 
