@@ -25,8 +25,14 @@ from rnnkit.data import CharVocab, StreamBatches, load_text
 from rnnkit.decoding import check_sampling, sample_logits
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.run import RunDir
-from rnnkit.training import TBPTTConfig, TrainConfig, Trainer, TruncatedBPTT, distributed
-from rnnkit.training import resolve_device
+from rnnkit.training import (
+    TBPTTConfig,
+    TrainConfig,
+    Trainer,
+    TruncatedBPTT,
+    distributed,
+    resolve_device,
+)
 
 NAME = "charlm"
 CELLS = {"rnn": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
