@@ -135,7 +135,13 @@ def split_state_dict(prefix: str, state: dict, tensors: dict) -> object:
                 [k, split_state_dict(f"{prefix}.{k}", v, tensors)] for k, v in state.items()
             ]
         }
-    if isinstance(state, list | tuple):
+    if isinstance(state, tuple):
+        return {
+            "__tuple__": [
+                split_state_dict(f"{prefix}.{i}", v, tensors) for i, v in enumerate(state)
+            ]
+        }
+    if isinstance(state, list):
         return [split_state_dict(f"{prefix}.{i}", v, tensors) for i, v in enumerate(state)]
     return state
 
@@ -144,6 +150,8 @@ def join_state_dict(obj: object, tensors: dict) -> object:
     """The inverse of `split_state_dict` (dict keys keep their types: optimizer state uses ints)."""
     if isinstance(obj, dict) and "__tensor__" in obj:
         return tensors[obj["__tensor__"]]
+    if isinstance(obj, dict) and "__tuple__" in obj:
+        return tuple(join_state_dict(v, tensors) for v in obj["__tuple__"])
     if isinstance(obj, dict) and "__dict__" in obj:
         return {k: join_state_dict(v, tensors) for k, v in obj["__dict__"]}
     if isinstance(obj, list):
