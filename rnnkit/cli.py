@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -73,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
             config = build(tasks.CONFIGS[args.task], args.config, parse_overrides(args.overrides))
             out = args.out or f"runs/{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
             metrics = task.train(config, out, progress=not args.quiet)
-            print(f"run saved in {out}")
-            print(json.dumps(metrics))
+            if int(os.environ.get("RANK", "0")) == 0:  # one report under torchrun
+                print(f"run saved in {out}")
+                print(json.dumps(metrics))
         elif args.command == "resume":
             metrics = _task_of(args.run).resume(args.run, progress=not args.quiet)
             print(json.dumps(metrics))

@@ -237,7 +237,8 @@ class Trainer:
                 if improved or (c.checkpoint_every and self.step % c.checkpoint_every == 0):
                     self.save_checkpoint()
                 if self._should_stop_early():
-                    bar.write(f"early stop: no gain in {c.early_stop} evaluations")
+                    if self.rank == 0:
+                        bar.write(f"early stop: no gain in {c.early_stop} evaluations")
                     break
         finally:
             signal.signal(signal.SIGINT, previous)
@@ -315,7 +316,8 @@ class Trainer:
         text = "  ".join(
             f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
         )
-        bar.write(f"eval  step {self.step}  {text}")
+        if self.rank == 0:
+            bar.write(f"eval  step {self.step}  {text}")
         if self.run is not None:
             self.run.save_model(self.model)
         return metrics, better
