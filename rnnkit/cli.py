@@ -66,12 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += extra
     try:
         if args.command == "tasks":
-            for name, config in tasks.CONFIGS.items():
-                keys = ", ".join(leaf_keys(config))
-                print(f"{name}: {tasks.DESCRIPTIONS[name]}\n  keys: {keys}")
+            for name, task in tasks.REGISTRY.items():
+                print(f"{name}: {task.DESCRIPTION}\n  keys: {', '.join(leaf_keys(task.Config))}")
         elif args.command == "train":
             task = tasks.get(args.task)
-            config = build(tasks.CONFIGS[args.task], args.config, parse_overrides(args.overrides))
+            config = build(task.Config, args.config, parse_overrides(args.overrides))
             out = args.out or f"runs/{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
             metrics = task.train(config, out, progress=not args.quiet)
             if int(os.environ.get("RANK", "0")) == 0:  # one report under torchrun

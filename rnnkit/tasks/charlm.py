@@ -35,6 +35,7 @@ from rnnkit.training import (
 )
 
 NAME = "charlm"
+DESCRIPTION = "character-level language model (built-in corpus: Python's own docs)"
 CELLS = {"rnn": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
 
 
@@ -106,6 +107,9 @@ def split(text: str, val_fraction: float) -> tuple[str, str]:
     """The head of the corpus for training, its tail for validation."""
     cut = int(len(text) * (1 - val_fraction))
     return text[:cut], text[cut:]
+
+
+Config = CharLMConfig
 
 
 def _val_batches(ids: Tensor, config: CharLMConfig) -> StreamBatches:
