@@ -50,11 +50,44 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--temperature", type=float, default=1.0, help="0 is greedy; <1 is safer")
     s.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest (0: all)")
     s.add_argument("--seed", type=int, default=0, help="random seed (same seed, same text)")
+    tr = sub.add_parser("translate", help="translate text with a sequence-to-sequence run")
+    tr.add_argument("run", help="run directory of a dates, numbers or translate task")
+    tr.add_argument("text", nargs="?", help="the input (default: each line of standard input)")
+    tr.add_argument("--beam", type=int, help="beam size (default: the run's decode.beam)")
+    tr.add_argument("--n-best", type=int, default=1, help="print this many hypotheses")
+    tr.add_argument("--attention", metavar="PNG", help="save the attention map of the best")
     return p
 
 
 def _task_of(run: str):
     return tasks.get(RunDir.open(run, need=()).task)
+
+
+def _translate(args) -> int:
+    """One input from the command line, or each line of standard input; a bad line gets its
+    message and the others go on."""
+    from rnnkit.tasks import translate as seq2seq
+
+    loaded = seq2seq.load(args.run)
+    lines = [args.text] if args.text is not None else sys.stdin.read().splitlines()
+    status = 0
+    for line in lines:
+        try:
+            hyps, attention, labels = seq2seq.translate(
+                args.run, line, args.beam, args.n_best, loaded
+            )
+        except RnnkitError as err:
+            print(
+                f"rnnkit: error: {err.message}" + (f" ({err.hint})" if err.hint else ""),
+                file=sys.stderr,
+            )
+            status = 2
+            continue
+        for text, score in hyps:
+            print(text if args.n_best == 1 else f"{score:.3f}\t{text}")
+        if args.attention and attention is not None:
+            seq2seq.plot_attention(attention, *labels, args.attention)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                     args.run, args.prime, args.length, args.temperature, args.top_k, args.seed
                 )
             )
+        elif args.command == "translate":
+            return _translate(args)
     except RnnkitError as err:
         print(f"rnnkit: error: {err.message}", file=sys.stderr)
         if err.hint:

@@ -14,9 +14,9 @@
 from __future__ import annotations
 
 from rnnkit.errors import ConfigError
-from rnnkit.tasks import charlm
+from rnnkit.tasks import charlm, translate
 
-_TASKS = [charlm]
+_TASKS = [charlm, *translate.TASKS]
 
 REGISTRY = {task.NAME: task for task in _TASKS}
 

@@ -1,0 +1,138 @@
+"""Tokenizers for sequence-to-sequence tasks: characters, words, or BPE subwords.
+
+Every tokenizer maps text to ids with four reserved ids, PAD=0, BOS=1, EOS=2, UNK=3, and is
+saved in the run directory as JSON (subwords through the `tokenizers` library's own format).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
+_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)  # words, and each punctuation mark on its own
+
+
+class _Vocabulary:
+    kind = ""
+
+    def __init__(self, tokens: list[str]):
+        self.tokens = SPECIALS + [t for t in tokens if t not in SPECIALS]
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, text: str) -> list[int]:
+        return [self.index.get(p, 3) for p in self.split(text)]
+
+    def unknown(self, text: str) -> list[str]:
+        """The distinct pieces of ``text`` outside the vocabulary."""
+        return list(dict.fromkeys(p for p in self.split(text) if p not in self.index))
+
+    def pieces(self, ids) -> list[str]:
+        """The token string of each id (for labelling attention maps)."""
+        return [self.tokens[i] for i in ids]
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, "tokens": self.tokens[4:]}, ensure_ascii=False)
+
+
+class CharTokenizer(_Vocabulary):
+    kind = "char"
+
+    @classmethod
+    def train(cls, texts, vocab_size: int = 0) -> CharTokenizer:
+        return cls(sorted({ch for text in texts for ch in text}))
+
+    def split(self, text: str) -> list[str]:
+        return list(text)
+
+    def decode(self, ids) -> str:
+        return "".join(self.tokens[i] for i in ids if i > 3)
+
+
+class WordTokenizer(_Vocabulary):
+    """Words and punctuation marks; the ``vocab_size`` most frequent are kept (0: all)."""
+
+    kind = "word"
+
+    @classmethod
+    def train(cls, texts, vocab_size: int = 0) -> WordTokenizer:
+        counts = Counter(p for text in texts for p in _WORD.findall(text))
+        keep = counts.most_common(vocab_size - len(SPECIALS) if vocab_size else None)
+        return cls(sorted(t for t, _ in keep))
+
+    def split(self, text: str) -> list[str]:
+        return _WORD.findall(text)
+
+    def decode(self, ids) -> str:
+        text = " ".join(self.tokens[i] for i in ids if i > 3)
+        return re.sub(r" ([^\w\s(\[{¿¡])", r"\1", text)  # no space before punctuation
+
+
+class SubwordTokenizer:
+    """Byte-pair encoding (Sennrich et al. 2016) trained with the `tokenizers` library."""
+
+    kind = "subword"
+
+    def __init__(self, tok):
+        self.tok = tok
+
+    @classmethod
+    def train(cls, texts, vocab_size: int = 1000) -> SubwordTokenizer:
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size or 1000, special_tokens=SPECIALS, show_progress=False
+        )
+        tok.train_from_iterator(list(texts), trainer)
+        return cls(tok)
+
+    def __len__(self) -> int:
+        return self.tok.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def unknown(self, text: str) -> list[str]:
+        pieces = self.tok.encode(text, add_special_tokens=False)
+        return (
+            [
+                ch
+                for ch in dict.fromkeys(text)
+                if not ch.isspace()
+                and "<unk>" in self.tok.encode(ch, add_special_tokens=False).tokens
+            ]
+            if 3 in pieces.ids
+            else []
+        )
+
+    def decode(self, ids) -> str:
+        return self.tok.decode([i for i in ids if i > 3])
+
+    def pieces(self, ids) -> list[str]:
+        return [self.tok.id_to_token(i) for i in ids]
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, "tokenizer": json.loads(self.tok.to_str())})
+
+
+KINDS = {"char": CharTokenizer, "word": WordTokenizer, "subword": SubwordTokenizer}
+
+
+def train_tokenizer(kind: str, texts, vocab_size: int = 0):
+    return KINDS[kind].train(texts, vocab_size)
+
+
+def load_tokenizer(text: str):
+    data = json.loads(text)
+    if data["kind"] == "subword":
+        from tokenizers import Tokenizer
+
+        return SubwordTokenizer(Tokenizer.from_str(json.dumps(data["tokenizer"])))
+    return KINDS[data["kind"]](data["tokens"])

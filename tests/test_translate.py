@@ -1,0 +1,164 @@
+"""Tokenizers, pair sources, teacher-forcing schedules, and the translation tasks from the CLI."""
+
+import datetime
+import io
+import re
+
+import pytest
+
+from rnnkit.cli import main
+from rnnkit.data import pairs
+from rnnkit.data.tokenize import load_tokenizer, train_tokenizer
+from rnnkit.errors import DataError
+from rnnkit.tasks.translate import TeacherForcingConfig, teacher_forcing_ratio
+
+TEXTS = ["the cat sat.", "a dog ran, fast!", "the dog sat"]
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "subword"])
+def test_tokenizers_round_trip_and_save(kind):
+    tok = train_tokenizer(kind, TEXTS, vocab_size=60)
+    for text in TEXTS:
+        ids = tok.encode(text)
+        assert min(ids) > 3  # no specials, no unknowns inside the training texts
+        assert tok.decode(ids) == text
+    again = load_tokenizer(tok.to_json())
+    assert again.encode("the dog ran.") == tok.encode("the dog ran.")
+    assert tok.unknown("the cat") == []
+    assert tok.unknown("the éléphant") != []
+
+
+def test_word_tokenizer_pieces():
+    tok = train_tokenizer("word", TEXTS)
+    assert tok.pieces(tok.encode("a dog, fast!")) == ["a", "dog", ",", "fast", "!"]
+    assert tok.unknown("a big dog") == ["big"]
+
+
+def test_dates_are_the_dates_they_name():
+    for text, iso in pairs.dates(300, seed=3):
+        d = datetime.date.fromisoformat(iso)
+        assert datetime.date(1950, 1, 1) <= d <= datetime.date(2049, 12, 31)
+        assert str(d.day) in text and str(d.year)[2:] in text
+    assert pairs.dates(5, seed=1) == pairs.dates(5, seed=1)
+
+
+def test_numbers_and_their_direction():
+    from num2words import num2words
+
+    got = pairs.numbers(50, seed=2, lang="fr", high=999)
+    assert len({d for d, _ in got}) == 50
+    for digits, words in got:
+        assert words == num2words(int(digits), lang="fr")
+    back = pairs.numbers(50, seed=2, lang="fr", high=999, to_words=False)
+    assert back == [(w, d) for d, w in got]
+    assert dict(pairs.numbers(1000, high=999))["4" if False else "721"] == ("sept cent vingt et un")
+
+
+def test_split_never_shares_a_source():
+    data = [(f"s{i % 40}", f"t{i}") for i in range(100)]
+    train, val, test = pairs.split(data, 5, 10, seed=0)
+    sources = [{s for s, _ in part} for part in (train, val, test)]
+    assert len(sources[1]) == 5 and len(sources[2]) == 10
+    assert not (sources[0] & sources[1] or sources[0] & sources[2] or sources[1] & sources[2])
+    assert len(train) + len(val) + len(test) == 100
+    with pytest.raises(DataError, match="too few"):
+        pairs.split(data, 30, 30)
+
+
+def test_gettext_pairs_are_real_translations():
+    try:
+        got = dict(pairs.gettext_pairs("fr"))
+    except DataError:
+        pytest.skip("no French gettext catalogues on this machine")
+    assert len(got) > 1000
+    assert all(s != t and "%" not in s for s, t in list(got.items())[:500])
+
+
+def test_tsv_errors(tmp_path):
+    f = tmp_path / "p.tsv"
+    f.write_text("hello\tbonjour\nno tab here\n", encoding="utf-8")
+    with pytest.raises(DataError, match="line 2: expected 'source<TAB>target'"):
+        pairs.tsv(f)
+
+
+def test_teacher_forcing_schedules_hand_worked():
+    c = TeacherForcingConfig(schedule="linear", start=1.0, end=0.5)
+    assert [teacher_forcing_ratio(c, s, 100) for s in (0, 50, 100, 200)] == [1, 0.75, 0.5, 0.5]
+    e = TeacherForcingConfig(schedule="exponential", start=1.0, end=0.2, decay=0.5)
+    assert [teacher_forcing_ratio(e, s, 100) for s in (0, 1, 2, 10)] == [1, 0.5, 0.25, 0.2]
+    k = TeacherForcingConfig(schedule="inverse_sigmoid", k=10.0, end=0.0)
+    assert teacher_forcing_ratio(k, 0, 100) == pytest.approx(10 / 11)
+    assert teacher_forcing_ratio(k, 30, 100) == pytest.approx(10 / (10 + 2.718281828**3))
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+WORDS = ["red", "blue", "green", "cat", "dog", "sun", "moon", "tree", "fish", "bird"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A reversal task from a TSV file: 'red cat' -> 'cat red'."""
+    import itertools
+
+    tmp = tmp_path_factory.mktemp("translate")
+    lines = [f"{a} {b}\t{b} {a}" for a, b in itertools.permutations(WORDS, 2)]
+    (tmp / "pairs.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp / "run"
+    args = [
+        "train",
+        "translate",
+        "--quiet",
+        "--out",
+        str(out),
+        "data.source=tsv",
+        f"data.path={tmp / 'pairs.tsv'}",
+        "data.src_tokenizer=word",
+        "data.tgt_tokenizer=word",
+        "data.n_val=10",
+        "data.n_test=10",
+        "data.batch_size=16",
+        "data.max_len=4",
+        "model.hidden=32",
+        "model.embed=16",
+        "train.steps=150",
+        "train.lr=0.01",
+        "train.eval_every=75",
+        "train.checkpoint_every=0",
+        "decode.beam=3",
+    ]
+    assert main(args) == 0
+    return out
+
+
+def test_train_then_translate_from_the_command_line(run, capsys):
+    import json
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test_exact"] >= 0.8, metrics  # held-out word pairs, reversed
+    assert 0 <= metrics["test_chrf"] <= 100 and metrics["test_pairs"] == 10
+    capsys.readouterr()
+    assert main(["translate", str(run), "fish moon", "--attention", str(run / "a.png")]) == 0
+    assert capsys.readouterr().out.strip() == "moon fish"
+    assert (run / "a.png").stat().st_size > 1000
+    assert main(["translate", str(run), "red tree", "--n-best", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and re.match(r"-?\d+\.\d+\ttree red", lines[0])
+
+
+def test_translate_lines_from_stdin_with_bad_ones(run, capsys, monkeypatch):
+    lines = ["sun bird", "", "sun unicorn", " ".join(WORDS), "cat dog"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines) + "\n"))
+    assert main(["translate", str(run)]) == 2
+    out, err = capsys.readouterr()
+    assert out.split("\n")[:2] == ["bird sun", "dog cat"]
+    assert "the input is empty" in err
+    assert "never saw: 'unicorn'" in err
+    assert "has 10 tokens, but this model was trained on inputs of at most 4" in err
+    assert "Traceback" not in err
+
+
+def test_translate_needs_a_translation_run(tmp_path, capsys):
+    (tmp_path / "run.json").write_text('{"task": "charlm"}')
+    assert main(["translate", str(tmp_path), "x"]) == 2
+    assert "incomplete" in capsys.readouterr().err
