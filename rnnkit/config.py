@@ -81,14 +81,16 @@ def _flatten(mapping: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _construct(cls, values: dict, prefix: str = ""):
-    kwargs = {}
-    for name, kind in typing.get_type_hints(cls).items():
-        if dataclasses.is_dataclass(kind):
-            kwargs[name] = _construct(kind, values, f"{prefix}{name}.")
-        elif prefix + name in values:
-            kwargs[name] = values[prefix + name]
-    return cls(**kwargs)
+def _apply(config, values: dict, prefix: str = ""):
+    """``config`` with the dotted ``values`` applied; sections keep their parent's defaults."""
+    changes = {}
+    for f in dataclasses.fields(config):
+        current = getattr(config, f.name)
+        if dataclasses.is_dataclass(current):
+            changes[f.name] = _apply(current, values, f"{prefix}{f.name}.")
+        elif prefix + f.name in values:
+            changes[f.name] = values[prefix + f.name]
+    return dataclasses.replace(config, **changes)
 
 
 def build(cls, file: str | Path | None = None, overrides: dict | None = None):
@@ -113,7 +115,7 @@ def build(cls, file: str | Path | None = None, overrides: dict | None = None):
                     "valid keys: " + ", ".join(near or keys),
                 )
             values[key] = _coerce(key, value, keys[key])
-    config = _construct(cls, values)
+    config = _apply(cls(), values)
     check = getattr(config, "validate", None)
     if check:
         check()

@@ -52,3 +52,29 @@ def test_bad_override_syntax_and_file(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         build(CharLMConfig, tmp_path / "list.yaml")
+
+
+def test_a_section_keeps_its_parents_defaults():
+    from rnnkit.tasks.translate import NumbersConfig
+
+    c = build(NumbersConfig, overrides={"train.lr": "0.01"})
+    assert c.train.steps == 3000 and c.train.eval_every == 500  # Seq2SeqConfig's own defaults
+    assert c.data.source == "numbers" and c.data.tgt_tokenizer == "word"
+    assert c.train.lr == 0.01
+
+
+def test_every_preset_loads_and_names_every_key():
+    from pathlib import Path
+
+    import yaml
+
+    from rnnkit import tasks
+    from rnnkit.config import _flatten, leaf_keys
+
+    presets = sorted(Path(__file__).parents[1].glob("configs/*.yaml"))
+    assert presets
+    for preset in presets:
+        task = tasks.get(preset.stem)
+        build(task.Config, preset)
+        keys = set(_flatten(yaml.safe_load(preset.read_text())))
+        assert keys == set(leaf_keys(task.Config)), preset.name
