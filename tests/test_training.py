@@ -407,3 +407,26 @@ def test_two_process_gloo_run_ends_with_equal_parameters(tmp_path, corpus):
     assert not torch.equal(start["model.head.weight"], a["head.weight"])  # it trained on
     assert checkpoint.available(tmp_path / "run" / "checkpoints")[-1] == 6
     assert math.isfinite(json.loads((tmp_path / "run" / "metrics.json").read_text())["val_bpc"])
+
+
+def test_bf16_autocast_trains_on_cpu():
+    trainer, model = _trainer(None, ToyLoop(), steps=30, lr=0.1, precision="bf16")
+    start = ToyLoop().evaluate(model)["val"]
+    trainer.fit()
+    assert ToyLoop().evaluate(model)["val"] < 0.5 * start
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
+
+
+def test_tensorboard_events_when_installed(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer, _ = _trainer(tmp_path, ToyLoop(), steps=6, eval_every=3)
+    trainer.fit()
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    losses = [e.value for e in events.Scalars("loss")]
+    logged = [
+        json.loads(x)["loss"] for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()
+    ]
+    assert losses == pytest.approx(logged) and len(events.Scalars("val")) == 2
