@@ -450,3 +450,47 @@ TASKS = [
     ),
 ]
 NAMES = tuple(t.NAME for t in TASKS)
+
+
+# ----------------------------------------------------------------------------- length study
+
+
+def accuracy_by_length(path, max_len: int | None = None) -> dict[int, tuple[int, int]]:
+    """Greedy exact match on a run's test split, by source length in tokens:
+    ``{length: (correct, total)}``. Test sources longer than training's data.max_len count."""
+    model, src_tok, tgt_tok, config = load(path)
+    test = Encoded(_splits(config)[2], src_tok, tgt_tok, max_len)
+    hyps = translate_encoded(model, test, config.decode.max_len, tgt_tok)
+    table: dict[int, list[int]] = {}
+    for hyp, (_, ref), n in zip(hyps, test.text, test.src_len.tolist(), strict=True):
+        cell = table.setdefault(n, [0, 0])
+        cell[0] += hyp == ref
+        cell[1] += 1
+    return {n: (c, t) for n, (c, t) in sorted(table.items())}
+
+
+def plot_length_study(tables: dict[str, dict[int, tuple[int, int]]], trained_up_to: int, path):
+    """Exact match against source length for each labelled run; the untrained lengths shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, table in tables.items():
+        lengths = list(table)
+        ax.plot(lengths, [c / t for c, t in table.values()], marker="o", label=label)
+    ax.axvspan(
+        trained_up_to + 0.5,
+        max(max(t) for t in tables.values()) + 0.5,
+        color="0.9",
+        label="longer than any training source",
+    )
+    ax.set_xlabel("source length (tokens)")
+    ax.set_ylabel("exact match")
+    ax.set_ylim(0, 1.02)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
