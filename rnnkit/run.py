@@ -142,7 +142,14 @@ class RunDir:
                 f"{self.path / MODEL} could not be read: {err}",
                 "the file is truncated or corrupted; train again",
             ) from None
-        mismatch = model.load_state_dict(tensors, strict=False)
+        try:
+            mismatch = model.load_state_dict(tensors, strict=False)
+        except RuntimeError as err:  # a tensor of another shape
+            raise RunDirError(
+                f"{self.path / MODEL} does not fit the model described by config.json: "
+                + str(err).splitlines()[-1].strip(),
+                "config.json or the weights were changed after training",
+            ) from None
         if mismatch.missing_keys or mismatch.unexpected_keys:
             raise RunDirError(
                 f"{self.path / MODEL} does not fit the model in config.json: "

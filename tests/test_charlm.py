@@ -156,3 +156,18 @@ def test_a_planted_pickle_is_refused_and_never_runs(trained, tmp_path):
     with pytest.raises(RunDirError, match="could not be read"):
         charlm.load(victim)
     assert not marker.exists()
+
+
+def test_weights_that_do_not_fit_the_config(trained, tmp_path):
+    import json
+
+    run, _, _ = trained
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    for name in ("run.json", "vocab.json", "model.safetensors"):
+        (edited / name).write_bytes((run / name).read_bytes())
+    config = json.loads((run / "config.json").read_text())
+    config["model"]["hidden"] = 65
+    (edited / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RunDirError, match="does not fit the model described by config.json"):
+        charlm.load(edited)
