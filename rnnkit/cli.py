@@ -50,6 +50,21 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--temperature", type=float, default=1.0, help="0 is greedy; <1 is safer")
     s.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest (0: all)")
     s.add_argument("--seed", type=int, default=0, help="random seed (same seed, same text)")
+    ins = sub.add_parser("inspect", help="look inside: gradient flow through time")
+    what = ins.add_subparsers(dest="what", required=True)
+    g = what.add_parser("gradients", help="||dL/dh_t|| per step and layer for a charlm run")
+    g.add_argument("run", help="run directory")
+    g.add_argument("--out", help="output directory (default RUN/inspect)")
+    g.add_argument("--batch", type=int, default=16, help="validation windows to average over")
+    c = what.add_parser("compare", help="train RNN, LSTM and GRU briefly and plot their flow")
+    c.add_argument("out", help="new output directory")
+    c.add_argument("--steps", type=int, default=200, help="training steps per cell")
+    c.add_argument("--data", default="pydoc", help="corpus (default: the built-in one)")
+
+    rep = sub.add_parser("report", help="write one self-contained HTML page about a run")
+    rep.add_argument("run", help="run directory")
+    rep.add_argument("--out", help="HTML file (default RUN/report.html)")
+
     tr = sub.add_parser("translate", help="translate text with a sequence-to-sequence run")
     tr.add_argument("run", help="run directory of a dates, numbers or translate task")
     tr.add_argument("text", nargs="?", help="the input (default: each line of standard input)")
@@ -128,6 +143,20 @@ def main(argv: list[str] | None = None) -> int:
                     args.run, args.prime, args.length, args.temperature, args.top_k, args.seed
                 )
             )
+        elif args.command == "inspect":
+            if args.what == "gradients":
+                from rnnkit.viz.gradients import inspect_run
+
+                result = inspect_run(args.run, args.out, batch=args.batch)
+            else:
+                from rnnkit.viz.compare import compare_cells
+
+                result = compare_cells(args.out, steps=args.steps, data=args.data, progress=True)
+            print(f"wrote {result['png']} and {result['json']}")
+        elif args.command == "report":
+            from rnnkit.viz.report import write_report
+
+            print(f"wrote {write_report(args.run, args.out)}")
         elif args.command == "translate":
             return _translate(args)
     except RnnkitError as err:

@@ -237,7 +237,7 @@ class Trainer:
                 if improved or (c.checkpoint_every and self.step % c.checkpoint_every == 0):
                     self.save_checkpoint()
                 if self._should_stop_early():
-                    if self.rank == 0:
+                    if self.progress:
                         bar.write(f"early stop: no gain in {c.early_stop} evaluations")
                     break
         finally:
@@ -316,7 +316,7 @@ class Trainer:
         text = "  ".join(
             f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
         )
-        if self.rank == 0:
+        if self.progress:
             bar.write(f"eval  step {self.step}  {text}")
         if self.run is not None:
             self.run.save_model(self.model)

@@ -120,3 +120,17 @@ def test_bad_inputs(tmp_path, corpus, run, capsys):
     _fails(capsys, ["sample", str(tmp_path)], "no run.json")
     _fails(capsys, ["sample", str(run), "--temperature", "-1"], "temperature must be >= 0")
     assert not (tmp_path / "r").exists()
+
+
+def test_inspect_gradients_and_report(run, capsys):
+    import json
+
+    assert main(["inspect", "gradients", str(run)]) == 0
+    stats = json.loads((run / "inspect" / "gradients.json").read_text())
+    assert (run / "inspect" / "gradients.png").read_bytes()[:4] == b"\x89PNG"
+    assert stats  # the numbers themselves are checked in tests/test_viz.py
+    assert main(["report", str(run), "--out", str(run / "r.html")]) == 0
+    html = (run / "r.html").read_text()
+    assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
+    capsys.readouterr()
+    _fails(capsys, ["report", str(run.parent / "missing")], "run directory not found")
