@@ -2,7 +2,21 @@
 
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.layers import GRU, LSTM, RNN, Recurrent
+from rnnkit.scan import MinGRU, MinGRUCell, MinLSTM, MinLSTMCell
 
 __version__ = "0.1.0"
 
-__all__ = ["RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "Recurrent", "__version__"]
+__all__ = [
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "RNN",
+    "LSTM",
+    "GRU",
+    "Recurrent",
+    "MinGRU",
+    "MinLSTM",
+    "MinGRUCell",
+    "MinLSTMCell",
+    "__version__",
+]

@@ -20,6 +20,7 @@ Inside the loop everything is time-major: x (t, b, i).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,11 +31,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from rnnkit.cells import gru_step, lstm_step, rnn_step
+from rnnkit.cells import gru_step, input_projection, lstm_step, rnn_step
+from rnnkit.variants import (
+    Variants,
+    add_parameters,
+    variational_mask,
+    zoneout,
+    zoneout_keep,
+)
+from rnnkit.variants import reset_parameters as reset_variant_parameters
 
 __all__ = ["RNN", "LSTM", "GRU", "Recurrent", "unroll"]
 
-IMPLS = ("auto", "native", "loop")
+IMPLS = ("auto", "native", "fused", "loop")
 
 State = Any  # a Tensor (b, h), or a tuple of them, e.g. LSTM's (h, c)
 
@@ -53,22 +62,24 @@ def _output_of(state: State) -> Tensor:
 
 
 def unroll(
-    step: Callable[[Tensor, State], State],
-    inputs: Tensor,
+    step: Callable[[Any, State], State],
+    inputs: Tensor | tuple[Tensor, ...],
     state: State,
     mask: Tensor | None = None,
     reverse: bool = False,
 ) -> tuple[Tensor, State]:
     """Run ``state = step(inputs[t], state)`` for t = 0..T-1 (or T-1..0 when ``reverse``).
 
-    inputs: (t, b, ...). mask: (t, b) bool, False on padding: there the state is carried
-    unchanged and the output is zero, so a reverse pass starts at each sequence's last step.
+    inputs: (t, b, ...), or a tuple of such tensors (the step then gets the tuple of their t-th
+    slices). mask: (t, b) bool, False on padding: there the state is carried unchanged and the
+    output is zero, so a reverse pass starts at each sequence's last step.
     Returns outputs (t, b, h), the first tensor of each step's state, and the final state.
     """
-    T = inputs.size(0)
-    outputs: list[Tensor] = [inputs.new_empty(0)] * T
+    several = isinstance(inputs, tuple)
+    T = inputs[0].size(0) if several else inputs.size(0)
+    outputs: list[Tensor] = [None] * T  # type: ignore[list-item]
     for t in range(T - 1, -1, -1) if reverse else range(T):
-        new = step(inputs[t], state)
+        new = step(tuple(i[t] for i in inputs) if several else inputs[t], state)
         if mask is not None:
             m = mask[t].unsqueeze(-1)  # (b, 1)
             new = _tree_map(lambda n, s, m=m: torch.where(m, n, s), new, state)
@@ -83,16 +94,21 @@ def run_stack(
     x: Tensor,
     states: list[State],
     mask: Tensor | None,
-    direction: Callable[[int, Tensor], tuple[Tensor, Callable]],
+    direction: Callable[[int, Tensor], tuple[Any, Callable]],
     num_layers: int,
     num_directions: int,
     dropout: float,
     training: bool,
+    *,
+    run: Callable = unroll,
+    record: list | None = None,
 ) -> tuple[Tensor, list[State]]:
     """Stack layers and directions. ``direction(k, x)`` returns (inputs, step) for the k-th
-    (layer, direction) pair, k = layer * num_directions + d; d = 1 runs backwards in time.
+    (layer, direction) pair, k = layer * num_directions + d; d = 1 runs backwards in time, and
+    ``run(step, inputs, state, mask, reverse)`` (by default `unroll`) runs it.
 
-    x: (t, b, i); states[k]: the initial state of pair k. Returns (t, b, d*h) and final states.
+    x: (t, b, i); states[k]: the initial state of pair k. Returns (t, b, d*h) and final states;
+    ``record``, when given, receives each pair's output (t, b, h).
     """
     finals: list[State] = []
     for layer in range(num_layers):
@@ -100,9 +116,11 @@ def run_stack(
         for d in range(num_directions):
             k = layer * num_directions + d
             inputs, step = direction(k, x)
-            out, final = unroll(step, inputs, states[k], mask, reverse=d == 1)
+            out, final = run(step, inputs, states[k], mask, reverse=d == 1)
             outs.append(out)
             finals.append(final)
+        if record is not None:
+            record += outs
         x = torch.cat(outs, dim=-1) if num_directions == 2 else outs[0]  # (t, b, d*h)
         if dropout > 0 and training and layer < num_layers - 1:
             x = F.dropout(x, dropout, training=True)
@@ -213,75 +231,325 @@ def _mask(lengths: Tensor | None, steps: int, device) -> Tensor | None:
 # ----------------------------------------------------------------------------- RNN, LSTM, GRU
 
 
+@dataclass
+class _Direction:
+    """Everything one (layer, direction) pair needs for a forward pass, masks drawn.
+
+    gx (t, b, gh): the input projections of the whole sequence. keep_h (t, b, p), keep_c
+    (t, b, h): zoneout masks (bool) in training, the rate (float) in eval mode, else None.
+    h_mask (b, p): the recurrent-dropout mask of this sequence. weight_hh: after weight drop.
+    """
+
+    gx: Tensor
+    weight_hh: Tensor
+    bias_hh: Tensor | None
+    weight_hr: Tensor | None = None
+    ln_weight_hh: Tensor | None = None
+    ln_weight_c: Tensor | None = None
+    ln_bias_c: Tensor | None = None
+    weight_ch: Tensor | None = None
+    h_mask: Tensor | None = None
+    keep_h: Tensor | float | None = None
+    keep_c: Tensor | float | None = None
+
+
+def _keeper(keep, seq: list) -> Callable:
+    """How a step finds its zoneout mask: a per-step slice of an extra input, a rate, or None."""
+    if isinstance(keep, Tensor):
+        seq.append(keep)
+        i = len(seq) - 1
+        return lambda inp: inp[i]
+    return lambda inp: keep
+
+
+def _zone(new: Tensor, old: Tensor, keep) -> Tensor:
+    return new if keep is None else zoneout(new, old, keep)
+
+
 class _FusedOrLoop:
-    """Mixin for the torch.nn layers: impl dispatch, ``lengths=``, and the readable loop."""
+    """Mixin for the torch.nn layers: variants, impl dispatch, ``lengths=``, and the loop."""
 
     impl: str
+    variants: Variants
+    gate_count: int
 
-    def _set_impl(self, impl: str) -> None:
+    def _set_options(self, impl: str, mode: str, bias: bool, variants: dict) -> None:
+        name = type(self).__name__
         if impl not in IMPLS:
-            raise ValueError(f"{type(self).__name__}: impl must be one of {IMPLS}, got {impl!r}")
+            raise ValueError(f"{name}: impl must be one of {IMPLS}, got {impl!r}")
         self.impl = impl
+        self.variants = Variants.build(name, mode, bias, **variants)
+        blockers = self.variants.native_blockers(training=True)
+        if impl == "native" and blockers:
+            raise ValueError(
+                f"{name}: impl='native' cannot compute {', '.join(blockers)}: torch's fused "
+                f"kernel has no such option (hint: impl='auto' picks the fastest path that does)"
+            )
 
-    def plan(self, input: Tensor | None = None) -> str:
-        """Which implementation `forward` runs, and why."""
+    def _add_variant_parameters(self, device, dtype) -> None:
+        """Register the variants' parameters (after torch.nn has made its own)."""
+        kw, v = {"device": device, "dtype": dtype}, self.variants
+        for sfx in self._suffixes():
+            add_parameters(self, v, sfx, self.gate_count, self.hidden_size, kw)
+        if v.learn_init:
+            dl, out = self.num_layers * self.num_directions, self.proj_size or self.hidden_size
+            self.init_h = nn.Parameter(torch.zeros(dl, out, **kw))  # (d*l, p or h)
+            if self.mode == "LSTM":
+                self.init_c = nn.Parameter(torch.zeros(dl, self.hidden_size, **kw))  # (d*l, h)
+
+    def _suffixes(self) -> list[str]:
+        return [
+            f"_l{layer}" + ("_reverse" if d else "")
+            for layer in range(self.num_layers)
+            for d in range(self.num_directions)
+        ]
+
+    def reset_parameters(self) -> None:
+        """torch.nn's U(-1/sqrt(h), 1/sqrt(h)), then what the variants ask for."""
+        super().reset_parameters()
+        v = getattr(self, "variants", None)
+        if v is not None:
+            reset_variant_parameters(self, v, self._suffixes(), self.hidden_size)
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        s += "".join(f", {k}={v!r}" for k, v in self.variants.on().items())
+        return s + ("" if self.impl == "auto" else f", impl={self.impl!r}")
+
+    # ------------------------------------------------------------------------- dispatch
+
+    def plan(self, input: Tensor | None = None, *, return_states: bool = False) -> str:
+        """Which implementation `forward` runs, and why (not a faster one)."""
+        return self._resolve(input, return_states)[1]
+
+    def _resolve(self, input, return_states: bool) -> tuple[str, str]:
+        name, mode = type(self).__name__, self.mode.split("_")[0]
+        if self.impl == "native" and return_states:
+            raise ValueError(
+                f"{name}: return_states=True needs impl='loop' or 'auto': torch's fused kernel "
+                "keeps only the final state"
+            )
         if self.impl == "loop":
-            return (
+            return "loop", (
                 "loop: the readable time loop over rnnkit.cells steps, as requested (impl='loop')"
             )
-        device = "cpu" if input is None else input.device.type
+        if return_states:
+            return "loop", (
+                "loop: the readable time loop over rnnkit.cells steps; per-step states were "
+                "requested (return_states=True) and only the loop records them"
+            )
+        blockers = self.variants.native_blockers(self.training)
+        if self.impl == "fused" or blockers:
+            if self.impl == "fused":
+                why = "requested (impl='fused')"
+            else:
+                verb = "changes" if len(blockers) == 1 else "change"
+                why = (
+                    f"native not possible because {', '.join(blockers)} {verb} the function "
+                    "torch's kernel computes"
+                )
+            return "fused", (
+                "fused: one matrix product for the input projections of the whole sequence, "
+                "then a custom autograd Function whose backward is the hand-written BPTT over "
+                f"saved gates (rnnkit.fused); {why}"
+            )
+        device = "cpu" if input is None else _device_of(input).type
         kernel = "cuDNN" if device == "cuda" else "ATen/oneDNN"
         why = "requested" if self.impl == "native" else "it computes the requested function"
-        return f"native: torch's fused {self.mode} kernel ({kernel} on {device}); {why}"
+        extras = []
+        if self.variants.weight_drop and self.training:
+            extras.append("with DropConnect-masked W_hh (weight_drop)")
+        if self.variants.learn_init:
+            extras.append("with the learned initial state as hx when hx is None (learn_init)")
+        extra = "".join(f"; {e}" for e in extras)
+        return "native", f"native: torch's fused {mode} kernel ({kernel} on {device}); {why}{extra}"
 
-    def forward(self, input, hx=None, *, lengths=None):
+    def forward(self, input, hx=None, *, lengths=None, return_states: bool = False):
+        """See the class docstring. With ``return_states=True`` also returns a dict of the
+        per-step states of every layer and direction, each (d*l, t, b, .) time-major, zero on
+        padding: ``h`` (outputs), LSTM ``c``, and ``gates`` after their non-linearities."""
+        path, _ = self._resolve(input, return_states)
+        if path == "loop":
+            return self._loop_forward(input, hx, lengths, return_states)
+        if path == "fused":
+            return self._fused_forward(input, hx, lengths)
+        return self._native_forward(input, hx, lengths)
+
+    # ------------------------------------------------------------------------- native
+
+    def _native_forward(self, input, hx, lengths):
         name = type(self).__name__
-        if self.impl == "loop":
-            return self._loop_forward(input, hx, lengths)
-        if lengths is None:
+        if isinstance(input, PackedSequence) and lengths is None:
+            _check_features(name, input.data, self.input_size)
+            b, batched = int(input.batch_sizes[0]), True
+        else:
             # validate here, so that native and loop reject bad input with the same message
-            if isinstance(input, PackedSequence):
-                _check_features(name, input.data, self.input_size)
-                b, batched = int(input.batch_sizes[0]), True
-            else:
-                x, _, layout = to_time_major(name, input, self.input_size, self.batch_first)
-                b, batched = x.size(1), layout.batched
-            if hx is not None:
-                self._check_hx(hx, b, batched)
-            return super().forward(input, hx)
-        # lengths= on the fused kernel: pack, run, unpack to zero-padded output
-        x, lengths, _ = to_time_major(name, input, self.input_size, self.batch_first, lengths)
+            x, lengths, layout = to_time_major(
+                name, input, self.input_size, self.batch_first, lengths
+            )
+            b, batched = x.size(1), layout.batched
         if hx is not None:
-            self._check_hx(hx, x.size(1), True)
-        packed = pack_padded_sequence(input, lengths, self.batch_first, enforce_sorted=False)
-        out, state = super().forward(packed, hx)
+            self._check_hx(hx, b, batched)
+        elif self.variants.learn_init:
+            hx = self._learned_hx(b, batched)
+        with self._dropped_weights():
+            if lengths is None:
+                return super().forward(input, hx)
+            # lengths= on the fused kernel: pack, run, unpack to zero-padded output
+            packed = pack_padded_sequence(input, lengths, self.batch_first, enforce_sorted=False)
+            out, state = super().forward(packed, hx)
         out, _ = pad_packed_sequence(out, self.batch_first, total_length=x.size(0))
         return out, state
 
-    # The loop. Parameters are read by torch.nn's names: weight_ih_l{k}{_reverse}, ...
+    @contextlib.contextmanager
+    def _dropped_weights(self):
+        """Weight drop on the fused kernel: swap torch's flat weight list for one with masked
+        W_hh for the duration of the call (the parameters themselves are untouched)."""
+        if not (self.variants.weight_drop and self.training):
+            yield
+            return
+        saved = self._flat_weights
+        self._flat_weights = [
+            self._drop_weight(w) if n.startswith("weight_hh") else w
+            for n, w in zip(self._flat_weights_names, saved, strict=True)
+        ]
+        try:
+            yield
+        finally:
+            self._flat_weights = saved
+
+    def _drop_weight(self, weight_hh: Tensor) -> Tensor:
+        if not (self.variants.weight_drop and self.training):
+            return weight_hh
+        return weight_hh * variational_mask(self.variants.weight_drop, weight_hh.shape, weight_hh)
+
+    def _learned_hx(self, b: int, batched: bool):
+        """init_h (d*l, p) -> (d*l, b, p), and init_c the same for LSTM."""
+        parts = [self.init_h] + ([self.init_c] if self.mode == "LSTM" else [])
+        if batched:
+            parts = [p.unsqueeze(1).expand(-1, b, -1).contiguous() for p in parts]
+        return tuple(parts) if self.mode == "LSTM" else parts[0]
+
+    # ------------------------------------------------------------------------- loop and fused
+
     def _params(self, k: int) -> dict[str, Tensor | None]:
-        layer, d = divmod(k, self.num_directions)
-        sfx = f"_l{layer}" + ("_reverse" if d == 1 else "")
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+        """Layer-direction k's parameters by torch.nn's names: weight_ih_l{k}{_reverse}, ..."""
+        sfx = self._suffixes()[k]
+        names = (
+            "weight_ih",
+            "weight_hh",
+            "bias_ih",
+            "bias_hh",
+            "weight_hr",
+            "ln_weight_ih",
+            "ln_weight_hh",
+            "ln_weight_c",
+            "ln_bias_c",
+            "weight_ch",
+        )
         return {n: getattr(self, n + sfx, None) for n in names}
 
-    def _loop_forward(self, input, hx, lengths):
+    def _prepare(self, k: int, x: Tensor) -> _Direction:
+        """Input projections of the whole sequence and this sequence's masks, drawn in a fixed
+        order (weight drop, recurrent dropout, zoneout c, zoneout h) so that every path sees
+        the same random numbers."""
+        p, v, train = self._params(k), self.variants, self.training
+        T, b = x.size(0), x.size(1)
+        out = self.proj_size or self.hidden_size
+        gx = input_projection(x, p["weight_ih"], p["bias_ih"], p["ln_weight_ih"])  # (t, b, gh)
+        weight_hh = self._drop_weight(p["weight_hh"])
+        h_mask = None
+        if v.recurrent_dropout and train:
+            h_mask = variational_mask(v.recurrent_dropout, (b, out), x)  # (b, p)
+        keep_c = keep_h = None
+        if v.zoneout_c and self.mode == "LSTM":
+            keep_c = zoneout_keep(v.zoneout_c, (T, b, self.hidden_size), x, train)
+        if v.zoneout_h:
+            keep_h = zoneout_keep(v.zoneout_h, (T, b, out), x, train)
+        return _Direction(
+            gx,
+            weight_hh,
+            p["bias_hh"],
+            p["weight_hr"],
+            p["ln_weight_hh"],
+            p["ln_weight_c"],
+            p["ln_bias_c"],
+            p["weight_ch"],
+            h_mask,
+            keep_h,
+            keep_c,
+        )
+
+    def _begin(self, input, hx, lengths):
         name = type(self).__name__
         x, lengths, layout = to_time_major(name, input, self.input_size, self.batch_first, lengths)
         b, dl = x.size(1), self.num_layers * self.num_directions
         states = self._initial_states(hx, b, dl, layout.batched, x)
+        return x, layout, states, _mask(lengths, x.size(0), x.device)
+
+    def _loop_forward(self, input, hx, lengths, return_states=False):
+        x, layout, states, mask = self._begin(input, hx, lengths)
+        records: list[list] = [[] for _ in range(len(states))]
+        outputs: list[Tensor] = []
+
+        def direction(k, x):
+            return self._direction(k, x, records[k] if return_states else None)
+
         out, finals = run_stack(
             x,
             states,
-            _mask(lengths, x.size(0), x.device),
-            self._direction,
+            mask,
+            direction,
             self.num_layers,
             self.num_directions,
             self.dropout,
             self.training,
+            record=outputs,
         )
         final = self._stack_final(finals, layout.batched)
-        return from_time_major(out, layout), final
+        out = from_time_major(out, layout)
+        if not return_states:
+            return out, final
+        return out, final, self._per_step(outputs, records, mask, layout.batched)
+
+    def _per_step(self, outputs, records, mask, batched) -> dict[str, Tensor]:
+        """Stack what the steps recorded into (d*l, t, b, .), in time order, zero on padding."""
+        steps = {"h": torch.stack(outputs)}
+        names = ("c", "gates") if self.mode == "LSTM" else ("gates",)
+        for j, name in enumerate(names):
+            per_k = []
+            for k, rec in enumerate(records):
+                seq = [r[j] for r in rec]
+                if k % self.num_directions == 1:
+                    seq.reverse()  # the reverse direction recorded T-1 first
+                per_k.append(torch.stack(seq))
+            steps[name] = torch.stack(per_k)
+        for name, value in steps.items():
+            if mask is not None:
+                value = value * mask.unsqueeze(-1)
+            steps[name] = value if batched else value.squeeze(2)
+        return steps
+
+    def _fused_forward(self, input, hx, lengths):
+        from rnnkit.fused import run_direction  # the fast path, loaded when first used
+
+        x, layout, states, mask = self._begin(input, hx, lengths)
+
+        def run(step, prep, state, mask, reverse):
+            return run_direction(self.mode, prep, state, mask, reverse)
+
+        out, finals = run_stack(
+            x,
+            states,
+            mask,
+            lambda k, x: (self._prepare(k, x), None),
+            self.num_layers,
+            self.num_directions,
+            self.dropout,
+            self.training,
+            run=run,
+        )
+        return from_time_major(out, layout), self._stack_final(finals, layout.batched)
 
     @property
     def num_directions(self) -> int:
@@ -294,6 +562,8 @@ class _FusedOrLoop:
 
     def _initial_states(self, hx, b, dl, batched, x):
         if hx is None:
+            if self.variants.learn_init:
+                return list(self._learned_hx(b, True).unbind(0))
             hx = x.new_zeros(dl, b, self.hidden_size)
         else:
             self._check_hx(hx, b, batched)
@@ -303,6 +573,21 @@ class _FusedOrLoop:
     def _stack_final(self, finals, batched):
         h_n = torch.stack(finals)  # (d*l, b, h)
         return h_n if batched else h_n.squeeze(1)
+
+
+def _device_of(input) -> torch.device:
+    if isinstance(input, PackedSequence):
+        return input.data.device
+    return getattr(input, "device", torch.device("cpu"))  # bad input is reported later
+
+
+_VARIANT_ARGS = """
+    Variants (keyword-only, composable with num_layers, bidirectional, lengths / packing{proj};
+    equations and papers in `rnnkit.variants`): layer_norm, {lstm_only}orthogonal, learn_init,
+    recurrent_dropout, weight_drop, zoneout{zoneout_pair}. ``impl`` picks native whenever
+    the variants on leave torch's kernel's function unchanged, else the fused BPTT path;
+    ``plan()`` says which and why. ``forward(..., return_states=True)`` adds the per-step states.
+"""
 
 
 class RNN(_FusedOrLoop, nn.RNN):
@@ -322,6 +607,8 @@ class RNN(_FusedOrLoop, nn.RNN):
         output, h_n = rnn(torch.randn(5, 3, 10))
     """
 
+    gate_count = 1
+
     def __init__(
         self,
         input_size: int,
@@ -336,8 +623,9 @@ class RNN(_FusedOrLoop, nn.RNN):
         dtype=None,
         *,
         impl: str = "auto",
+        **variants,
     ):
-        self._set_impl(impl)
+        self._set_options(impl, "RNN_" + str(nonlinearity).upper(), bias, _options(variants))
         super().__init__(
             input_size,
             hidden_size,
@@ -350,15 +638,29 @@ class RNN(_FusedOrLoop, nn.RNN):
             device=device,
             dtype=dtype,
         )
+        self._add_variant_parameters(device, dtype)
 
-    def _direction(self, k, x):
-        p = self._params(k)
-        gx = F.linear(x, p["weight_ih"], p["bias_ih"])  # (t, b, h): all input projections at once
+    def _direction(self, k, x, record=None):
+        p = self._prepare(k, x)
+        seq = [p.gx]
+        keep_h = _keeper(p.keep_h, seq)
 
-        def step(gx_t, h):
-            return rnn_step(gx_t, h, p["weight_hh"], p["bias_hh"], self.nonlinearity)
+        def step(inp, h):
+            h_next = rnn_step(
+                inp[0],
+                h,
+                p.weight_hh,
+                p.bias_hh,
+                self.nonlinearity,
+                ln_weight_hh=p.ln_weight_hh,
+                h_mask=p.h_mask,
+            )
+            h_new = _zone(h_next, h, keep_h(inp))
+            if record is not None:
+                record.append((h_next,))  # the gate of a vanilla RNN is its candidate state
+            return h_new
 
-        return gx, step
+        return tuple(seq), step
 
 
 class GRU(_FusedOrLoop, nn.GRU):
@@ -373,6 +675,8 @@ class GRU(_FusedOrLoop, nn.GRU):
     Shapes as `RNN`.
     """
 
+    gate_count = 3
+
     def __init__(
         self,
         input_size: int,
@@ -386,8 +690,9 @@ class GRU(_FusedOrLoop, nn.GRU):
         dtype=None,
         *,
         impl: str = "auto",
+        **variants,
     ):
-        self._set_impl(impl)
+        self._set_options(impl, "GRU", bias, _options(variants))
         super().__init__(
             input_size,
             hidden_size,
@@ -399,15 +704,28 @@ class GRU(_FusedOrLoop, nn.GRU):
             device=device,
             dtype=dtype,
         )
+        self._add_variant_parameters(device, dtype)
 
-    def _direction(self, k, x):
-        p = self._params(k)
-        gx = F.linear(x, p["weight_ih"], p["bias_ih"])  # (t, b, 3h)
+    def _direction(self, k, x, record=None):
+        p = self._prepare(k, x)
+        seq = [p.gx]
+        keep_h = _keeper(p.keep_h, seq)
 
-        def step(gx_t, h):
-            return gru_step(gx_t, h, p["weight_hh"], p["bias_hh"])
+        def step(inp, h):
+            h_next, gates = gru_step(
+                inp[0],
+                h,
+                p.weight_hh,
+                p.bias_hh,
+                ln_weight_hh=p.ln_weight_hh,
+                h_mask=p.h_mask,
+                return_gates=True,
+            )
+            if record is not None:
+                record.append((gates,))
+            return _zone(h_next, h, keep_h(inp))
 
-        return gx, step
+        return tuple(seq), step
 
 
 class LSTM(_FusedOrLoop, nn.LSTM):
@@ -424,7 +742,15 @@ class LSTM(_FusedOrLoop, nn.LSTM):
 
     Inputs: input as `RNN`; hx a tuple (h_0 (d*l, b, p or h), c_0 (d*l, b, h)).
     Outputs: output (t, b, d*(p or h)), (h_n, c_n).
+
+    Example, a layer-normalized LSTM with zoneout, on its fast path::
+
+        lstm = rnnkit.LSTM(10, 20, layer_norm=True, zoneout=0.1, forget_bias=1.0)
+        output, (h_n, c_n) = lstm(torch.randn(5, 3, 10))
+        lstm.plan()   # 'fused: ... native not possible because layer_norm, zoneout change ...'
     """
+
+    gate_count = 4
 
     def __init__(
         self,
@@ -440,8 +766,9 @@ class LSTM(_FusedOrLoop, nn.LSTM):
         dtype=None,
         *,
         impl: str = "auto",
+        **variants,
     ):
-        self._set_impl(impl)
+        self._set_options(impl, "LSTM", bias, _options(variants))
         super().__init__(
             input_size,
             hidden_size,
@@ -454,6 +781,7 @@ class LSTM(_FusedOrLoop, nn.LSTM):
             device=device,
             dtype=dtype,
         )
+        self._add_variant_parameters(device, dtype)
 
     def _check_hx(self, hx, b, batched):
         name, dl = type(self).__name__, self.num_layers * self.num_directions
@@ -466,7 +794,10 @@ class LSTM(_FusedOrLoop, nn.LSTM):
     def _initial_states(self, hx, b, dl, batched, x):
         out_size = self.proj_size or self.hidden_size
         if hx is None:
-            h0, c0 = x.new_zeros(dl, b, out_size), x.new_zeros(dl, b, self.hidden_size)
+            if self.variants.learn_init:
+                h0, c0 = self._learned_hx(b, True)
+            else:
+                h0, c0 = x.new_zeros(dl, b, out_size), x.new_zeros(dl, b, self.hidden_size)
         else:
             self._check_hx(hx, b, batched)
             h0, c0 = hx
@@ -474,20 +805,80 @@ class LSTM(_FusedOrLoop, nn.LSTM):
                 h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
         return list(zip(h0.unbind(0), c0.unbind(0), strict=True))
 
-    def _direction(self, k, x):
-        p = self._params(k)
-        gx = F.linear(x, p["weight_ih"], p["bias_ih"])  # (t, b, 4h)
+    def _direction(self, k, x, record=None):
+        p = self._prepare(k, x)
+        seq = [p.gx]
+        keep_h, keep_c = _keeper(p.keep_h, seq), _keeper(p.keep_c, seq)
 
-        def step(gx_t, state):
+        def step(inp, state):
             h, c = state
-            return lstm_step(gx_t, h, c, p["weight_hh"], p["bias_hh"], p["weight_hr"])
+            h_next, c_next, gates = lstm_step(
+                inp[0],
+                h,
+                c,
+                p.weight_hh,
+                p.bias_hh,
+                p.weight_hr,
+                ln_weight_hh=p.ln_weight_hh,
+                ln_weight_c=p.ln_weight_c,
+                ln_bias_c=p.ln_bias_c,
+                weight_ch=p.weight_ch,
+                h_mask=p.h_mask,
+                return_gates=True,
+            )
+            h_next, c_next = _zone(h_next, h, keep_h(inp)), _zone(c_next, c, keep_c(inp))
+            if record is not None:
+                record.append((c_next, gates))
+            return h_next, c_next
 
-        return gx, step
+        return tuple(seq), step
 
     def _stack_final(self, finals, batched):
         h_n = torch.stack([h for h, _ in finals])  # (d*l, b, p or h)
         c_n = torch.stack([c for _, c in finals])  # (d*l, b, h)
         return (h_n, c_n) if batched else (h_n.squeeze(1), c_n.squeeze(1))
+
+
+_VARIANT_NAMES = (
+    "layer_norm",
+    "peephole",
+    "forget_bias",
+    "orthogonal",
+    "learn_init",
+    "recurrent_dropout",
+    "weight_drop",
+    "zoneout",
+)
+_VARIANT_DEFAULTS = dict(
+    layer_norm=False,
+    peephole=False,
+    forget_bias=None,
+    orthogonal=False,
+    learn_init=False,
+    recurrent_dropout=0.0,
+    weight_drop=0.0,
+    zoneout=0.0,
+)
+
+
+def _options(given: dict) -> dict:
+    """The variant keywords with their defaults; a misspelled keyword is an error that lists
+    the valid ones (no silent ``**kwargs`` sink)."""
+    unknown = sorted(set(given) - set(_VARIANT_DEFAULTS))
+    if unknown:
+        raise TypeError(
+            f"unexpected keyword argument {unknown[0]!r}; the variant options are "
+            f"{', '.join(_VARIANT_NAMES)}"
+        )
+    return {**_VARIANT_DEFAULTS, **given}
+
+
+for _cls, _lstm in ((RNN, False), (GRU, False), (LSTM, True)):
+    _cls.__doc__ += _VARIANT_ARGS.format(
+        proj=" and proj_size" if _lstm else "",
+        lstm_only="peephole, forget_bias, " if _lstm else "",
+        zoneout_pair=" (a rate, or (z_c, z_h))" if _lstm else "",
+    )
 
 
 # ----------------------------------------------------------------------------- any cell
@@ -567,6 +958,9 @@ class Recurrent(nn.Module):
             "Recurrent", input, self.input_size, self.batch_first, lengths
         )
         b = x.size(1)
+        for cell in self.cells:
+            if hasattr(cell, "reset_masks"):
+                cell.reset_masks()  # a new sequence: fresh dropout masks (rnnkit.variants)
         if hx is None:
             hx = [_zero_state(cell, b, x) for cell in self.cells]
         elif len(hx) != len(self.cells):

@@ -1,0 +1,240 @@
+"""The fused fast path: gradcheck of every custom autograd Function in float64, and the fused
+layers against the readable loop (values and every gradient) with the variants on."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.autograd import gradcheck
+from torch.nn.utils.rnn import pack_padded_sequence
+from torch.testing import assert_close
+
+import rnnkit
+from rnnkit.fused import GRUFunction, LSTMFunction, RNNFunction
+
+DT = torch.float64
+T, B, I, H = 4, 2, 3, 2
+TOL = {"atol": 1e-9, "rtol": 1e-9}
+
+
+def check(fn, args, case):
+    """gradcheck in float64; fast mode (random projections of the Jacobian) with layer norm,
+    whose tiny per-step kernels make the full numerical Jacobian slow on a busy machine."""
+    return gradcheck(fn, args, eps=1e-6, atol=1e-7, fast_mode=bool(case.get("ln")))
+
+
+def rand(*shape, grad=True):
+    return torch.randn(*shape, dtype=DT).requires_grad_(grad)
+
+
+def masks(out_size, zoneout, lengths):
+    """(h_mask, keep, out_mask) for a Function call: a dropout mask, zoneout masks (bool in
+    training, a float in eval), and the padding of lengths (which keeps the state)."""
+    h_mask = (torch.rand(B, out_size, dtype=DT) > 0.3).to(DT) / 0.7
+    valid = (torch.arange(T).unsqueeze(1) < torch.tensor([T, 2])).unsqueeze(-1)
+    keep = {"off": None, "train": torch.rand(T, B, out_size) < 0.4, "eval": 0.3}[zoneout]
+    out_mask = None
+    if lengths:
+        keep = ~valid if keep is None else keep | ~valid if zoneout == "train" else keep
+        if zoneout == "eval":
+            keep = torch.where(valid, 0.3, 1.0).to(DT)
+        out_mask = valid.to(DT)
+    return h_mask, keep, out_mask
+
+
+LSTM_CASES = [
+    {},
+    {"ln": True},
+    {"peephole": True},
+    {"proj": True},
+    {"dropout": True},
+    {"zoneout": "train", "lengths": True},
+    {"zoneout": "eval"},
+    {"ln": True, "peephole": True, "proj": True, "dropout": True, "zoneout": "train"},
+]
+
+
+@pytest.mark.parametrize("case", LSTM_CASES, ids=lambda c: "-".join(c) or "plain")
+def test_gradcheck_lstm_function(case):
+    torch.manual_seed(0)
+    P = 1 if case.get("proj") else H
+    h_mask, keep, out_mask = masks(P, case.get("zoneout", "off"), case.get("lengths"))
+    keep_c = None
+    if case.get("zoneout") == "train":
+        keep_c = torch.rand(T, B, H) < 0.4
+    elif case.get("zoneout") == "eval":
+        keep_c = 0.6
+    if case.get("lengths"):
+        valid = out_mask.bool()
+        keep_c = ~valid if keep_c is None else keep_c | ~valid
+    args = (
+        rand(T, B, 4 * H),
+        rand(B, P),
+        rand(B, H),
+        rand(4 * H, P),
+        rand(P, H) if case.get("proj") else None,
+        rand(4 * H) if case.get("ln") else None,
+        rand(H) if case.get("ln") else None,
+        rand(H) if case.get("ln") else None,
+        rand(3 * H) if case.get("peephole") else None,
+        h_mask if case.get("dropout") else None,
+        keep,
+        keep_c,
+        out_mask,
+    )
+    assert check(LSTMFunction.apply, args, case)
+
+
+GRU_CASES = [
+    {},
+    {"ln": True},
+    {"nobias": True},
+    {"dropout": True, "zoneout": "train", "lengths": True},
+    {"ln": True, "zoneout": "eval", "lengths": True},
+]
+
+
+@pytest.mark.parametrize("case", GRU_CASES, ids=lambda c: "-".join(c) or "plain")
+def test_gradcheck_gru_function(case):
+    torch.manual_seed(0)
+    h_mask, keep, out_mask = masks(H, case.get("zoneout", "off"), case.get("lengths"))
+    args = (
+        rand(T, B, 3 * H),
+        rand(B, H),
+        rand(3 * H, H),
+        None if case.get("nobias") else rand(3 * H),
+        rand(3 * H) if case.get("ln") else None,
+        h_mask if case.get("dropout") else None,
+        keep,
+        out_mask,
+    )
+    assert check(GRUFunction.apply, args, case)
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["tanh", "relu"])
+@pytest.mark.parametrize(
+    "case",
+    [{}, {"ln": True}, {"dropout": True, "zoneout": "train", "lengths": True}],
+    ids=lambda c: "-".join(c) or "plain",
+)
+def test_gradcheck_rnn_function(case, relu):
+    torch.manual_seed(0)
+    h_mask, keep, out_mask = masks(H, case.get("zoneout", "off"), case.get("lengths"))
+    args = (
+        rand(T, B, H),
+        rand(B, H),
+        rand(H, H),
+        rand(H) if case.get("ln") else None,
+        h_mask if case.get("dropout") else None,
+        keep,
+        out_mask,
+        relu,
+    )
+    assert check(RNNFunction.apply, args, case)
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def run_both(cls, kw, mode="padded", train=True):
+    """The same layer on the loop and on the fused path, same seed (so the same masks):
+    outputs, final states and every gradient (input, hx, parameters)."""
+    results = []
+    for impl in ("loop", "fused"):
+        torch.manual_seed(0)
+        layer = cls(I, H, dtype=DT, impl=impl, **kw)
+        with torch.no_grad():
+            for name, p in layer.named_parameters():
+                if name.startswith("ln_"):
+                    p.add_(0.2 * torch.randn_like(p))
+        layer.train(train)
+        g = torch.Generator().manual_seed(1)
+        x = torch.randn(5, 3, I, dtype=DT, generator=g).requires_grad_(True)
+        torch.manual_seed(2)
+        lengths = torch.tensor([3, 5, 1])
+        if mode == "packed":
+            out, state = layer(pack_padded_sequence(x, lengths, enforce_sorted=False))
+            out = out.data
+        elif mode == "lengths":
+            out, state = layer(x, lengths=lengths)
+        else:
+            out, state = layer(x)
+        flat = [out] + (list(state) if isinstance(state, tuple) else [state])
+        loss = sum((t * torch.randn(t.shape, dtype=DT, generator=g)).sum() for t in flat)
+        loss.backward()
+        grads = {n: p.grad for n, p in layer.named_parameters()}
+        results.append((flat, x.grad, grads))
+    (fa, xa, ga), (fb, xb, gb) = results
+    for a, b in zip(fa, fb, strict=True):
+        assert_close(a, b, **TOL)
+    assert_close(xa, xb, **TOL)
+    assert ga.keys() == gb.keys()
+    for name in ga:
+        assert_close(ga[name], gb[name], **TOL, msg=name)
+
+
+EVERYTHING = dict(layer_norm=True, recurrent_dropout=0.3, weight_drop=0.3, zoneout=0.3)
+
+
+@pytest.mark.parametrize("mode", ["padded", "lengths", "packed"])
+@pytest.mark.parametrize(
+    ("cls", "kw"),
+    [
+        (rnnkit.LSTM, {}),
+        (rnnkit.LSTM, {"proj_size": 1, "peephole": True, **EVERYTHING}),
+        (rnnkit.LSTM, {"peephole": True, "zoneout": (0.2, 0.4), "learn_init": True}),
+        (rnnkit.GRU, {}),
+        (rnnkit.GRU, EVERYTHING),
+        (rnnkit.GRU, {"bias": False, "layer_norm": True}),
+        (rnnkit.RNN, EVERYTHING),
+        (rnnkit.RNN, {"nonlinearity": "relu", **EVERYTHING}),
+    ],
+    ids=["lstm", "lstm-all", "lstm-peep", "gru", "gru-all", "gru-nobias", "rnn", "rnn-relu"],
+)
+def test_fused_layer_equals_loop(cls, kw, mode):
+    run_both(cls, {"num_layers": 2, "bidirectional": True, "dropout": 0.2, **kw}, mode)
+
+
+@pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.GRU])
+def test_fused_layer_equals_loop_in_eval_mode(cls):
+    run_both(cls, {"bidirectional": True, **EVERYTHING}, "lengths", train=False)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_fused_plain_layer_equals_torch_nn(kind):
+    torch.manual_seed(0)
+    ref = getattr(nn, kind)(I, H, num_layers=2, bidirectional=True, dtype=DT)
+    ours = getattr(rnnkit, kind)(I, H, num_layers=2, bidirectional=True, dtype=DT, impl="fused")
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(5, 3, I, dtype=DT)
+    out, out_ref = ours(x)[0], ref(x)[0]
+    assert_close(out, out_ref, **TOL)
+    out.sum().backward()
+    out_ref.sum().backward()
+    for (name, p), q in zip(ours.named_parameters(), ref.parameters(), strict=True):
+        assert_close(p.grad, q.grad, **TOL, msg=name)
+
+
+def test_plan_tells_the_path_and_why():
+    lstm = rnnkit.LSTM(I, H, layer_norm=True, zoneout=0.1)
+    text = lstm.plan()
+    assert text.startswith("fused:") and "custom autograd Function" in text
+    assert "native not possible because layer_norm, zoneout change the function" in text
+    rd = rnnkit.GRU(I, H, recurrent_dropout=0.2)
+    assert "because recurrent_dropout changes" in rd.plan()
+    rd.eval()
+    assert rd.plan().startswith("native")  # the identity in eval mode: torch's kernel again
+    assert rnnkit.RNN(I, H, impl="fused").plan().startswith("fused: ") and "requested" in (
+        rnnkit.RNN(I, H, impl="fused").plan()
+    )
+
+
+def test_double_backward_is_refused_with_a_clear_error():
+    layer = rnnkit.LSTM(I, H, dtype=DT, layer_norm=True)
+    x = torch.randn(5, 3, I, dtype=DT, requires_grad=True)
+    with pytest.raises(RuntimeError, match="cannot be differentiated again.*impl='loop'"):
+        torch.autograd.grad(layer(x)[0].sum(), x, create_graph=True)
+    layer.impl = "loop"
+    (gx,) = torch.autograd.grad(layer(x)[0].sum(), x, create_graph=True)
+    gx.sum().backward()  # the loop supports it

@@ -1,0 +1,205 @@
+"""minGRU and minLSTM: the parallel scan equals the sequential loop equals step mode, and all
+equal a straightforward implementation of the paper's equations (Feng et al. 2024)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.testing import assert_close
+
+import rnnkit
+from rnnkit.scan import parallel_scan_log
+
+DT = torch.float64
+T, B, I, H = 7, 3, 4, 5
+TOL = {"atol": 1e-10, "rtol": 1e-10}
+LENGTHS = [4, 7, 1]
+KINDS = {"mingru": rnnkit.MinGRU, "minlstm": rnnkit.MinLSTM}
+
+
+# ----------------------------------------------------------------------------- reference
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + torch.exp(-x))
+
+
+def g(x):
+    """Appendix B.3: x + 0.5 for x >= 0, sigmoid(x) otherwise."""
+    return torch.where(x >= 0, x + 0.5, sigmoid(x))
+
+
+def ref_step(kind, W, b, x, h):
+    k = x @ W.T + b
+    if kind == "mingru":  # sec. 3.1.2
+        z = sigmoid(k[:, :H])
+        return (1 - z) * h + z * g(k[:, H:])
+    f, i = sigmoid(k[:, :H]), sigmoid(k[:, H : 2 * H])  # sec. 3.2.2, with normalized gates
+    return f / (f + i) * h + i / (f + i) * g(k[:, 2 * H :])
+
+
+def ref_layer(layer, kind, x, h0, lengths=None):
+    """Sequential, layer by layer and direction by direction; padding carries the state."""
+    nd = 2 if layer.bidirectional else 1
+    finals = []
+    for ell in range(layer.num_layers):
+        outs = []
+        for d in range(nd):
+            sfx = f"_l{ell}" + ("_reverse" if d else "")
+            W, b = getattr(layer, "weight_ih" + sfx), getattr(layer, "bias_ih" + sfx)
+            h = h0[ell * nd + d]
+            out = [None] * T
+            for t in range(T - 1, -1, -1) if d else range(T):
+                new = ref_step(kind, W, b, x[t], h)
+                valid = torch.ones(B, 1, dtype=torch.bool)
+                if lengths is not None:
+                    valid = (torch.tensor(lengths) > t).unsqueeze(-1)
+                h = torch.where(valid, new, h)
+                out[t] = h * valid
+            outs.append(torch.stack(out))
+            finals.append(h)
+        x = torch.cat(outs, -1)
+    return x, torch.stack(finals)
+
+
+def make(kind, **kw):
+    torch.manual_seed(0)
+    return KINDS[kind](I, H, dtype=DT, **kw)
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_parallel_scan_log_solves_the_linear_recurrence():
+    a = torch.rand(50, B, H, dtype=DT) * 0.98 + 0.01
+    b = torch.rand(50, B, H, dtype=DT) * 2
+    h0 = torch.randn(B, H, dtype=DT)  # any sign: the h_0 term is kept out of the logs
+    h, want = h0, []
+    for t in range(50):
+        h = a[t] * h + b[t]
+        want.append(h)
+    assert_close(parallel_scan_log(a.log(), b.log(), h0), torch.stack(want), **TOL)
+    assert_close(parallel_scan_log(a.log(), b.log()), parallel_scan_log(a.log(), b.log(), 0 * h0))
+
+
+@pytest.mark.parametrize("hx_given", [False, True], ids=["hx_none", "hx_given"])
+@pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "lengths"])
+@pytest.mark.parametrize(
+    "shape", [{}, {"num_layers": 2, "bidirectional": True}], ids=["L1", "L2bi"]
+)
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_scan_equals_loop_equals_reference(kind, shape, lengths, hx_given):
+    scan = make(kind, impl="scan", **shape)
+    loop = make(kind, impl="loop", **shape)
+    loop.load_state_dict(scan.state_dict())
+    dl = scan.num_layers * scan.num_directions
+    x = torch.randn(T, B, I, dtype=DT)
+    h0 = torch.randn(dl, B, H, dtype=DT) if hx_given else None
+    lt = None if lengths is None else torch.tensor(lengths)
+    ref_out, ref_h = ref_layer(
+        scan, kind, x, torch.zeros(dl, B, H, dtype=DT) if h0 is None else h0, lengths
+    )
+    results = []
+    for layer in (scan, loop):
+        xl = x.clone().requires_grad_(True)
+        out, h_n = layer(xl, h0, lengths=lt)
+        assert_close(out, ref_out, **TOL)
+        assert_close(h_n, ref_h, **TOL)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=DT).view_as(out)).sum().backward()
+        results.append([xl.grad] + [p.grad for p in layer.parameters()])
+    for a, b in zip(*results, strict=True):
+        assert_close(a, b, **TOL)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_step_mode_equals_parallel(kind):
+    """Generation: one step at a time gives the numbers of the parallel scan."""
+    layer = make(kind, num_layers=3)
+    x = torch.randn(T, B, I, dtype=DT)
+    out, h_n = layer(x)
+    h, ys = None, []
+    for t in range(T):
+        y, h = layer.step(x[t], h)
+        ys.append(y)
+    assert_close(torch.stack(ys), out, **TOL)
+    assert_close(h, h_n, **TOL)
+    # continuing from a carried state equals one pass
+    first, h_half = layer(x[:3])
+    second, h_end = layer(x[3:], h_half)
+    assert_close(torch.cat([first, second]), out, **TOL)
+    assert_close(h_end, h_n, **TOL)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_cells_are_one_step(kind):
+    cell = getattr(rnnkit, "MinGRUCell" if kind == "mingru" else "MinLSTMCell")(I, H, dtype=DT)
+    layer = make(kind)
+    layer.load_state_dict({k + "_l0": v for k, v in cell.state_dict().items()})
+    x = torch.randn(T, B, I, dtype=DT)
+    out, _ = layer(x)
+    h = None
+    for t in range(T):
+        h = cell(x[t], h)
+        assert_close(h, out[t], **TOL)
+    out_rec, _ = rnnkit.Recurrent(cell)(x)
+    assert_close(out_rec, out, **TOL)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_long_sequence_scan_equals_loop(kind):
+    """T = 2048, the issue's target length: equal outputs, float64 and float32."""
+    for dtype, tol in ((DT, 1e-9), (torch.float32, 2e-4)):
+        torch.manual_seed(1)
+        scan = KINDS[kind](8, 16, dtype=dtype)
+        loop = KINDS[kind](8, 16, dtype=dtype, impl="loop")
+        loop.load_state_dict(scan.state_dict())
+        x = torch.randn(2048, 2, 8, dtype=dtype)
+        with torch.no_grad():
+            a, ha = scan(x)
+            b, hb = loop(x)
+        assert_close(a, b, atol=tol, rtol=tol)
+        assert_close(ha, hb, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_packed_batch_first_and_unbatched(kind):
+    layer = make(kind, batch_first=True, bidirectional=True, num_layers=2)
+    x = torch.randn(B, T, I, dtype=DT)
+    out, h_n = layer(x, lengths=torch.tensor(LENGTHS))
+    packed = pack_padded_sequence(x, torch.tensor(LENGTHS), batch_first=True, enforce_sorted=False)
+    p_out, p_h = layer(packed)
+    p_out, _ = pad_packed_sequence(p_out, batch_first=True, total_length=T)
+    assert_close(p_out, out, **TOL)
+    assert_close(p_h, h_n, **TOL)
+    one, h1 = layer(x[1])  # unbatched (t, i)
+    assert_close(one, out[1], **TOL)
+    assert_close(h1, h_n[:, 1], **TOL)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_dropout_between_layers_scan_equals_loop(kind):
+    outs = []
+    for impl in ("scan", "loop"):
+        layer = make(kind, impl=impl, num_layers=3, dropout=0.5)
+        torch.manual_seed(3)
+        outs.append(layer(torch.ones(T, B, I, dtype=DT))[0])
+    assert_close(outs[0], outs[1], **TOL)
+
+
+def test_plan_and_errors():
+    layer = rnnkit.MinGRU(I, H)
+    assert layer.plan().startswith("scan")
+    assert rnnkit.MinLSTM(I, H, impl="loop").plan().startswith("loop")
+    with pytest.raises(ValueError, match=r"impl must be one of \('auto', 'scan', 'loop'\)"):
+        rnnkit.MinGRU(I, H, impl="fused")
+    with pytest.raises(ValueError, match="step\\(\\) needs bidirectional=False"):
+        rnnkit.MinGRU(I, H, bidirectional=True).step(torch.randn(B, I))
+    with pytest.raises(ValueError, match=r"Expected hx size \(1, 3, 5\), got \(2, 3, 5\)"):
+        layer(torch.randn(T, B, I), torch.zeros(2, B, H))
+    with pytest.raises(ValueError, match="Expected 4, got 6"):
+        layer(torch.randn(T, B, 6))
+    with pytest.raises(ValueError, match="MinLSTMCell: Expected input to be 1D or 2D"):
+        rnnkit.MinLSTMCell(I, H)(torch.randn(T, B, I))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'zoneout'"):
+        rnnkit.MinGRU(I, H, zoneout=0.1)
