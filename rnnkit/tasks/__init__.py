@@ -14,9 +14,9 @@
 from __future__ import annotations
 
 from rnnkit.errors import ConfigError
-from rnnkit.tasks import charlm, translate
+from rnnkit.tasks import algorithmic, charlm, translate
 
-_TASKS = [charlm, *translate.TASKS]
+_TASKS = [charlm, *translate.TASKS, *algorithmic.TASKS]
 
 REGISTRY = {task.NAME: task for task in _TASKS}
 

@@ -1,0 +1,299 @@
+"""Memory and long-range tasks: the NTM paper's copy, repeat copy, associative recall and priority
+sort, and the adding, copy-memory and sequential-digits tests, each its own registered task.
+
+Every task is the same machine with a different generator (`rnnkit.data.algorithmic`):
+
+    batch_k  = generate(Generator(seed, rank, k))   batch k is fixed by (seed, k): exact resume
+    y^       = model(x)                             NTM, or RNN / LSTM / GRU + linear (b, t, o)
+    loss     = bits:  sum_{scored t, o} BCE(y^, y) / (b ln 2)    cost per sequence in bits
+               mse:   mean_{scored t} (y^ - y)^2                 (adding)
+               class: mean_{scored t} CE(y^, y)                   (copy memory, digits)
+
+Evaluation uses fixed held-out batches (eval.seed), and again at each length of eval.lengths
+(metrics named like ``bit_errors@40``) to measure length generalisation. The curriculum option
+starts sequences at curriculum.start and lengthens them by curriculum.grow whenever the running
+training loss falls below curriculum.threshold; its state is in the loop's state_dict.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import rnnkit
+from rnnkit.config import build, to_dict
+from rnnkit.data.algorithmic import Batch
+from rnnkit.ntm import NTM
+from rnnkit.run import RunDir
+from rnnkit.tasks.algorithmic_config import (
+    AddingConfig,
+    CopyConfig,
+    CopyMemoryConfig,
+    DigitsConfig,
+    ModelConfig,
+    RecallConfig,
+    RepeatCopyConfig,
+    SortConfig,
+)
+from rnnkit.training import Trainer, distributed, resolve_device
+
+CELLS = {"rnn": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
+
+
+# ----------------------------------------------------------------------------- models
+class RecurrentNet(nn.Module):
+    """rnnkit RNN / LSTM / GRU layers and a linear read-out at every step: x (b, t, i) ->
+    y (b, t, o)."""
+
+    def __init__(
+        self, kind: str, input_size: int, output_size: int, hidden: int, layers: int, **options
+    ):
+        super().__init__()
+        self.rnn = CELLS[kind](input_size, hidden, num_layers=layers, batch_first=True, **options)
+        self.head = nn.Linear(hidden, output_size)
+
+    def forward(self, x: Tensor, state=None):
+        h, state = self.rnn(x, state)  # (b, t, hidden)
+        return self.head(h), state
+
+
+def build_model(m: ModelConfig, input_size: int, output_size: int) -> nn.Module:
+    if m.kind == "ntm":
+        return NTM(
+            input_size,
+            output_size,
+            hidden=m.hidden,
+            locations=m.locations,
+            word=m.word,
+            read_heads=m.read_heads,
+            write_heads=m.write_heads,
+            shift_range=m.shift_range,
+            controller=m.controller,
+            memory_init=m.memory_init,
+        )
+    options = {"forget_bias": m.forget_bias} if m.kind == "lstm" and m.forget_bias else {}
+    return RecurrentNet(m.kind, input_size, output_size, m.hidden, m.layers, **options)
+
+
+# ----------------------------------------------------------------------------- losses, metrics
+def loss_of(kind: str, out: Tensor, batch: Batch) -> Tensor:
+    """The training loss of one batch (module docstring); out (b, t, o)."""
+    x, y, mask = batch
+    if kind == "bits":
+        nats = F.binary_cross_entropy_with_logits(out[mask], y[mask], reduction="sum")
+        return nats / (x.size(0) * math.log(2))
+    if kind == "mse":
+        return F.mse_loss(out[mask], y[mask])
+    return F.cross_entropy(out[mask], y[mask])  # (scored, classes) against (scored,)
+
+
+@torch.no_grad()
+def metrics_of(kind: str, model, batches: list[Batch], data) -> dict[str, float]:
+    """Held-out metrics over ``batches``: per-sequence bits and bit errors, mse, or cross-entropy
+    and accuracy (on `data.answer_mask`, e.g. only the recalled symbols of copy memory)."""
+    model.eval()
+    sums: dict[str, float] = {}
+    n_seq = n_scored = n_answers = 0
+    for batch in batches:
+        out, _ = model(batch.x)
+        _, y, mask = batch
+        b = batch.x.size(0)
+        n_seq, n_scored = n_seq + b, n_scored + int(mask.sum())
+        if kind == "bits":
+            add = {
+                "cost_bits": loss_of(kind, out, batch).item() * b,
+                "bit_errors": ((out[mask] > 0).float() != y[mask]).sum().item(),
+            }
+        elif kind == "mse":
+            add = {"mse": F.mse_loss(out[mask], y[mask], reduction="sum").item()}
+        else:
+            answer = data.answer_mask(batch)
+            n_answers += int(answer.sum())
+            add = {
+                "xent": F.cross_entropy(out[mask], y[mask], reduction="sum").item(),
+                "accuracy": (out[answer].argmax(-1) == y[answer]).sum().item(),
+            }
+        for key, value in add.items():
+            sums[key] = sums.get(key, 0.0) + value
+    scale = {"cost_bits": n_seq, "bit_errors": n_seq, "mse": n_scored, "xent": n_scored}
+    return {k: v / scale.get(k, max(1, n_answers)) for k, v in sums.items()}
+
+
+def batch_seed(seed: int, rank: int, index: int) -> int:
+    """One generator seed per (seed, process, batch index): batches never repeat or collide."""
+    return (seed * 1009 + rank) * 2**32 + index
+
+
+def _to(batch: Batch, device) -> Batch:
+    return Batch(*(t.to(device) for t in batch))
+
+
+# ----------------------------------------------------------------------------- the loop
+class AlgorithmicLoop:
+    """What the trainer runs: a fresh generated batch per micro-step, and the curriculum."""
+
+    def __init__(self, task: AlgorithmicTask, config, device, rank: int = 0):
+        self.task, self.config, self.device, self.rank = task, config, device, rank
+        self.metric, self.higher_is_better = task.metric, task.higher_is_better
+        c = config.curriculum
+        self.cap = c.start if c.enabled else None  # the current longest length
+        self.running: float | None = None
+        self.held_out = self.eval_batches(None)
+        self.held_out_at = {n: self.eval_batches(n) for n in config.eval.length_list()}
+
+    def eval_batches(self, length: int | None) -> list[Batch]:
+        e, data = self.config.eval, self.config.data
+        out = []
+        for i in range(e.batches):
+            g = torch.Generator().manual_seed(batch_seed(e.seed, 0, i))
+            batch = data.held_out(e.batch_size, g, length)
+            if batch is None:  # a fixed held-out set (digits): once is enough
+                return [_to(b, self.device) for b in data.held_out_set(e.batch_size)]
+            out.append(_to(batch, self.device))
+        return out
+
+    def train_step(self, model, micro: int) -> Tensor:
+        c = self.config
+        g = torch.Generator().manual_seed(batch_seed(c.train.seed, self.rank, micro))
+        batch = _to(c.data.sample(c.data.batch_size, g, cap=self.cap), self.device)
+        out, _ = model(batch.x)
+        return loss_of(c.data.loss, out, batch)
+
+    def evaluate(self, model) -> dict:
+        kind, data = self.config.data.loss, self.config.data
+        metrics = metrics_of(kind, model, self.held_out, data)
+        for n, batches in self.held_out_at.items():
+            at = metrics_of(kind, model, batches, data)
+            metrics |= {f"{k}@{n}": v for k, v in at.items()}
+        if self.cap is not None:
+            metrics["curriculum_len"] = self.cap
+        return metrics
+
+    def curriculum_step(self, trainer, record: dict) -> None:
+        """Trainer callback after each step: promote to longer sequences as the loss falls."""
+        c = self.config.curriculum
+        if self.cap is None or "loss" not in record:
+            return
+        loss = record["loss"]
+        self.running = (
+            loss if self.running is None else c.smoothing * self.running + (1 - c.smoothing) * loss
+        )
+        longest = self.config.data.longest()
+        if self.running < c.threshold and self.cap < longest:
+            self.cap = min(longest, self.cap + c.grow)
+            self.running = None  # judge the new length afresh
+
+    def state_dict(self) -> dict[str, Tensor]:
+        if self.cap is None:
+            return {}
+        running = math.nan if self.running is None else self.running
+        return {
+            "cap": torch.tensor(self.cap),
+            "running": torch.tensor(running, dtype=torch.float64),
+        }
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        if "cap" in state:
+            self.cap = int(state["cap"])
+            running = float(state["running"])
+            self.running = None if math.isnan(running) else running
+
+
+# ----------------------------------------------------------------------------- the tasks
+class AlgorithmicTask:
+    """One registered task: NAME, DESCRIPTION, Config, and train / resume / evaluate / load."""
+
+    def __init__(self, name: str, description: str, config, metric: str, higher=False):
+        self.NAME, self.DESCRIPTION, self.Config = name, description, config
+        self.metric, self.higher_is_better = metric, higher
+
+    def __repr__(self) -> str:
+        return f"<task {self.NAME}>"
+
+    def build(self, config, rank: int = 0):
+        device = resolve_device(config.train.device)
+        torch.manual_seed(config.train.seed)
+        model = build_model(config.model, *config.data.sizes()).to(device)
+        return model, AlgorithmicLoop(self, config, device, rank)
+
+    def train(self, config, out: str | Path, progress: bool = True) -> dict:
+        """Train into the run directory ``out``; return the final metrics."""
+        rank, world = distributed()
+        model, loop = self.build(config, rank)
+        run = RunDir.create(out, self.NAME, to_dict(config)) if rank == 0 else None
+        if world > 1:
+            torch.distributed.barrier()  # the run directory exists before any rank reads it
+            run = run or RunDir(out)
+        if progress and rank == 0:
+            params = sum(p.numel() for p in model.parameters())
+            print(f"{self.NAME}: {config.model.kind}, {params:,} parameters, on {loop.device}")
+        return self._fit(model, loop, config, run, progress)
+
+    def resume(self, path: str | Path, progress: bool = True) -> dict:
+        """Continue an interrupted run from its newest complete checkpoint, exactly."""
+        run = RunDir.open(path, self.NAME, need=())
+        config = build(self.Config, overrides=run.read_json("config.json"))
+        model, loop = self.build(config, distributed()[0])
+        return self._fit(model, loop, config, run, progress, resume=True)
+
+    def _fit(self, model, loop, config, run, progress, resume=False) -> dict:
+        trainer = Trainer(
+            model, loop, config.train, run, progress=progress, callbacks=(loop.curriculum_step,)
+        )
+        return trainer.fit(resume=resume)
+
+    def load(self, path: str | Path, device: str = "cpu"):
+        """(model, config) rebuilt from a run directory alone."""
+        run = RunDir.open(path, self.NAME)
+        config = build(self.Config, overrides=run.read_json("config.json"))
+        model = build_model(config.model, *config.data.sizes())
+        return run.load_model(model).to(device).eval(), config
+
+    def evaluate(self, path: str | Path, lengths: list[int] | None = None) -> dict:
+        """Held-out metrics of a saved run, also at ``lengths`` (default: its eval.lengths)."""
+        model, config = self.load(path)
+        if lengths is not None:
+            config.eval.lengths = ",".join(map(str, lengths))
+        config.curriculum.enabled = False
+        return AlgorithmicLoop(self, config, torch.device("cpu")).evaluate(model)
+
+
+COPY = AlgorithmicTask(
+    "copy", "NTM copy: reproduce 1-20 random 8-bit vectors", CopyConfig, "cost_bits"
+)
+REPEAT_COPY = AlgorithmicTask(
+    "repeat_copy",
+    "NTM repeat copy: a sequence R times, then an end marker",
+    RepeatCopyConfig,
+    "cost_bits",
+)
+RECALL = AlgorithmicTask(
+    "recall", "NTM associative recall: the item after the queried one", RecallConfig, "cost_bits"
+)
+SORT = AlgorithmicTask(
+    "sort",
+    "NTM priority sort: the 16 of 20 vectors with the highest priorities",
+    SortConfig,
+    "cost_bits",
+)
+ADDING = AlgorithmicTask(
+    "adding", "adding problem: the sum of two marked values (Hochreiter 1997)", AddingConfig, "mse"
+)
+COPY_MEMORY = AlgorithmicTask(
+    "copy_memory",
+    "copy memory: recall 10 symbols after a delay (Arjovsky 2016)",
+    CopyMemoryConfig,
+    "xent",
+)
+DIGITS = AlgorithmicTask(
+    "digits",
+    "sequential 8x8 handwritten digits, a row or a pixel per step (scikit-learn)",
+    DigitsConfig,
+    "accuracy",
+    higher=True,
+)
+TASKS = [COPY, REPEAT_COPY, RECALL, SORT, ADDING, COPY_MEMORY, DIGITS]
