@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -114,15 +115,17 @@ def curves_figure(paths: list, metric: str, log: bool = False) -> Figure:
     """A held-out metric against the training sequences seen (steps x batch size)."""
     fig = Figure(figsize=(6.0, 4.0), layout="constrained")
     ax = fig.subplots()
+    smallest = math.inf
     for path in paths:
         config = RunDir(path).read_json("config.json")
         per_step = config["data"]["batch_size"] * config["train"]["accumulate"]
         points = [(r["step"] * per_step, r[metric]) for r in _records(path) if metric in r]
+        smallest = min([smallest] + [v for _, v in points if v > 0])
         ax.plot(*zip(*points, strict=True), label=_label(path))
     ax.set_xlabel("training sequences")
     ax.set_ylabel(metric)
-    if log:
-        ax.set_yscale("log")
+    if log:  # symmetric log, linear below the smallest value: a perfect 0 stays on the plot
+        ax.set_yscale("symlog", linthresh=smallest if math.isfinite(smallest) else 1.0)
     ax.legend(fontsize=8)
     return fig
 
