@@ -1,5 +1,11 @@
-import pytest
-import torch
+import os
+
+# One thread: the test models are tiny, and on a shared 2-core machine a second thread mostly
+# waits. Set before torch starts its pool; subprocesses (resume, torchrun tests) inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -9,4 +15,4 @@ def _seed():
 
 @pytest.fixture(autouse=True, scope="session")
 def _threads():
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)

@@ -12,7 +12,7 @@ from rnnkit.data.tokenize import load_tokenizer, train_tokenizer
 from rnnkit.errors import DataError
 from rnnkit.tasks.translate import TeacherForcingConfig, teacher_forcing_ratio
 
-TEXTS = ["the cat sat.", "a dog ran, fast!", "the dog sat"]
+TEXTS = ["the cat sat.", "a dog ran, fast!", "the dog sat", "quatre-vingt-cinq mille (l'été)"]
 
 
 @pytest.mark.parametrize("kind", ["char", "word", "subword"])
@@ -30,7 +30,8 @@ def test_tokenizers_round_trip_and_save(kind):
 
 def test_word_tokenizer_pieces():
     tok = train_tokenizer("word", TEXTS)
-    assert tok.pieces(tok.encode("a dog, fast!")) == ["a", "dog", ",", "fast", "!"]
+    assert tok.pieces(tok.encode("a dog, fast!")) == ["a", " dog", ",", " fast", "!"]
+    assert tok.pieces(tok.encode("quatre-vingt")) == ["quatre", "-", "vingt"]
     assert tok.unknown("a big dog") == ["big"]
 
 

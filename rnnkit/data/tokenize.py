@@ -11,7 +11,9 @@ import re
 from collections import Counter
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
-_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)  # words, and each punctuation mark on its own
+# words and single punctuation marks, each with the space before it if any, so that joining the
+# pieces gives the text back: "quatre-vingt mille" -> "quatre", "-", "vingt", " mille"
+_WORD = re.compile(r" ?\w+| ?[^\w\s]", re.UNICODE)
 
 
 class _Vocabulary:
@@ -29,7 +31,7 @@ class _Vocabulary:
 
     def unknown(self, text: str) -> list[str]:
         """The distinct pieces of ``text`` outside the vocabulary."""
-        return list(dict.fromkeys(p for p in self.split(text) if p not in self.index))
+        return list(dict.fromkeys(p.strip() or p for p in self.split(text) if p not in self.index))
 
     def pieces(self, ids) -> list[str]:
         """The token string of each id (for labelling attention maps)."""
@@ -54,22 +56,22 @@ class CharTokenizer(_Vocabulary):
 
 
 class WordTokenizer(_Vocabulary):
-    """Words and punctuation marks; the ``vocab_size`` most frequent are kept (0: all)."""
+    """Words and punctuation marks with their leading space; the ``vocab_size`` most frequent
+    are kept (0: all). Decoding joins the pieces, so it inverts encoding exactly."""
 
     kind = "word"
 
     @classmethod
     def train(cls, texts, vocab_size: int = 0) -> WordTokenizer:
-        counts = Counter(p for text in texts for p in _WORD.findall(text))
+        counts = Counter(p for text in texts for p in cls.split(cls, text))
         keep = counts.most_common(vocab_size - len(SPECIALS) if vocab_size else None)
         return cls(sorted(t for t, _ in keep))
 
     def split(self, text: str) -> list[str]:
-        return _WORD.findall(text)
+        return _WORD.findall(" ".join(text.split()))  # runs of whitespace count as one space
 
     def decode(self, ids) -> str:
-        text = " ".join(self.tokens[i] for i in ids if i > 3)
-        return re.sub(r" ([^\w\s(\[{¿¡])", r"\1", text)  # no space before punctuation
+        return "".join(self.tokens[i] for i in ids if i > 3).strip()
 
 
 class SubwordTokenizer:
