@@ -6,6 +6,10 @@ twice over the same equations: a step function over the *input projection* ``gx 
 with torch.nn's cell contract (`weight_ih`, `weight_hh`, `bias_ih`, `bias_hh`; ``forward(x, hx)``)
 that calls it.
 
+The variants of `rnnkit.variants` (layer norm, peepholes, recurrent dropout, ...) enter the
+step functions as optional keyword arguments and the cells as keyword-only options; switched
+off, every step is exactly torch.nn's cell.
+
 Shapes: b batch, i input features, h hidden features, p projection features.
 
 Unrolling a cell by hand::

@@ -4,12 +4,17 @@
 parameter names, gate order, `state_dict`, `flatten_parameters` and cuDNN weight sharing are
 torch's own) and add:
 
-* ``impl="native" | "loop" | "auto"`` (keyword-only): ``native`` runs torch's fused kernel,
-  ``loop`` runs the readable time loop below over `rnnkit.cells` steps, ``auto`` picks native
-  whenever native computes the requested function. ``layer.plan()`` says which and why.
-* ``forward(input, hx=None, *, lengths=None)``: ``lengths`` (b,) is a simpler alternative to a
-  ``PackedSequence``; padded output positions are zero and the final state is taken at each
-  sequence's last valid step, exactly as with packing.
+* ``impl="auto" | "native" | "fused" | "loop"`` (keyword-only): ``native`` runs torch's fused
+  kernel, ``fused`` the custom autograd Functions of `rnnkit.fused` (hand-written BPTT),
+  ``loop`` the readable time loop below over `rnnkit.cells` steps; ``auto`` picks native
+  whenever native computes the requested function, else fused. ``layer.plan()`` says which and
+  why.
+* the variants of `rnnkit.variants` as keyword-only options (``layer_norm=True``,
+  ``zoneout=0.1``, ...), composable with num_layers, bidirectional, lengths and proj_size.
+* ``forward(input, hx=None, *, lengths=None, return_states=False)``: ``lengths`` (b,) is a
+  simpler alternative to a ``PackedSequence``; padded output positions are zero and the final
+  state is taken at each sequence's last valid step, exactly as with packing.
+  ``return_states=True`` adds every step's h (and c), and gate values, for analysis.
 
 `Recurrent(cell, ...)` runs any cell (``cell(x_t, state) -> state``) through the same stacking,
 bidirectional and lengths machinery.
@@ -75,13 +80,19 @@ def unroll(
     output is zero, so a reverse pass starts at each sequence's last step.
     Returns outputs (t, b, h), the first tensor of each step's state, and the final state.
     """
-    several = isinstance(inputs, tuple)
-    T = inputs[0].size(0) if several else inputs.size(0)
+    # unbind once: one backward node for all steps (indexing inputs[t] would give each step a
+    # backward that writes a full-size zero gradient, quadratic in T)
+    if isinstance(inputs, tuple):
+        per_step = list(zip(*(i.unbind(0) for i in inputs), strict=True))
+    else:
+        per_step = inputs.unbind(0)
+    T = len(per_step)
     outputs: list[Tensor] = [None] * T  # type: ignore[list-item]
+    masks = mask.unsqueeze(-1).unbind(0) if mask is not None else None  # (b, 1) per step
     for t in range(T - 1, -1, -1) if reverse else range(T):
-        new = step(tuple(i[t] for i in inputs) if several else inputs[t], state)
-        if mask is not None:
-            m = mask[t].unsqueeze(-1)  # (b, 1)
+        new = step(per_step[t], state)
+        if masks is not None:
+            m = masks[t]
             new = _tree_map(lambda n, s, m=m: torch.where(m, n, s), new, state)
             outputs[t] = _output_of(new) * m
         else:
@@ -278,7 +289,7 @@ class _FusedOrLoop:
         if impl not in IMPLS:
             raise ValueError(f"{name}: impl must be one of {IMPLS}, got {impl!r}")
         self.impl = impl
-        self.variants = Variants.build(name, mode, bias, **variants)
+        self.variants = Variants.from_keywords(name, mode, bias, variants)
         blockers = self.variants.native_blockers(training=True)
         if impl == "native" and blockers:
             raise ValueError(
@@ -625,7 +636,7 @@ class RNN(_FusedOrLoop, nn.RNN):
         impl: str = "auto",
         **variants,
     ):
-        self._set_options(impl, "RNN_" + str(nonlinearity).upper(), bias, _options(variants))
+        self._set_options(impl, "RNN_" + str(nonlinearity).upper(), bias, variants)
         super().__init__(
             input_size,
             hidden_size,
@@ -692,7 +703,7 @@ class GRU(_FusedOrLoop, nn.GRU):
         impl: str = "auto",
         **variants,
     ):
-        self._set_options(impl, "GRU", bias, _options(variants))
+        self._set_options(impl, "GRU", bias, variants)
         super().__init__(
             input_size,
             hidden_size,
@@ -768,7 +779,7 @@ class LSTM(_FusedOrLoop, nn.LSTM):
         impl: str = "auto",
         **variants,
     ):
-        self._set_options(impl, "LSTM", bias, _options(variants))
+        self._set_options(impl, "LSTM", bias, variants)
         super().__init__(
             input_size,
             hidden_size,
@@ -837,40 +848,6 @@ class LSTM(_FusedOrLoop, nn.LSTM):
         h_n = torch.stack([h for h, _ in finals])  # (d*l, b, p or h)
         c_n = torch.stack([c for _, c in finals])  # (d*l, b, h)
         return (h_n, c_n) if batched else (h_n.squeeze(1), c_n.squeeze(1))
-
-
-_VARIANT_NAMES = (
-    "layer_norm",
-    "peephole",
-    "forget_bias",
-    "orthogonal",
-    "learn_init",
-    "recurrent_dropout",
-    "weight_drop",
-    "zoneout",
-)
-_VARIANT_DEFAULTS = dict(
-    layer_norm=False,
-    peephole=False,
-    forget_bias=None,
-    orthogonal=False,
-    learn_init=False,
-    recurrent_dropout=0.0,
-    weight_drop=0.0,
-    zoneout=0.0,
-)
-
-
-def _options(given: dict) -> dict:
-    """The variant keywords with their defaults; a misspelled keyword is an error that lists
-    the valid ones (no silent ``**kwargs`` sink)."""
-    unknown = sorted(set(given) - set(_VARIANT_DEFAULTS))
-    if unknown:
-        raise TypeError(
-            f"unexpected keyword argument {unknown[0]!r}; the variant options are "
-            f"{', '.join(_VARIANT_NAMES)}"
-        )
-    return {**_VARIANT_DEFAULTS, **given}
 
 
 for _cls, _lstm in ((RNN, False), (GRU, False), (LSTM, True)):

@@ -50,6 +50,18 @@ __all__ = ["Variants", "zoneout", "variational_mask", "zoneout_keep"]
 
 LN_EPS = 1e-5  # the epsilon of every layer norm in rnnkit's cells
 
+# the keyword-only options of the layers and cells, with their "off" defaults
+KEYWORDS = {
+    "layer_norm": False,
+    "peephole": False,
+    "forget_bias": None,
+    "orthogonal": False,
+    "learn_init": False,
+    "recurrent_dropout": 0.0,
+    "weight_drop": 0.0,
+    "zoneout": 0.0,
+}
+
 
 @dataclass(frozen=True)
 class Variants:
@@ -64,6 +76,18 @@ class Variants:
     weight_drop: float = 0.0
     zoneout_c: float = 0.0  # LSTM only
     zoneout_h: float = 0.0
+
+    @classmethod
+    def from_keywords(cls, owner: str, mode: str, bias: bool, given: dict) -> Variants:
+        """`build` from a layer's ``**variants`` keywords: defaults filled in, and a misspelled
+        keyword is an error that lists the valid ones (no silent ``**kwargs`` sink)."""
+        unknown = sorted(set(given) - set(KEYWORDS))
+        if unknown:
+            raise TypeError(
+                f"{owner}: unexpected keyword argument {unknown[0]!r}; the variant options are "
+                f"{', '.join(KEYWORDS)}"
+            )
+        return cls.build(owner, mode, bias, **{**KEYWORDS, **given})
 
     @classmethod
     def build(cls, owner: str, mode: str, bias: bool, **options) -> Variants:
