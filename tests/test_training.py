@@ -131,12 +131,12 @@ def test_resume_after_kills_is_bitwise_identical(tmp_path, corpus):
 def test_resume_errors(tmp_path, capsys):
     assert main(["resume", str(tmp_path / "missing")]) == 2
     assert "run directory not found" in capsys.readouterr().err
-    (tmp_path / "run.json").write_text('{"task": "copy"}')
+    (tmp_path / "run.json").write_text('{"task": "nosuchtask"}')
     assert main(["resume", str(tmp_path)]) == 2
     assert "incomplete: missing config.json" in capsys.readouterr().err
     (tmp_path / "config.json").write_text("{}")
     assert main(["resume", str(tmp_path)]) == 2
-    assert "unknown task 'copy'" in capsys.readouterr().err
+    assert "unknown task 'nosuchtask'" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- checkpoints
