@@ -9,10 +9,12 @@ weight gradients at the end as single matrix products over all steps:
     dW_hh = sum_t da_t^T h_{t-1}  = DA^T (t*b, gh) @ H_prev (t*b, p)       one matmul
     dgx_t = ds_t                  returned; autograd turns it into dx, dW_ih, db_ih
 
-So no autograd graph is built per step, and per step only h @ W_hh^T and a few fused
-element-wise kernels run (out= buffers, aten's sigmoid_backward / tanh_backward /
-native_layer_norm_backward). The result equals the loop over `rnnkit.cells` (the tests check
-values and gradients, and gradcheck each Function in float64).
+So no autograd graph is built per step. Per step only h @ W_hh^T and a few element-wise
+kernels run, written into preallocated buffers (out=); the backward's derivative factors that
+do not depend on the incoming gradient (sigma'(i) g, tanh'(g) i, ...) are computed for all
+steps at once before its loop, which leaves five kernels per step for a plain LSTM. The result
+equals the loop over `rnnkit.cells` (the tests check values and gradients, and gradcheck each
+Function in float64).
 
 Notation, per step: s the gate pre-activations, a = W_hh (h * m) before layer norm, d the
 zoneout keep mask (its expectation z in eval mode; padding of ``lengths`` counts as d = 1),

@@ -14,9 +14,13 @@ otherwise (the paper's positive activation, appendix B.3):
               f'_t = f_t / (f_t + i_t),  i'_t = i_t / (f_t + i_t)
               h_t = f'_t * h_{t-1} + i'_t * h~_t                  a = f',      b = i' h~
 
-Training runs `parallel_scan_log` over log a and log b (every factor is positive, so the logs
-exist and the products become sums); generation runs the step functions one x_t at a time,
-and the two give the same results (tests/test_scan.py).
+Three ways to run a layer, all giving the same numbers (tests/test_scan.py):
+
+* ``scan``: `parallel_scan_log` over log a and log b (every factor is positive, so the logs
+  exist and the products become sums), no time loop: the paper's way, for a GPU;
+* ``fused``: `LinearRecurrence`, one multiply-add per step forward and backward with a
+  hand-written backward: the work-efficient way on a CPU, which ``impl="auto"`` picks there;
+* ``loop`` and ``step()``: the step functions one x_t at a time, for reading and generation.
 
 Shapes: t time, b batch, i input features, h hidden features, d directions, l layers.
 """
@@ -37,19 +41,24 @@ __all__ = [
     "MinGRUCell",
     "MinLSTMCell",
     "parallel_scan_log",
+    "LinearRecurrence",
     "min_gru_step",
     "min_lstm_step",
 ]
 
-IMPLS = ("auto", "scan", "loop")
+IMPLS = ("auto", "scan", "fused", "loop")
 
 
 # ----------------------------------------------------------------------------- the scan
 
 
 def g(x: Tensor) -> Tensor:
-    """The positive activation of appendix B.3: x + 0.5 for x >= 0, sigma(x) below."""
-    return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
+    """The positive activation of appendix B.3: x + 0.5 for x >= 0, sigma(x) below.
+
+    Written as relu(x) + sigma(min(x, 0)), which is the same function without the two
+    full-size branches (and their gradients) that torch.where would materialize.
+    """
+    return torch.relu(x) + torch.sigmoid(torch.clamp_max(x, 0))
 
 
 def log_g(x: Tensor) -> Tensor:
@@ -123,6 +132,61 @@ def min_lstm_coefficients(gx: Tensor) -> tuple[Tensor, Tensor]:
     k_f, k_i, k_h = gx.chunk(3, dim=-1)
     d = F.softplus(-k_f) - F.softplus(-k_i)
     return -F.softplus(d), -F.softplus(-d) + log_g(k_h)
+
+
+def min_gru_linear(gx: Tensor) -> tuple[Tensor, Tensor]:
+    """a = 1 - z and b = z g(k_h), from gx = (k_z, k_h): (..., 2h), for the sequential pass."""
+    k_z, k_h = gx.chunk(2, dim=-1)
+    z = torch.sigmoid(k_z)
+    return 1 - z, z * g(k_h)
+
+
+def min_lstm_linear(gx: Tensor) -> tuple[Tensor, Tensor]:
+    """a = f' and b = i' g(k_h), from gx = (k_f, k_i, k_h): (..., 3h), for the sequential pass."""
+    k_f, k_i, k_h = gx.chunk(3, dim=-1)
+    f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)
+    s = f + i
+    return f / s, i / s * g(k_h)
+
+
+class LinearRecurrence(torch.autograd.Function):
+    """h_t = a_t * h_{t-1} + b_t, one fused multiply-add per step, with hand-written backward.
+
+    The work-efficient way on a CPU, where the parallel scan's logs and exps over every element
+    cost more than the sequential pass (a few cores cannot use its parallelism). Backward is
+    the adjoint recurrence, also one multiply-add per step, then products over all steps:
+
+        lam_t = dh_t + a_{t+1} lam_{t+1};   db_t = lam_t;   da_t = lam_t h_{t-1};   dh_0 = a_1 lam_1
+
+    a, b: (t, b, h); h0: (b, h). Returns h_1..h_T: (t, b, h). Differentiable once.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b, h0):
+        T = a.size(0)
+        Hs = a.new_empty(T + 1, *a.shape[1:])  # h_0..h_T
+        Hs[0] = h0
+        a_l, b_l, H_l = a.unbind(0), b.unbind(0), Hs.unbind(0)
+        for t in range(T):
+            torch.addcmul(b_l[t], a_l[t], H_l[t], out=H_l[t + 1])
+        ctx.save_for_backward(a, Hs)
+        return Hs[1:].clone()
+
+    @staticmethod
+    def backward(ctx, dh):
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "rnnkit's fused linear recurrence cannot be differentiated again "
+                "(create_graph=True); use impl='scan' or impl='loop'"
+            )
+        a, Hs = ctx.saved_tensors
+        T = a.size(0)
+        lam = torch.empty_like(dh)
+        lam[T - 1] = dh[T - 1]
+        a_l, dh_l, lam_l = a.unbind(0), dh.unbind(0), lam.unbind(0)
+        for t in range(T - 2, -1, -1):
+            torch.addcmul(dh_l[t], a_l[t + 1], lam_l[t + 1], out=lam_l[t])
+        return lam * Hs[:-1], lam, a[0] * lam[0]
 
 
 # ----------------------------------------------------------------------------- one step
@@ -229,6 +293,7 @@ class _MinLayer(nn.Module):
 
     gate_count = 2
     coefficients = staticmethod(min_gru_coefficients)
+    linear = staticmethod(min_gru_linear)
     step_fn = staticmethod(min_gru_step)
 
     def __init__(
@@ -285,13 +350,34 @@ class _MinLayer(nn.Module):
 
     def plan(self, input: Tensor | None = None) -> str:
         """Which implementation `forward` runs, and why."""
+        return self._resolve(input)[1]
+
+    def _resolve(self, input) -> tuple[str, str]:
         if self.impl == "loop":
-            return "loop: one step at a time over the step function, as requested (impl='loop')"
-        why = "requested (impl='scan')" if self.impl == "scan" else "the fastest path"
-        return (
+            return "loop", (
+                "loop: one step at a time over the step function with autograd, as requested "
+                "(impl='loop')"
+            )
+        device = getattr(getattr(input, "data", input), "device", torch.device("cpu"))
+        scan = (
             "scan: the log-space parallel scan over the whole sequence (cumsum and "
-            f"logcumsumexp), no time loop; {why}"
+            "logcumsumexp in blocks of 64 steps), no time loop"
         )
+        fused = (
+            "fused: the linear recurrence h_t = a_t h_(t-1) + b_t, one multiply-add per step "
+            "forward and backward in a custom autograd Function"
+        )
+        if self.impl == "scan":
+            return "scan", scan + "; requested (impl='scan')"
+        if self.impl == "fused":
+            return "fused", fused + "; requested (impl='fused')"
+        if device.type == "cpu":
+            return "fused", (
+                f"{fused}; chosen on CPU, where it is faster than the parallel scan: a few cores "
+                "cannot use the scan's parallelism, and its logs and exps over every element "
+                "cost more than the sequential pass"
+            )
+        return "scan", f"{scan}; chosen on {device.type}, where time-parallel work pays"
 
     def _gx(self, k: int, x: Tensor) -> Tensor:
         layer, d = divmod(k, self.num_directions)
@@ -319,11 +405,14 @@ class _MinLayer(nn.Module):
             mask = torch.arange(T, device=x.device).unsqueeze(1) < lengths.to(x.device)
         rev = _reverse_index(lengths, T, b, x.device)
 
-        if self.impl == "loop":
+        path = self._resolve(x)[0]
+        if path == "loop":
             run, direction = unroll, self._loop_direction
         else:
 
             def run(step, gx, h0, mask, reverse):
+                if path == "fused":
+                    return self._fused(gx, h0, mask, reverse)
                 h0 = None if zero_start else h0
                 return self._scan(gx, h0, lengths, rev if reverse else None, reverse)
 
@@ -346,6 +435,21 @@ class _MinLayer(nn.Module):
 
     def _loop_direction(self, k, x):
         return self._gx(k, x), self.step_fn
+
+    def _fused(self, gx: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool):
+        """One direction with `LinearRecurrence`. Padding carries the state exactly (a = 1,
+        b = 0), so a reversed pass simply runs the flipped sequence."""
+        a, b = self.linear(gx)  # (t, b, h) each
+        valid = None if mask is None else mask.unsqueeze(-1)  # (t, b, 1)
+        if valid is not None:
+            a, b = torch.where(valid, a, 1.0), torch.where(valid, b, 0.0)
+        if reverse:
+            a, b = a.flip(0), b.flip(0)
+        h = LinearRecurrence.apply(a, b, h0)
+        final = h[-1]
+        if reverse:
+            h = h.flip(0)
+        return (h if valid is None else h * valid), final
 
     def _scan(self, gx: Tensor, h0: Tensor | None, lengths, rev, reverse: bool):
         """One direction with the parallel scan. gx (t, b, gh); h0 (b, h) or None (zeros)."""
@@ -398,7 +502,10 @@ class MinGRU(_MinLayer):
 
     Args: input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0
     (between layers), bidirectional=False; keyword-only ``impl``: ``"scan"`` (the log-space
-    parallel scan, the default under ``"auto"``) or ``"loop"`` (one step at a time).
+    parallel scan; what ``"auto"`` picks on a GPU), ``"fused"`` (the sequential linear
+    recurrence with a hand-written backward; what ``"auto"`` picks on a CPU) or ``"loop"``
+    (one step at a time with autograd). All three give the same numbers; ``plan()`` says which
+    runs and why.
     Parameters: ``weight_ih_l{k}`` (2h, i) = (W_z, W_h) and ``bias_ih_l{k}``, ``_reverse``
     for the backward direction.
 
@@ -408,7 +515,7 @@ class MinGRU(_MinLayer):
     Example::
 
         rnn = rnnkit.MinGRU(16, 64, num_layers=2, batch_first=True)
-        out, h_n = rnn(torch.randn(8, 2048, 16))          # parallel over time
+        out, h_n = rnn(torch.randn(8, 2048, 16))          # the whole sequence at once
         y, h = rnn.step(torch.randn(8, 16), h_n)           # then one step at a time
     """
 
@@ -427,4 +534,5 @@ class MinLSTM(_MinLayer):
 
     gate_count = 3
     coefficients = staticmethod(min_lstm_coefficients)
+    linear = staticmethod(min_lstm_linear)
     step_fn = staticmethod(min_lstm_step)

@@ -9,7 +9,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.testing import assert_close
 
 import rnnkit
-from rnnkit.scan import parallel_scan_log
+from rnnkit.scan import LinearRecurrence, parallel_scan_log
 
 DT = torch.float64
 T, B, I, H = 7, 3, 4, 5
@@ -102,7 +102,9 @@ def test_blocked_scan_equals_one_block(T_):
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_scan_equals_loop_equals_reference(kind, shape, lengths, hx_given):
     scan = make(kind, impl="scan", **shape)
+    fused = make(kind, impl="fused", **shape)
     loop = make(kind, impl="loop", **shape)
+    fused.load_state_dict(scan.state_dict())
     loop.load_state_dict(scan.state_dict())
     dl = scan.num_layers * scan.num_directions
     x = torch.randn(T, B, I, dtype=DT)
@@ -112,15 +114,18 @@ def test_scan_equals_loop_equals_reference(kind, shape, lengths, hx_given):
         scan, kind, x, torch.zeros(dl, B, H, dtype=DT) if h0 is None else h0, lengths
     )
     results = []
-    for layer in (scan, loop):
+    for layer in (scan, fused, loop):
         xl = x.clone().requires_grad_(True)
-        out, h_n = layer(xl, h0, lengths=lt)
+        h0l = None if h0 is None else h0.clone().requires_grad_(True)
+        out, h_n = layer(xl, h0l, lengths=lt)
         assert_close(out, ref_out, **TOL)
         assert_close(h_n, ref_h, **TOL)
         (out * torch.linspace(-1, 1, out.numel(), dtype=DT).view_as(out)).sum().backward()
-        results.append([xl.grad] + [p.grad for p in layer.parameters()])
-    for a, b in zip(*results, strict=True):
-        assert_close(a, b, **TOL)
+        hg = [] if h0 is None else [h0l.grad]
+        results.append([xl.grad, *hg] + [p.grad for p in layer.parameters()])
+    for a, b, c in zip(*results, strict=True):
+        assert_close(a, c, **TOL)
+        assert_close(b, c, **TOL)
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -167,20 +172,23 @@ def test_long_sequence_scan_equals_loop(kind):
         (torch.float32, 5e-5, 256, True),
     ):
         torch.manual_seed(1)
-        scan = KINDS[kind](8, 16, dtype=dtype)
+        scan = KINDS[kind](8, 16, dtype=dtype, impl="scan")
+        fused = KINDS[kind](8, 16, dtype=dtype, impl="fused")
         loop = KINDS[kind](8, 16, dtype=dtype, impl="loop")
+        fused.load_state_dict(scan.state_dict())
         loop.load_state_dict(scan.state_dict())
         x = torch.randn(steps, 2, 8, dtype=dtype)
         results = []
-        for layer in (scan, loop):
+        for layer in (scan, fused, loop):
             xl = x.clone().requires_grad_(grad)
             with torch.set_grad_enabled(grad):
                 out, h_n = layer(xl)
             if grad:
                 out.sum().backward()
             results.append((out, h_n, xl.grad if grad else out))
-        for a, b in zip(*results, strict=True):
-            assert_close(a, b, atol=tol, rtol=tol)
+        for a, b, c in zip(*results, strict=True):
+            assert_close(a, c, atol=tol, rtol=tol)
+            assert_close(b, c, atol=tol, rtol=tol)
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -201,19 +209,32 @@ def test_packed_batch_first_and_unbatched(kind):
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_dropout_between_layers_scan_equals_loop(kind):
     outs = []
-    for impl in ("scan", "loop"):
+    for impl in ("scan", "fused", "loop"):
         layer = make(kind, impl=impl, num_layers=3, dropout=0.5)
         torch.manual_seed(3)
         outs.append(layer(torch.ones(T, B, I, dtype=DT))[0])
-    assert_close(outs[0], outs[1], **TOL)
+    assert_close(outs[0], outs[2], **TOL)
+    assert_close(outs[1], outs[2], **TOL)
+
+
+def test_linear_recurrence_gradcheck_and_double_backward_error():
+    a = (torch.rand(6, 2, 3, dtype=DT) * 0.9 + 0.05).requires_grad_(True)
+    b = torch.randn(6, 2, 3, dtype=DT, requires_grad=True)
+    h0 = torch.randn(2, 3, dtype=DT, requires_grad=True)
+    assert torch.autograd.gradcheck(LinearRecurrence.apply, (a, b, h0))
+    with pytest.raises(RuntimeError, match="cannot be differentiated again"):
+        torch.autograd.grad(LinearRecurrence.apply(a, b, h0).sum(), b, create_graph=True)
 
 
 def test_plan_and_errors():
     layer = rnnkit.MinGRU(I, H)
-    assert layer.plan().startswith("scan")
+    assert layer.plan().startswith("fused") and "CPU" in layer.plan()  # auto on a CPU
+    assert rnnkit.MinGRU(I, H, impl="scan").plan().startswith("scan")
     assert rnnkit.MinLSTM(I, H, impl="loop").plan().startswith("loop")
-    with pytest.raises(ValueError, match=r"impl must be one of \('auto', 'scan', 'loop'\)"):
-        rnnkit.MinGRU(I, H, impl="fused")
+    with pytest.raises(
+        ValueError, match=r"impl must be one of \('auto', 'scan', 'fused', 'loop'\)"
+    ):
+        rnnkit.MinGRU(I, H, impl="native")
     with pytest.raises(ValueError, match="step\\(\\) needs bidirectional=False"):
         rnnkit.MinGRU(I, H, bidirectional=True).step(torch.randn(B, I))
     with pytest.raises(ValueError, match=r"Expected hx size \(1, 3, 5\), got \(2, 3, 5\)"):
