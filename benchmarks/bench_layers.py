@@ -280,6 +280,26 @@ def targets(results: dict[str, list[Case]]) -> list[str]:
     return lines
 
 
+LIMITS = [
+    "What limits the fused path: it runs in eager PyTorch, so each step pays for 12 (plain "
+    "LSTM) to about 20 (layer norm) separately dispatched kernels, about 2-8 us each at "
+    "small-hidden sizes, where torch.nn.LSTM runs its whole time loop in C++. When the matrix "
+    "products dominate (fastrnns) this costs 1.2-1.6x. When dispatch dominates (small-hidden, "
+    "16 x 128 per step) it costs 1.8-3.4x, which is still 1.3-1.6x faster than the same "
+    "variant as an autograd loop. Removing it needs a compiled per-step kernel: a C++ "
+    "extension, or torch.compile (about 30 s of compilation per configuration on this machine, "
+    "so not used), or Triton on a GPU.",
+    "",
+    "minGRU / minLSTM on this CPU: the log-space parallel scan is slower than the sequential "
+    "loop. Two cores give it no parallelism to use, and torch's logcumsumexp alone costs about "
+    "120 ms per call on 4M elements. So impl='auto' on a CPU runs the fused sequential "
+    "recurrence, one multiply-add per step forward and backward. The input projections "
+    "(x @ W, its two backward products) are shared by every path and take roughly a third of "
+    "the loop's time, which caps any speedup near 3-5x at this size. The 10x target is a GPU "
+    "figure; there the scan is expected to win, but that was not measured (no GPU).",
+]
+
+
 def machine() -> str:
     cpu = platform.processor() or "CPU"
     try:
@@ -371,6 +391,8 @@ def main(argv=None) -> int:
         "scan",
         "- ratio: time over the named baseline's time in the same round, median over rounds; "
         "of matmul peak: 3 x forward matrix-product FLOPs per second over the matmul rate",
+        "",
+        *LIMITS,
         "",
     ]
     lines = [] if args.append else header
