@@ -7,7 +7,7 @@ RUN    ?= runs/demo
 
 .PHONY: demo test lint format bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml rnnkit/csrc/lstm.cpp
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "rnnkit needs Python 3.11+, found " + sys.version.split()[0]'
 	@# Keep a torch the user already has (their CUDA build): then the venv sees system packages.
 	@if $(PYTHON) -c 'import torch' 2>/dev/null; then \
@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml
 		$(PYTHON) -m venv $(VENV) && $(PY) -m pip install --quiet torch==2.13.0; \
 	fi
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@# the C++ time loops of the fused path, built once (about 20 s) and cached; without a
+	@# compiler rnnkit runs the same function in Python and says so in layer.plan()
+	-$(PY) -m rnnkit.extension
 	@touch $@
 
 demo: $(VENV)/.installed

@@ -65,8 +65,7 @@ def input_projection(
     """
     if ln_weight_ih is None:
         return F.linear(x, weight_ih, bias_ih)
-    gx = F.layer_norm(F.linear(x, weight_ih), (weight_ih.size(0),), ln_weight_ih, None, LN_EPS)
-    return gx if bias_ih is None else gx + bias_ih
+    return F.layer_norm(F.linear(x, weight_ih), (weight_ih.size(0),), ln_weight_ih, bias_ih, LN_EPS)
 
 
 def _recurrent(

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from rnnkit.variants import LN_EPS, zoneout
 
-__all__ = ["LSTMFunction", "GRUFunction", "RNNFunction", "run_direction"]
+__all__ = ["LSTMFunction", "GRUFunction", "RNNFunction", "lstm_function", "run_direction"]
 
 aten = torch.ops.aten
 
@@ -290,24 +290,37 @@ class LSTMFunction(torch.autograd.Function):
                 dh = torch.mm(da, W_hh) if rest is None else torch.addmm(rest, da, W_hh)
         if DA_rev:
             DA = torch.stack(DA_rev[::-1])
-        tb = T * b
-        dW_hh = DA.view(tb, G).t() @ Hin.reshape(tb, P)  # sum_t da_t^T (h_{t-1} * m)
-        dW_hr = None if W_hr is None else DHt.view(tb, P).t() @ M.view(tb, H)
-        dg_hh = None if g_hh is None else (DS * Ahat).sum((0, 1))
-        dg_c = db_c = None
-        if g_c is not None:
-            dg_c = (DCh * _ln_hat(Ct, torch.stack(Muc_l), torch.stack(Rsc_l))).sum((0, 1))
-            db_c = DCh.sum((0, 1))
-        dw_ch = None
-        if w_ch is not None:
-            dw_ch = torch.cat(
-                [
-                    (DS[..., :H] * C[:-1]).sum((0, 1)),
-                    (DS[..., H : 2 * H] * C[:-1]).sum((0, 1)),
-                    (DS[..., 3 * H :] * Ct).sum((0, 1)),
-                ]
-            )
-        return DS, dh, dc, dW_hh, dW_hr, dg_hh, dg_c, db_c, dw_ch, None, None, None, None
+        Chat = None if g_c is None else _ln_hat(Ct, torch.stack(Muc_l), torch.stack(Rsc_l))
+        grads = lstm_parameter_grads(DS, DA, Hin, C, Ct, W_hr, DHt, M, Ahat, DCh, Chat, w_ch)
+        return DS, dh, dc, *grads, None, None, None, None
+
+
+def lstm_parameter_grads(DS, DA, Hin, C, Ct, W_hr, DHt, M, Ahat, DCh, Chat, w_ch):
+    """The LSTM's recurrent parameter gradients from the per-step ones, each one product or
+    sum over all steps: (dW_hh, dW_hr, dg_hh, dg_c, db_c, dw_ch), None where absent.
+
+    DS (t, b, g) ds, DA da (= DS without layer norm), Hin (t, b, p) h_{t-1} * m, C (t+1, b, h),
+    Ct (t, b, h) c~, DHt (t, b, p) dh~ and M (t, b, h) o k (projection), Ahat (t, b, g) the gate
+    layer norm's x^, DCh (t, b, h) dc^ and Chat its x^ (cell layer norm).
+    """
+    T, b, G = DS.shape
+    H, P, tb = G // 4, Hin.size(-1), T * b
+    dW_hh = DA.reshape(tb, G).t() @ Hin.reshape(tb, P)  # sum_t da_t^T (h_{t-1} * m)
+    dW_hr = None if W_hr is None else DHt.reshape(tb, P).t() @ M.reshape(tb, H)
+    dg_hh = None if Ahat is None else (DS * Ahat).sum((0, 1))
+    dg_c = db_c = None
+    if DCh is not None:
+        dg_c, db_c = (DCh * Chat).sum((0, 1)), DCh.sum((0, 1))
+    dw_ch = None
+    if w_ch is not None:
+        dw_ch = torch.cat(
+            [
+                (DS[..., :H] * C[:-1]).sum((0, 1)),
+                (DS[..., H : 2 * H] * C[:-1]).sum((0, 1)),
+                (DS[..., 3 * H :] * Ct).sum((0, 1)),
+            ]
+        )
+    return dW_hh, dW_hr, dg_hh, dg_c, db_c, dw_ch
 
 
 # ----------------------------------------------------------------------------- GRU
@@ -513,6 +526,18 @@ def _effective_keep(keep, valid: Tensor | None, dtype: torch.dtype):
     return torch.full(valid.shape, keep, dtype=dtype, device=valid.device).masked_fill_(~valid, 1)
 
 
+def lstm_function(gx: Tensor, W_hh: Tensor) -> type[torch.autograd.Function]:
+    """The C++ time loops (`rnnkit.fused_cpu`) where they apply: CPU, float32 / float64, the
+    library built; else the Python loops of `LSTMFunction`. Both compute the same function."""
+    from rnnkit import extension
+
+    if W_hh.dtype == gx.dtype and extension.available(gx):
+        from rnnkit.fused_cpu import CppLSTMFunction
+
+        return CppLSTMFunction
+    return LSTMFunction
+
+
 def run_direction(mode: str, prep, state, mask: Tensor | None, reverse: bool):
     """Run one (layer, direction) of a layer on the fused path.
 
@@ -533,7 +558,7 @@ def run_direction(mode: str, prep, state, mask: Tensor | None, reverse: bool):
         h0, c0 = state
         if prep.bias_hh is not None:
             gx = gx + prep.bias_hh  # b_hh comes after the layer norm, so it folds into gx
-        y, h_n, c_n = LSTMFunction.apply(
+        y, h_n, c_n = lstm_function(gx, prep.weight_hh).apply(
             gx,
             h0,
             c0,

@@ -362,7 +362,7 @@ class _FusedOrLoop:
             return "fused", (
                 "fused: one matrix product for the input projections of the whole sequence, "
                 "then a custom autograd Function whose backward is the hand-written BPTT over "
-                f"saved gates (rnnkit.fused); {why}"
+                f"saved gates (rnnkit.fused), {self._time_loops(input)}; {why}"
             )
         device = "cpu" if input is None else _device_of(input).type
         kernel = "cuDNN" if device == "cuda" else "ATen/oneDNN"
@@ -374,6 +374,23 @@ class _FusedOrLoop:
             extras.append("with the learned initial state as hx when hx is None (learn_init)")
         extra = "".join(f"; {e}" for e in extras)
         return "native", f"native: torch's fused {mode} kernel ({kernel} on {device}); {why}{extra}"
+
+    def _time_loops(self, input) -> str:
+        """Where the fused path's time loops run: C++ (rnnkit.fused_cpu) or Python, and why."""
+        from rnnkit import extension
+
+        if self.mode != "LSTM":
+            return "its time loops in Python (rnnkit's C++ loops cover the LSTM only)"
+        data = input.data if isinstance(input, PackedSequence) else input
+        like = data if isinstance(data, Tensor) else self.weight_hh_l0
+        if like.device.type != "cpu" or like.dtype not in extension.DTYPES:
+            return (
+                f"its time loops in Python (the C++ loops take float32 / float64 on CPU, not "
+                f"{str(like.dtype).removeprefix('torch.')} on {like.device.type})"
+            )
+        if not extension.load():
+            return f"its time loops in Python (C++ loops not used: {extension.status()})"
+        return "its time loops in C++ (rnnkit/csrc/lstm.cpp, one matrix product per step)"
 
     def forward(self, input, hx=None, *, lengths=None, return_states: bool = False):
         """See the class docstring. With ``return_states=True`` also returns a dict of the
@@ -460,14 +477,18 @@ class _FusedOrLoop:
         )
         return {n: getattr(self, n + sfx, None) for n in names}
 
-    def _prepare(self, k: int, x: Tensor) -> _Direction:
+    def _prepare(self, k: int, x: Tensor, fold_bias_hh: bool = False) -> _Direction:
         """Input projections of the whole sequence and this sequence's masks, drawn in a fixed
         order (weight drop, recurrent dropout, zoneout c, zoneout h) so that every path sees
-        the same random numbers."""
+        the same random numbers. ``fold_bias_hh``: add b_hh to the projections' bias (one
+        vector addition instead of a pass over gx), where it only shifts s (LSTM, RNN)."""
         p, v, train = self._params(k), self.variants, self.training
         T, b = x.size(0), x.size(1)
         out = self.proj_size or self.hidden_size
-        gx = input_projection(x, p["weight_ih"], p["bias_ih"], p["ln_weight_ih"])  # (t, b, gh)
+        bias_ih, bias_hh = p["bias_ih"], p["bias_hh"]
+        if fold_bias_hh and self.mode != "GRU" and bias_hh is not None:
+            bias_ih, bias_hh = bias_hh if bias_ih is None else bias_ih + bias_hh, None
+        gx = input_projection(x, p["weight_ih"], bias_ih, p["ln_weight_ih"])  # (t, b, gh)
         weight_hh = self._drop_weight(p["weight_hh"])
         h_mask = None
         if v.recurrent_dropout and train:
@@ -480,7 +501,7 @@ class _FusedOrLoop:
         return _Direction(
             gx,
             weight_hh,
-            p["bias_hh"],
+            bias_hh,
             p["weight_hr"],
             p["ln_weight_hh"],
             p["ln_weight_c"],
@@ -553,7 +574,7 @@ class _FusedOrLoop:
             x,
             states,
             mask,
-            lambda k, x: (self._prepare(k, x), None),
+            lambda k, x: (self._prepare(k, x, fold_bias_hh=True), None),
             self.num_layers,
             self.num_directions,
             self.dropout,

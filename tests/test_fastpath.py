@@ -3,6 +3,8 @@ layers against the readable loop (values and every gradient) with the variants o
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -11,11 +13,35 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from torch.testing import assert_close
 
 import rnnkit
+from rnnkit import extension
 from rnnkit.fused import GRUFunction, LSTMFunction, RNNFunction
+from rnnkit.fused_cpu import CppLSTMFunction
 
 DT = torch.float64
 T, B, I, H = 4, 2, 3, 2
 TOL = {"atol": 1e-9, "rtol": 1e-9}
+
+
+def cpp_loops_or_skip():
+    """The C++ time loops must be there in CI (RNNKIT_REQUIRE_EXTENSION=1, set by .ci/run);
+    elsewhere a machine without a compiler skips their tests (and runs the Python loops)."""
+    if not extension.load():
+        if os.environ.get("RNNKIT_REQUIRE_EXTENSION") == "1":
+            pytest.fail(f"the C++ time loops are required here: {extension.status()}")
+        pytest.skip(f"C++ time loops not available: {extension.status()}")
+
+
+LSTM_FUNCTIONS = {"python": LSTMFunction, "cpp": CppLSTMFunction}
+
+
+@pytest.fixture(params=["python", "cpp"])
+def lstm_loops(request, monkeypatch):
+    """Run a test once on the Python time loops and once on the C++ ones."""
+    if request.param == "cpp":
+        cpp_loops_or_skip()
+    else:
+        monkeypatch.setattr(extension, "available", lambda t: False)
+    return request.param
 
 
 def check(fn, args, case):
@@ -28,11 +54,11 @@ def rand(*shape, grad=True):
     return torch.randn(*shape, dtype=DT).requires_grad_(grad)
 
 
-def masks(out_size, zoneout, lengths):
+def masks(out_size, zoneout, lengths, T=T, B=B, DT=DT):
     """(h_mask, keep, out_mask) for a Function call: a dropout mask, zoneout masks (bool in
     training, a float in eval), and the padding of lengths (which keeps the state)."""
     h_mask = (torch.rand(B, out_size, dtype=DT) > 0.3).to(DT) / 0.7
-    valid = (torch.arange(T).unsqueeze(1) < torch.tensor([T, 2])).unsqueeze(-1)
+    valid = (torch.arange(T).unsqueeze(1) < torch.tensor([T, 2] + [T - 1] * (B - 2))).unsqueeze(-1)
     keep = {"off": None, "train": torch.rand(T, B, out_size) < 0.4, "eval": 0.3}[zoneout]
     out_mask = None
     if lengths:
@@ -55,11 +81,10 @@ LSTM_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", LSTM_CASES, ids=lambda c: "-".join(c) or "plain")
-def test_gradcheck_lstm_function(case):
-    torch.manual_seed(0)
+def lstm_args(case, T=T, B=B, H=H, dtype=DT):
+    """Arguments of an LSTM Function call for one case of LSTM_CASES."""
     P = 1 if case.get("proj") else H
-    h_mask, keep, out_mask = masks(P, case.get("zoneout", "off"), case.get("lengths"))
+    h_mask, keep, out_mask = masks(P, case.get("zoneout", "off"), case.get("lengths"), T, B, dtype)
     keep_c = None
     if case.get("zoneout") == "train":
         keep_c = torch.rand(T, B, H) < 0.4
@@ -68,22 +93,56 @@ def test_gradcheck_lstm_function(case):
     if case.get("lengths"):
         valid = out_mask.bool()
         keep_c = ~valid if keep_c is None else keep_c | ~valid
-    args = (
-        rand(T, B, 4 * H),
-        rand(B, P),
-        rand(B, H),
-        rand(4 * H, P),
-        rand(P, H) if case.get("proj") else None,
-        rand(4 * H) if case.get("ln") else None,
-        rand(H) if case.get("ln") else None,
-        rand(H) if case.get("ln") else None,
-        rand(3 * H) if case.get("peephole") else None,
+
+    def r(*shape, scale=1.0):
+        return (torch.randn(*shape, dtype=dtype) * scale).requires_grad_(True)
+
+    return (
+        r(T, B, 4 * H),
+        r(B, P),
+        r(B, H),
+        r(4 * H, P, scale=H**-0.5),
+        r(P, H, scale=H**-0.5) if case.get("proj") else None,
+        r(4 * H) if case.get("ln") else None,
+        r(H) if case.get("ln") else None,
+        r(H) if case.get("ln") else None,
+        r(3 * H) if case.get("peephole") else None,
         h_mask if case.get("dropout") else None,
         keep,
         keep_c,
         out_mask,
     )
-    assert check(LSTMFunction.apply, args, case)
+
+
+@pytest.mark.parametrize("loops", ["python", "cpp"])
+@pytest.mark.parametrize("case", LSTM_CASES, ids=lambda c: "-".join(c) or "plain")
+def test_gradcheck_lstm_function(case, loops):
+    if loops == "cpp":
+        cpp_loops_or_skip()
+    torch.manual_seed(0)
+    assert check(LSTM_FUNCTIONS[loops].apply, lstm_args(case), case)
+
+
+@pytest.mark.parametrize("case", LSTM_CASES, ids=lambda c: "-".join(c) or "plain")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_cpp_lstm_loops_equal_python_loops(case, dtype):
+    """The C++ loops against the Python ones at a size where float32 takes the vectorized
+    (SLEEF) sigmoid and tanh, with an odd hidden size for the tails: values and gradients."""
+    cpp_loops_or_skip()
+    torch.manual_seed(0)
+    args = lstm_args(case, T=9, B=5, H=37, dtype=dtype)
+    tensors = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+    results = []
+    for fn in (LSTMFunction, CppLSTMFunction):
+        outs = fn.apply(*args)
+        g = torch.Generator().manual_seed(1)
+        loss = sum((o * torch.randn(o.shape, generator=g, dtype=dtype)).sum() for o in outs)
+        results.append((outs, torch.autograd.grad(loss, tensors)))
+    tol = {"atol": 1e-5, "rtol": 1e-4} if dtype == torch.float32 else TOL
+    for a, b in zip(results[0][0], results[1][0], strict=True):
+        assert_close(b, a, **tol)
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        assert_close(b, a, **tol)
 
 
 GRU_CASES = [
@@ -192,12 +251,12 @@ EVERYTHING = dict(layer_norm=True, recurrent_dropout=0.3, weight_drop=0.3, zoneo
     ],
     ids=["lstm", "lstm-all", "lstm-peep", "gru", "gru-all", "gru-nobias", "rnn", "rnn-relu"],
 )
-def test_fused_layer_equals_loop(cls, kw, mode):
+def test_fused_layer_equals_loop(cls, kw, mode, lstm_loops):
     run_both(cls, {"num_layers": 2, "bidirectional": True, "dropout": 0.2, **kw}, mode)
 
 
 @pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.GRU])
-def test_fused_layer_equals_loop_in_eval_mode(cls):
+def test_fused_layer_equals_loop_in_eval_mode(cls, lstm_loops):
     run_both(cls, {"bidirectional": True, **EVERYTHING}, "lengths", train=False)
 
 

@@ -1,0 +1,520 @@
+// The LSTM time loops of rnnkit's fused path, in C++ (CPU, float32 and float64).
+//
+// The same equations as rnnkit.fused.LSTMFunction (whose docstring derives them); here each
+// step is one matrix product (at::addmm / at::mm, so torch's BLAS) and one pass of plain C++
+// over the step's elements, instead of a dozen separately dispatched PyTorch kernels. At small
+// hidden sizes that dispatch, not arithmetic, is what a Python time loop spends its time on.
+//
+// Everything that is batched over time stays in Python (rnnkit/fused_cpu.py): the input
+// projections before, the weight gradients after. These two functions do only what must be
+// sequential.
+//
+// Notation, per step and batch row (gates in torch's order i, f, g, o; gx includes both
+// biases):
+//   a   = (h_{t-1} * m) W_hh^T                        m: recurrent-dropout mask or 1
+//   s   = gx_t + a        (layer norm: gx_t + a^ g_hh, a^ = (a - mean a) rstd_a)
+//   s_i += w_ci c_{t-1};  s_f += w_cf c_{t-1}          (peephole)
+//   i, f, g = sigma(s_i), sigma(s_f), tanh(s_g)
+//   c~  = f c_{t-1} + i g
+//   s_o += w_co c~;  o = sigma(s_o)                    (peephole)
+//   k   = tanh(c^),  c^ = c~  (layer norm: c^ = c~^ g_c + beta_c)
+//   h~  = o k                 (projection: h~ = (o k) W_hr^T)
+//   h_t = d_h h_{t-1} + (1 - d_h) h~;   c_t = d_c c_{t-1} + (1 - d_c) c~    (zoneout)
+//
+// Shapes: T time, b batch, H hidden, P output (proj_size or H), G = 4H.
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+
+// sigma and tanh over n values. float32 uses SLEEF's vectorized expf / tanhf (1-ulp), the
+// ones PyTorch's own CPU kernels use, exported by libtorch_cpu: AVX-512 or AVX2 as the CPU
+// allows. Scalar std::exp / std::tanh per element (the rest: float64 for the tests, other
+// CPUs) cost about ten times more, which made a first version of this file slower than the
+// Python loop it replaces.
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define RNNKIT_SLEEF 1
+extern "C" {
+__attribute__((target("avx2,fma"))) __m256 Sleef_expf8_u10avx2(__m256);
+__attribute__((target("avx2,fma"))) __m256 Sleef_tanhf8_u10avx2(__m256);
+__attribute__((target("avx512f"))) __m512 Sleef_expf16_u10avx512f(__m512);
+__attribute__((target("avx512f"))) __m512 Sleef_tanhf16_u10avx512f(__m512);
+}
+
+int simd_level() {  // 2: AVX-512, 1: AVX2 + FMA, 0: neither
+  static const int level = __builtin_cpu_supports("avx512f")                              ? 2
+                           : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1
+                                                                                            : 0;
+  return level;
+}
+
+__attribute__((target("avx512f"))) void sigmoid512(const float* x, float* y, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+  for (int64_t k = 0; k < n; k += 16) {
+    const __mmask16 m = n - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - k)) - 1);
+    const __m512 e = Sleef_expf16_u10avx512f(_mm512_sub_ps(zero, _mm512_maskz_loadu_ps(m, x + k)));
+    _mm512_mask_storeu_ps(y + k, m, _mm512_div_ps(one, _mm512_add_ps(one, e)));
+  }
+}
+__attribute__((target("avx512f"))) void tanh512(const float* x, float* y, int64_t n) {
+  for (int64_t k = 0; k < n; k += 16) {
+    const __mmask16 m = n - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - k)) - 1);
+    _mm512_mask_storeu_ps(y + k, m, Sleef_tanhf16_u10avx512f(_mm512_maskz_loadu_ps(m, x + k)));
+  }
+}
+__attribute__((target("avx2,fma"))) int64_t sigmoid256(const float* x, float* y, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    const __m256 e = Sleef_expf8_u10avx2(_mm256_sub_ps(zero, _mm256_loadu_ps(x + k)));
+    _mm256_storeu_ps(y + k, _mm256_div_ps(one, _mm256_add_ps(one, e)));
+  }
+  return k;  // the rest is done by the scalar loop
+}
+__attribute__((target("avx2,fma"))) int64_t tanh256(const float* x, float* y, int64_t n) {
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8) _mm256_storeu_ps(y + k, Sleef_tanhf8_u10avx2(_mm256_loadu_ps(x + k)));
+  return k;
+}
+#endif
+
+// y = sigma(x), y = tanh(x); y may be x
+template <typename T>
+void sigmoid(const T* x, T* y, int64_t n) {
+  int64_t k = 0;
+#ifdef RNNKIT_SLEEF
+  if constexpr (std::is_same_v<T, float>) {
+    if (simd_level() == 2) return sigmoid512(x, y, n);
+    if (simd_level() == 1) k = sigmoid256(x, y, n);
+  }
+#endif
+  for (; k < n; ++k) y[k] = T(1) / (T(1) + std::exp(-x[k]));
+}
+template <typename T>
+void tanh_n(const T* x, T* y, int64_t n) {
+  int64_t k = 0;
+#ifdef RNNKIT_SLEEF
+  if constexpr (std::is_same_v<T, float>) {
+    if (simd_level() == 2) return tanh512(x, y, n);
+    if (simd_level() == 1) k = tanh256(x, y, n);
+  }
+#endif
+  for (; k < n; ++k) y[k] = std::tanh(x[k]);
+}
+
+template <typename T>
+void add_mul(T* __restrict__ y, const T* __restrict__ w, const T* __restrict__ x, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) y[k] += w[k] * x[k];
+}
+template <typename T>  // c~ = f c + i g
+void cell(const T* __restrict__ f, const T* __restrict__ c, const T* __restrict__ i,
+          const T* __restrict__ g, T* __restrict__ ct, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) ct[k] = f[k] * c[k] + i[k] * g[k];
+}
+
+// Row-parallel for one step's element-wise work: chunks of at least ~32k elements, so the
+// small sizes (where threading costs more than it saves) stay on one thread.
+template <typename F>
+inline void rows(int64_t b, int64_t per_row, const F& f) {
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(per_row, 1));
+  at::parallel_for(0, b, grain, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) f(r);
+  });
+}
+
+// Sums in 16 independent lanes, so that the compiler vectorizes them (a single running sum
+// is a chain of dependent additions).
+template <typename T, typename F>
+inline double lane_sum(int64_t n, const F& term) {
+  T acc[16] = {};
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16)
+    for (int l = 0; l < 16; ++l) acc[l] += term(k + l);
+  double total = 0;
+  for (; k < n; ++k) total += term(k);
+  for (int l = 0; l < 16; ++l) total += acc[l];
+  return total;
+}
+
+// x^ = (x - mean x) rstd over n values; returns rstd = 1 / sqrt(var x + eps).
+template <typename T>
+inline T normalize(const T* x, T* xhat, int64_t n, double eps) {
+  const T mean = T(lane_sum<T>(n, [&](int64_t k) { return x[k]; }) / n);
+  const double var = lane_sum<T>(n, [&](int64_t k) { return (x[k] - mean) * (x[k] - mean); }) / n;
+  const T rstd = T(1.0 / std::sqrt(var + eps));
+  for (int64_t k = 0; k < n; ++k) xhat[k] = (x[k] - mean) * rstd;
+  return rstd;
+}
+
+// da = rstd (dx - mean(dx) - x^ mean(dx x^)) with dx = dy * gain: the layer-norm backward.
+template <typename T>
+inline void normalize_backward(const T* dy, const T* gain, const T* xhat, T rstd, T* da,
+                               int64_t n) {
+  const T m1 = T(lane_sum<T>(n, [&](int64_t k) { return dy[k] * gain[k]; }) / n);
+  const T m2 = T(lane_sum<T>(n, [&](int64_t k) { return dy[k] * gain[k] * xhat[k]; }) / n);
+  for (int64_t k = 0; k < n; ++k) da[k] = rstd * (dy[k] * gain[k] - m1 - xhat[k] * m2);
+}
+
+template <typename T>
+const T* ptr_or_null(const std::optional<Tensor>& t) {
+  return t.has_value() && t->defined() ? t->const_data_ptr<T>() : nullptr;
+}
+
+Tensor empty0(const Tensor& like) { return at::empty({0}, like.options()); }
+
+// ----------------------------------------------------------------------------- forward
+
+template <typename T>
+void forward_loop(const Tensor& gx, const Tensor& W_hh, const std::optional<Tensor>& W_hr,
+                  const T* g_hh, const T* g_c, const T* b_c, const T* w_ch, const T* h_mask,
+                  const T* keep_h, const T* keep_c, double eps, Tensor& A, Tensor& Hs,
+                  Tensor& C, Tensor& K, Tensor& Ct, Tensor& Hin, Tensor& M, Tensor& Ahat,
+                  Tensor& Rs, Tensor& Chat, Tensor& Rsc) {
+  const int64_t T_ = gx.size(0), b = gx.size(1), G = gx.size(2), H = G / 4;
+  const int64_t P = W_hh.size(1);
+  const bool ln = g_hh != nullptr, proj = W_hr.has_value();
+  const Tensor W_hhT = W_hh.t().contiguous();  // (p, 4h): h W_hh^T as a plain product
+  Tensor S = at::empty({b, G}, gx.options());  // a (layer norm) or s, this step
+  Tensor Htil = proj ? at::empty({b, P}, gx.options()) : Tensor();  // h~ before zoneout
+  const Tensor W_hrT = proj ? W_hr->t().contiguous() : Tensor();
+  T* s_ = S.data_ptr<T>();
+  for (int64_t j = 0; j < T_; ++j) {
+    const T* gx_j = gx.const_data_ptr<T>() + j * b * G;
+    const T* h = Hs.const_data_ptr<T>() + j * b * P;  // h_{t-1}
+    const T* c = C.const_data_ptr<T>() + j * b * H;   // c_{t-1}
+    T* hn = Hs.data_ptr<T>() + (j + 1) * b * P;
+    T* cn = C.data_ptr<T>() + (j + 1) * b * H;
+    T* a_j = A.data_ptr<T>() + j * b * G;
+    T* k_j = K.data_ptr<T>() + j * b * H;
+    T* ct_j = Ct.data_ptr<T>() + j * b * H;  // = cn without zoneout
+    T* m_j = proj ? M.data_ptr<T>() + j * b * H : nullptr;
+    Tensor hin = Hs[j];
+    if (h_mask) {  // h * m, the input of W_hh
+      T* hin_ = Hin.data_ptr<T>() + j * b * P;
+      for (int64_t q = 0; q < b * P; ++q) hin_[q] = h[q] * h_mask[q];
+      hin = Hin[j];
+    }
+    if (ln) {
+      at::mm_out(S, hin, W_hhT);  // a
+    } else {
+      at::addmm_out(S, gx[j], hin, W_hhT);  // s = gx + a
+    }
+    const T* kh_j = keep_h ? keep_h + j * b * P : nullptr;
+    const T* kc_j = keep_c ? keep_c + j * b * H : nullptr;
+    rows(b, 4 * G, [&](int64_t r) {
+      T* s = s_ + r * G;
+      if (ln) {
+        T* ahat = Ahat.data_ptr<T>() + (j * b + r) * G;
+        Rs.data_ptr<T>()[j * b + r] = normalize(s, ahat, G, eps);
+        for (int64_t k = 0; k < G; ++k) s[k] = gx_j[r * G + k] + ahat[k] * g_hh[k];
+      }
+      const T* cr = c + r * H;
+      T* ar = a_j + r * G;
+      T* ctr = ct_j + r * H;
+      // simple loops over u, each of which the compiler vectorizes
+      if (w_ch) {
+        add_mul(s, w_ch, cr, H);          // s_i += w_ci c_{t-1}
+        add_mul(s + H, w_ch + H, cr, H);  // s_f += w_cf c_{t-1}
+      }
+      sigmoid(s, ar, 2 * H);                         // i, f
+      tanh_n(s + 2 * H, ar + 2 * H, H);              // g
+      cell(ar + H, cr, ar, ar + 2 * H, ctr, H);      // c~ = f c + i g
+      if (w_ch) add_mul(s + 3 * H, w_ch + 2 * H, ctr, H);  // s_o += w_co c~
+      sigmoid(s + 3 * H, ar + 3 * H, H);             // o
+      const T* chat = ctr;
+      if (g_c) {  // c^ = c~^ g_c + beta_c, written into k and then squashed in place
+        T* chr = Chat.data_ptr<T>() + (j * b + r) * H;
+        Rsc.data_ptr<T>()[j * b + r] = normalize(ctr, chr, H, eps);
+        T* kr = k_j + r * H;
+        for (int64_t u = 0; u < H; ++u) kr[u] = chr[u] * g_c[u] + b_c[u];
+        chat = kr;
+      }
+      T* kr = k_j + r * H;
+      T* mr = proj ? m_j + r * H : hn + r * P;  // o k: the output, or the projection's input
+      tanh_n(chat, kr, H);
+      for (int64_t u = 0; u < H; ++u) mr[u] = ar[3 * H + u] * kr[u];
+      if (kc_j) {
+        T* cnr = cn + r * H;
+        for (int64_t u = 0; u < H; ++u) {
+          const T d = kc_j[r * H + u];
+          cnr[u] = d * cr[u] + (1 - d) * ctr[u];
+        }
+      }
+      if (kh_j && !proj) {
+        T* hr = hn + r * P;
+        const T* hp = h + r * P;
+        for (int64_t u = 0; u < P; ++u) {
+          const T d = kh_j[r * P + u];
+          hr[u] = d * hp[u] + (1 - d) * hr[u];
+        }
+      }
+    });
+    if (proj) {
+      if (kh_j) {
+        at::mm_out(Htil, M[j], W_hrT);
+        const T* ht = Htil.const_data_ptr<T>();
+        for (int64_t q = 0; q < b * P; ++q) hn[q] = kh_j[q] * h[q] + (1 - kh_j[q]) * ht[q];
+      } else {
+        Tensor hn_t = Hs[j + 1];
+        at::mm_out(hn_t, M[j], W_hrT);
+      }
+    }
+  }
+}
+
+// The forward time loop. Returns, in this order (an absent one is an empty tensor):
+//   A (T, b, G) gates after their non-linearities, Hs (T+1, b, P) h_0..h_T,
+//   C (T+1, b, H) c_0..c_T, K (T, b, H) tanh(c^), Ct (T, b, H) c~ (zoneout on c only),
+//   Hin (T, b, P) h * m (recurrent dropout only), M (T, b, H) o k (projection only),
+//   Ahat (T, b, G) and Rs (T, b) the gate layer norm's x^ and rstd, Chat (T, b, H) and
+//   Rsc (T, b) the cell layer norm's.
+std::vector<Tensor> lstm_forward(const Tensor& gx, const Tensor& h0, const Tensor& c0,
+                                 const Tensor& W_hh, const std::optional<Tensor>& W_hr,
+                                 const std::optional<Tensor>& g_hh,
+                                 const std::optional<Tensor>& g_c,
+                                 const std::optional<Tensor>& b_c,
+                                 const std::optional<Tensor>& w_ch,
+                                 const std::optional<Tensor>& h_mask,
+                                 const std::optional<Tensor>& keep_h,
+                                 const std::optional<Tensor>& keep_c, double eps) {
+  TORCH_CHECK(gx.device().is_cpu() && gx.is_contiguous() && gx.dim() == 3,
+              "rnnkit lstm_forward: gx must be a contiguous (t, b, 4h) CPU tensor");
+  const int64_t T_ = gx.size(0), b = gx.size(1), G = gx.size(2), H = G / 4;
+  const int64_t P = W_hh.size(1);
+  const auto opt = gx.options();
+  Tensor A = at::empty({T_, b, G}, opt);
+  Tensor Hs = at::empty({T_ + 1, b, P}, opt);
+  Tensor C = at::empty({T_ + 1, b, H}, opt);
+  Hs[0].copy_(h0);
+  C[0].copy_(c0);
+  Tensor K = at::empty({T_, b, H}, opt);
+  Tensor Ct = keep_c.has_value() ? at::empty({T_, b, H}, opt) : C.narrow(0, 1, T_);
+  Tensor Hin = h_mask.has_value() ? at::empty({T_, b, P}, opt) : empty0(gx);
+  Tensor M = W_hr.has_value() ? at::empty({T_, b, H}, opt) : empty0(gx);
+  const bool ln = g_hh.has_value(), lnc = g_c.has_value();
+  Tensor Ahat = ln ? at::empty({T_, b, G}, opt) : empty0(gx);
+  Tensor Rs = ln ? at::empty({T_, b}, opt) : empty0(gx);
+  Tensor Chat = lnc ? at::empty({T_, b, H}, opt) : empty0(gx);
+  Tensor Rsc = lnc ? at::empty({T_, b}, opt) : empty0(gx);
+  AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "rnnkit_lstm_forward", [&] {
+    forward_loop<scalar_t>(gx, W_hh, W_hr, ptr_or_null<scalar_t>(g_hh),
+                           ptr_or_null<scalar_t>(g_c), ptr_or_null<scalar_t>(b_c),
+                           ptr_or_null<scalar_t>(w_ch), ptr_or_null<scalar_t>(h_mask),
+                           ptr_or_null<scalar_t>(keep_h), ptr_or_null<scalar_t>(keep_c), eps, A,
+                           Hs, C, K, Ct, Hin, M, Ahat, Rs, Chat, Rsc);
+  });
+  if (!keep_c.has_value()) Ct = empty0(gx);  // it is C[1:]
+  return {A, Hs, C, K, Ct, Hin, M, Ahat, Rs, Chat, Rsc};
+}
+
+// ----------------------------------------------------------------------------- backward
+//
+// Per step, from dh_t and dc_t (the derivation is in rnnkit.fused.LSTMFunction):
+//   dh~ = (1 - d_h) dh_t;  dm = dh~ (projection: dh~ W_hr)
+//   ds_o = dm k sigma'(o);  dc^ = dm o tanh'(k)
+//   dc~ = (1 - d_c) dc_t + dc^ (cell layer norm: its backward) + ds_o w_co
+//   ds_i = dc~ g sigma'(i);  ds_f = dc~ c_{t-1} sigma'(f);  ds_g = dc~ i tanh'(g)
+//   dc_{t-1} = d_c dc_t + f dc~ + ds_i w_ci + ds_f w_cf
+//   da = ds (gate layer norm: its backward);  dh_{t-1} = (da W_hh) m + d_h dh_t + dy_{t-1}
+
+// One row's gate gradients, from dc_t (in dc, overwritten with dc_{t-1}) and dc^ (dch):
+// ds_i, ds_f, ds_g written into ds (ds_o is already there). Templated on the options so that
+// each version is one branch-free loop the compiler vectorizes.
+template <typename T, bool PEEP, bool ZONE>
+void gates_backward(const T* __restrict__ a, const T* __restrict__ cp, const T* __restrict__ dch,
+                    const T* __restrict__ keep, const T* __restrict__ w, T* __restrict__ ds,
+                    T* __restrict__ dc, int64_t H) {
+  for (int64_t u = 0; u < H; ++u) {
+    const T i = a[u], f = a[H + u], g = a[2 * H + u];
+    const T d = ZONE ? keep[u] : T(0);
+    T dct = (1 - d) * dc[u] + dch[u];
+    if (PEEP) dct += ds[3 * H + u] * w[2 * H + u];
+    const T dsi = dct * g * i * (1 - i), dsf = dct * cp[u] * f * (1 - f);
+    ds[u] = dsi, ds[H + u] = dsf, ds[2 * H + u] = dct * i * (1 - g * g);
+    T dcp = d * dc[u] + f * dct;
+    if (PEEP) dcp += dsi * w[u] + dsf * w[H + u];
+    dc[u] = dcp;  // dc_{t-1}
+  }
+}
+
+template <typename T>
+void backward_loop(const Tensor& dY, Tensor& dh, Tensor& dc, const Tensor& A, const Tensor& C,
+                   const Tensor& K, const T* ct_, const Tensor& W_hh,
+                   const std::optional<Tensor>& W_hr, const T* g_hh, const T* g_c,
+                   const T* w_ch, const T* h_mask, const T* keep_h, const T* keep_c,
+                   const T* ahat_, const T* rs_, const T* chat_, const T* rsc_, Tensor& DS,
+                   Tensor& DA, Tensor& DHt, double* dg_hh, double* dg_c, double* db_c,
+                   double* dw_ch) {
+  const int64_t T_ = A.size(0), b = A.size(1), G = A.size(2), H = G / 4;
+  const int64_t P = W_hh.size(1);
+  const bool proj = W_hr.has_value(), ln = g_hh != nullptr;
+  Tensor Dm = proj ? at::empty({b, H}, A.options()) : Tensor();  // dm, after W_hr
+  Tensor Dht = at::empty({b, P}, A.options());                   // dh~
+  Tensor DhW = at::empty({b, P}, A.options());                   // da W_hh
+  std::vector<T> Dch(size_t(b) * H), tmp(size_t(b) * H);  // dc^, and dc~'s share of it
+  T* dh_ = dh.data_ptr<T>();
+  T* dc_ = dc.data_ptr<T>();
+  const T* dy = dY.const_data_ptr<T>();
+  for (int64_t j = T_ - 1; j >= 0; --j) {
+    const T* a_j = A.const_data_ptr<T>() + j * b * G;
+    const T* cp_j = C.const_data_ptr<T>() + j * b * H;  // c_{t-1}
+    const T* ct_j = ct_ + j * b * H;                    // c~
+    const T* k_j = K.const_data_ptr<T>() + j * b * H;
+    const T* kh_j = keep_h ? keep_h + j * b * P : nullptr;
+    const T* kc_j = keep_c ? keep_c + j * b * H : nullptr;
+    T* ds_j = DS.data_ptr<T>() + j * b * G;
+    T* da_j = ln ? DA.data_ptr<T>() + j * b * G : ds_j;
+    // dh~ = (1 - d_h) dh_t
+    T* dht = proj ? DHt.data_ptr<T>() + j * b * P : Dht.data_ptr<T>();
+    for (int64_t q = 0; q < b * P; ++q) dht[q] = kh_j ? (1 - kh_j[q]) * dh_[q] : dh_[q];
+    const T* dm = dht;
+    if (proj) {
+      at::mm_out(Dm, DHt[j], *W_hr);
+      dm = Dm.const_data_ptr<T>();
+    }
+    rows(b, 4 * G, [&](int64_t r) {
+      const T* ar = a_j + r * G;
+      const T* kr = k_j + r * H;
+      const T* dmr = dm + r * H;
+      T* dsr = ds_j + r * G;
+      T* dcr = dc_ + r * H;
+      T* dchr = Dch.data() + r * H;
+      for (int64_t u = 0; u < H; ++u) {
+        const T o = ar[3 * H + u], k = kr[u];
+        dsr[3 * H + u] = dmr[u] * k * o * (1 - o);  // ds_o
+        dchr[u] = dmr[u] * o * (1 - k * k);          // dc^
+      }
+      if (g_c) {  // dc^ -> dc~ through the cell layer norm, into the scratch row
+        T* dcn = tmp.data() + r * H;
+        normalize_backward(dchr, g_c, chat_ + (j * b + r) * H, rsc_[j * b + r], dcn, H);
+        dchr = dcn;
+      }
+      const T* kcr = kc_j ? kc_j + r * H : nullptr;
+      if (w_ch && kcr) {
+        gates_backward<T, true, true>(ar, cp_j + r * H, dchr, kcr, w_ch, dsr, dcr, H);
+      } else if (w_ch) {
+        gates_backward<T, true, false>(ar, cp_j + r * H, dchr, kcr, w_ch, dsr, dcr, H);
+      } else if (kcr) {
+        gates_backward<T, false, true>(ar, cp_j + r * H, dchr, kcr, w_ch, dsr, dcr, H);
+      } else {
+        gates_backward<T, false, false>(ar, cp_j + r * H, dchr, kcr, w_ch, dsr, dcr, H);
+      }
+      if (ln) {
+        normalize_backward(dsr, g_hh, ahat_ + (j * b + r) * G, rs_[j * b + r], da_j + r * G, G);
+      }
+    });
+    // the vector parameters' gradients, summed over steps here (serially over rows):
+    // dg_hh = sum ds a^, dg_c = sum dc^ c~^, db_c = sum dc^, dw_c(i,f,o) = sum ds_(i,f,o) c
+    for (int64_t r = 0; r < b; ++r) {
+      const T* dsr = ds_j + r * G;
+      if (ln) {
+        const T* ahat = ahat_ + (j * b + r) * G;
+        for (int64_t k = 0; k < G; ++k) dg_hh[k] += dsr[k] * ahat[k];
+      }
+      if (g_c) {
+        const T* dchr = Dch.data() + r * H;
+        const T* chat = chat_ + (j * b + r) * H;
+        for (int64_t u = 0; u < H; ++u) dg_c[u] += dchr[u] * chat[u], db_c[u] += dchr[u];
+      }
+      if (w_ch) {
+        const T* cpr = cp_j + r * H;
+        const T* ctr = ct_j + r * H;
+        for (int64_t u = 0; u < H; ++u) {
+          dw_ch[u] += dsr[u] * cpr[u];
+          dw_ch[H + u] += dsr[H + u] * cpr[u];
+          dw_ch[2 * H + u] += dsr[3 * H + u] * ctr[u];
+        }
+      }
+    }
+    // dh_{t-1} = (da W_hh) m + d_h dh_t + dy_{t-1}
+    at::mm_out(DhW, ln ? DA[j] : DS[j], W_hh);
+    const T* dhw = DhW.const_data_ptr<T>();
+    const T* dy_p = j > 0 ? dy + (j - 1) * b * P : nullptr;
+    const int64_t n = b * P;
+    if (kh_j) {  // d_h dh_t first: it reads dh_t before dh_ holds dh_{t-1}
+      for (int64_t q = 0; q < n; ++q) dh_[q] *= kh_j[q];
+    } else {
+      std::fill(dh_, dh_ + n, T(0));
+    }
+    if (h_mask) {
+      for (int64_t q = 0; q < n; ++q) dh_[q] += dhw[q] * h_mask[q];
+    } else {
+      for (int64_t q = 0; q < n; ++q) dh_[q] += dhw[q];
+    }
+    if (dy_p)
+      for (int64_t q = 0; q < n; ++q) dh_[q] += dy_p[q];
+  }
+}
+
+// The backward time loop. dY (T, b, P) is the gradient of the outputs (padding already
+// masked), dh_T and dc_T of the final state. Returns DS (T, b, G) = dL/ds (the gradient of
+// gx), DA (T, b, G) = dL/da before the gate layer norm (layer norm only), DHt (T, b, P) = dh~
+// (projection only), dh_0, dc_0, and the gradients of the vector parameters summed over all
+// steps: dg_hh (G), dg_c (H), db_c (H), dw_ch (3H), each empty when absent.
+std::vector<Tensor> lstm_backward(
+    const Tensor& dY, const Tensor& dh_T, const Tensor& dc_T, const Tensor& A, const Tensor& C,
+    const Tensor& K, const Tensor& Ct, const Tensor& W_hh, const std::optional<Tensor>& W_hr,
+    const std::optional<Tensor>& g_hh, const std::optional<Tensor>& g_c,
+    const std::optional<Tensor>& w_ch, const std::optional<Tensor>& h_mask,
+    const std::optional<Tensor>& keep_h, const std::optional<Tensor>& keep_c,
+    const std::optional<Tensor>& Ahat, const std::optional<Tensor>& Rs,
+    const std::optional<Tensor>& Chat, const std::optional<Tensor>& Rsc) {
+  TORCH_CHECK(dY.is_contiguous() && A.is_contiguous(), "rnnkit lstm_backward: contiguous input");
+  const int64_t T_ = A.size(0), b = A.size(1), G = A.size(2), H = G / 4;
+  const int64_t P = W_hh.size(1);
+  const auto opt = A.options();
+  Tensor DS = at::empty({T_, b, G}, opt);
+  Tensor DA = g_hh.has_value() ? at::empty({T_, b, G}, opt) : empty0(A);
+  Tensor DHt = W_hr.has_value() ? at::empty({T_, b, P}, opt) : empty0(A);
+  const auto sums = opt.dtype(at::kDouble);
+  Tensor dg_hh = at::zeros({g_hh.has_value() ? G : 0}, sums);
+  Tensor dg_c = at::zeros({g_c.has_value() ? H : 0}, sums);
+  Tensor db_c = at::zeros({g_c.has_value() ? H : 0}, sums);
+  Tensor dw_ch = at::zeros({w_ch.has_value() ? 3 * H : 0}, sums);
+  Tensor dh = (dY[T_ - 1] + dh_T).contiguous();
+  Tensor dc = dc_T.clone().contiguous();
+  const Tensor ct = keep_c.has_value() ? Ct : C.narrow(0, 1, T_);  // c~
+  AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "rnnkit_lstm_backward", [&] {
+    backward_loop<scalar_t>(dY, dh, dc, A, C, K, ct.const_data_ptr<scalar_t>(), W_hh, W_hr,
+                            ptr_or_null<scalar_t>(g_hh), ptr_or_null<scalar_t>(g_c),
+                            ptr_or_null<scalar_t>(w_ch), ptr_or_null<scalar_t>(h_mask),
+                            ptr_or_null<scalar_t>(keep_h), ptr_or_null<scalar_t>(keep_c),
+                            ptr_or_null<scalar_t>(Ahat), ptr_or_null<scalar_t>(Rs),
+                            ptr_or_null<scalar_t>(Chat), ptr_or_null<scalar_t>(Rsc), DS, DA, DHt,
+                            dg_hh.data_ptr<double>(), dg_c.data_ptr<double>(),
+                            db_c.data_ptr<double>(), dw_ch.data_ptr<double>());
+  });
+  auto to = [&](const Tensor& t) { return t.to(A.scalar_type()); };
+  return {DS, DA, DHt, dh, dc, to(dg_hh), to(dg_c), to(db_c), to(dw_ch)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(rnnkit, m) {
+  m.def(
+      "lstm_forward(Tensor gx, Tensor h0, Tensor c0, Tensor W_hh, Tensor? W_hr, Tensor? g_hh, "
+      "Tensor? g_c, Tensor? b_c, Tensor? w_ch, Tensor? h_mask, Tensor? keep_h, Tensor? keep_c, "
+      "float eps) -> Tensor[]");
+  m.def(
+      "lstm_backward(Tensor dY, Tensor dh_T, Tensor dc_T, Tensor A, Tensor C, Tensor K, "
+      "Tensor Ct, Tensor W_hh, Tensor? W_hr, Tensor? g_hh, Tensor? g_c, Tensor? w_ch, "
+      "Tensor? h_mask, Tensor? keep_h, Tensor? keep_c, Tensor? Ahat, Tensor? Rs, Tensor? Chat, "
+      "Tensor? Rsc) -> Tensor[]");
+}
+
+TORCH_LIBRARY_IMPL(rnnkit, CPU, m) {
+  m.impl("lstm_forward", &lstm_forward);
+  m.impl("lstm_backward", &lstm_backward);
+}

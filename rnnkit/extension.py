@@ -1,0 +1,90 @@
+"""rnnkit's compiled CPU time loops (``rnnkit/csrc/*.cpp``): build once, load, or say why not.
+
+The fused path's time loops run in C++ when this library is available: each step is then one
+matrix product and one pass over its elements, where the Python loop dispatches a dozen
+kernels (see ``rnnkit/csrc/lstm.cpp``). It is compiled with torch's own extension builder the
+first time it is needed (about 20 s, with the C++ compiler torch was built for in mind) and
+cached under ``$TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``); later
+processes load it in milliseconds. ``make`` builds it ahead (``python -m rnnkit.extension``).
+
+When it cannot be built (no compiler, no ninja) the fused path keeps its Python time loop,
+which computes the same function more slowly, and ``layer.plan()`` says why. Set
+``RNNKIT_EXTENSION=0`` to never build or use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+__all__ = ["available", "load", "status"]
+
+log = logging.getLogger("rnnkit")
+
+SOURCES = [Path(__file__).parent / "csrc" / "lstm.cpp"]
+NAME = "rnnkit_cpu"
+DTYPES = (torch.float32, torch.float64)
+
+_state: dict[str, object] = {}  # "ok": bool, "why": str, once tried
+
+
+def _build() -> None:
+    from torch.utils import cpp_extension
+
+    # ninja comes with the `ninja` package into this environment's bin/, which is not on PATH
+    # when the interpreter is started as .venv/bin/python
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    if shutil.which("ninja") is None:
+        raise RuntimeError("ninja is not installed (pip install ninja)")
+    start = time.perf_counter()
+    cpp_extension.load(
+        name=NAME,
+        sources=[str(s) for s in SOURCES],
+        extra_cflags=["-O3", "-fno-trapping-math"],  # the latter lets the loops vectorize,
+        is_python_module=False,
+        verbose=False,
+    )
+    log.info("rnnkit: C++ time loops ready (%.1f s)", time.perf_counter() - start)
+
+
+def load() -> bool:
+    """Build (first time) and load the library; True when its ops are usable. Never raises."""
+    if "ok" not in _state:
+        if os.environ.get("RNNKIT_EXTENSION", "1") == "0":
+            _state.update(ok=False, why="disabled by RNNKIT_EXTENSION=0")
+        else:
+            try:
+                _build()
+                torch.ops.rnnkit.lstm_forward  # noqa: B018 (raises if the op is missing)
+                _state.update(ok=True, why="")
+            except Exception as e:  # any build or load failure: fall back, and say why
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                _state.update(ok=False, why=f"it could not be built or loaded ({first[:200]})")
+                log.warning("rnnkit: C++ time loops unavailable, using Python: %s", first)
+    return bool(_state["ok"])
+
+
+def available(t: torch.Tensor) -> bool:
+    """Whether the C++ loops apply to tensors like t: CPU, float32 or float64, and built."""
+    return t.device.type == "cpu" and t.dtype in DTYPES and load()
+
+
+def status() -> str:
+    """Why the C++ loops are not used ('' when they are), after trying to load them."""
+    load()
+    return str(_state["why"])
+
+
+if __name__ == "__main__":  # python -m rnnkit.extension: build ahead of first use
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    ok = load()
+    print("rnnkit C++ time loops:", "ready" if ok else f"not available: {status()}")
+    sys.exit(0 if ok else 1)

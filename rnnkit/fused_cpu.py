@@ -1,0 +1,97 @@
+"""The fused LSTM with its two time loops in C++: `rnnkit.fused.LSTMFunction`, faster on CPU.
+
+Same arguments, same function, same gradients as `LSTMFunction` (whose docstring gives the
+equations and their derivatives); the tests check the two against each other and gradcheck
+this one in float64. What differs is where the sequential part runs: the forward loop and the
+backward loop are `torch.ops.rnnkit.lstm_forward` / `lstm_backward` from
+``rnnkit/csrc/lstm.cpp``, one matrix product and one pass of plain C++ over the elements per
+step, so a step costs two kernel launches instead of a dozen Python-dispatched ones. The input
+projections (before) and the weight matrices' gradients (after, one product each) stay batched
+over time in PyTorch, except the sums for the vector parameters (layer-norm gains, peepholes),
+which the backward loop accumulates as it goes rather than keeping (t, b, .) buffers for them.
+
+Used by `rnnkit.fused.run_direction` for CPU tensors in float32 or float64 when the library
+could be built (`rnnkit.extension`).
+
+Shapes: t time, b batch, h hidden, p output (proj_size or h), g = 4h.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rnnkit import extension
+from rnnkit.fused import _first_order_only
+from rnnkit.variants import LN_EPS
+
+__all__ = ["CppLSTMFunction"]
+
+
+def _dense_keep(keep, shape: tuple[int, ...], like: Tensor) -> Tensor | None:
+    """A zoneout keep mask d as a dense float tensor of ``shape``: a bool mask becomes 0/1
+    (so d old + (1 - d) new is exactly the where() of `variants.zoneout`), a rate is filled in."""
+    if keep is None:
+        return None
+    if isinstance(keep, Tensor):
+        return keep.to(like.dtype).expand(shape).contiguous()
+    return torch.full(shape, keep, dtype=like.dtype, device=like.device)
+
+
+def _c(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.contiguous()
+
+
+def _some(t: Tensor) -> Tensor | None:
+    """The C++ side returns an empty tensor for an absent buffer."""
+    return t if t.numel() else None
+
+
+class CppLSTMFunction(torch.autograd.Function):
+    """`rnnkit.fused.LSTMFunction` with the time loops in C++ (same signature)."""
+
+    @staticmethod
+    def forward(
+        ctx, gx, h0, c0, W_hh, W_hr, g_hh, g_c, b_c, w_ch, h_mask, keep_h, keep_c, out_mask
+    ):
+        if not extension.load():
+            raise RuntimeError(f"rnnkit's C++ time loops are not available: {extension.status()}")
+        T, b, G = gx.shape
+        H, P = G // 4, W_hh.size(1)
+        kh = _dense_keep(keep_h, (T, b, P), gx)  # (t, b, p)
+        kc = _dense_keep(keep_c, (T, b, H), gx)  # (t, b, h)
+        W_hh, W_hr, g_hh, g_c, b_c, w_ch, h_mask = map(
+            _c, (W_hh, W_hr, g_hh, g_c, b_c, w_ch, h_mask)
+        )
+        A, Hs, C, K, Ct, Hin, M, Ahat, Rs, Chat, Rsc = torch.ops.rnnkit.lstm_forward(
+            gx.contiguous(), h0, c0, W_hh, W_hr, g_hh, g_c, b_c, w_ch, h_mask, kh, kc, LN_EPS
+        )
+        Ct = Ct if kc is not None else C[1:]  # c~ = c_t without zoneout
+        Hin = Hin if h_mask is not None else Hs[:-1]  # the input of W_hh
+        Y = Hs[1:].clone() if out_mask is None else Hs[1:] * out_mask  # not a view of Hs
+        ctx.save_for_backward(
+            A, C, K, Ct, Hin, M, Ahat, Rs, Chat, Rsc, W_hh, W_hr, g_hh, g_c, w_ch, h_mask,
+            out_mask, kh, kc,
+        )  # fmt: skip
+        return Y, Hs[T].clone(), C[T].clone()
+
+    @staticmethod
+    def backward(ctx, dY, dh_T, dc_T):
+        _first_order_only()
+        (
+            A, C, K, Ct, Hin, M, Ahat, Rs, Chat, Rsc, W_hh, W_hr, g_hh, g_c, w_ch, h_mask,
+            out_mask, kh, kc,
+        ) = ctx.saved_tensors  # fmt: skip
+        if out_mask is not None:
+            dY = dY * out_mask
+        DS, DA, DHt, dh0, dc0, dg_hh, dg_c, db_c, dw_ch = torch.ops.rnnkit.lstm_backward(
+            dY.contiguous(), dh_T, dc_T, A, C, K, Ct, W_hh, W_hr, g_hh, g_c, w_ch, h_mask, kh, kc,
+            _some(Ahat), _some(Rs), _some(Chat), _some(Rsc),
+        )  # fmt: skip
+        # the matrices as one product over all steps; the vectors came summed from C++
+        tb, G = DS.size(0) * DS.size(1), DS.size(2)
+        DA = DA if g_hh is not None else DS
+        dW_hh = DA.view(tb, G).t() @ Hin.reshape(tb, -1)  # sum_t da_t^T (h_{t-1} * m)
+        dW_hr = None if W_hr is None else DHt.view(tb, -1).t() @ M.view(tb, -1)
+        grads = (dW_hh, dW_hr, *map(_some, (dg_hh, dg_c, db_c, dw_ch)))
+        return DS, dh0, dc0, *grads, None, None, None, None
