@@ -7,7 +7,7 @@ RUN    ?= runs/demo
 
 .PHONY: demo test lint format bench clean
 
-$(VENV)/.installed: pyproject.toml rnnkit/csrc/lstm.cpp
+$(VENV)/.installed: pyproject.toml $(wildcard rnnkit/csrc/*)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "rnnkit needs Python 3.11+, found " + sys.version.split()[0]'
 	@# Keep a torch the user already has (their CUDA build): then the venv sees system packages.
 	@if $(PYTHON) -c 'import torch' 2>/dev/null; then \

@@ -1,19 +1,21 @@
 """rnnkit's compiled CPU time loops (``rnnkit/csrc/*.cpp``): build once, load, or say why not.
 
-The fused path's time loops run in C++ when this library is available: each step is then one
-matrix product and one pass over its elements, where the Python loop dispatches a dozen
-kernels (see ``rnnkit/csrc/lstm.cpp``). It is compiled with torch's own extension builder the
-first time it is needed (about 20 s, with the C++ compiler torch was built for in mind) and
-cached under ``$TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``); later
-processes load it in milliseconds. ``make`` builds it ahead (``python -m rnnkit.extension``).
+The fused path's time loops (LSTM, GRU, RNN, and minGRU / minLSTM's linear recurrence) run in
+C++ when this library is available: each step is then one matrix product and one pass over its
+elements, where the Python loop dispatches a dozen kernels (see ``rnnkit/csrc/lstm.cpp``).
+It is compiled with torch's own extension builder the first time it is needed (about 30 s on
+2 cores) and cached under ``$TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``);
+later processes load it in a fraction of a second. ``make`` builds it ahead
+(``python -m rnnkit.extension``).
 
-When it cannot be built (no compiler, no ninja) the fused path keeps its Python time loop,
-which computes the same function more slowly, and ``layer.plan()`` says why. Set
+When it cannot be built (no compiler, no ninja) the fused path keeps its Python time loops,
+which compute the same function more slowly, and ``layer.plan()`` says why. Set
 ``RNNKIT_EXTENSION=0`` to never build or use it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -27,9 +29,19 @@ __all__ = ["available", "load", "status"]
 
 log = logging.getLogger("rnnkit")
 
-SOURCES = [Path(__file__).parent / "csrc" / "lstm.cpp"]
-NAME = "rnnkit_cpu"
+CSRC = Path(__file__).parent / "csrc"
+SOURCES = sorted(CSRC.glob("*.cpp"))  # lstm, gru, rnn, scan; common.h is included by each
 DTYPES = (torch.float32, torch.float64)
+
+
+def _name() -> str:
+    """The build's name carries a hash of every source and header, so a changed header (which
+    torch's builder does not hash) also gets a fresh build instead of a stale library."""
+    digest = hashlib.sha256()
+    for path in sorted(CSRC.glob("*.[ch]*")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return f"rnnkit_cpu_{digest.hexdigest()[:12]}"
+
 
 _state: dict[str, object] = {}  # "ok": bool, "why": str, once tried
 
@@ -46,7 +58,7 @@ def _build() -> None:
         raise RuntimeError("ninja is not installed (pip install ninja)")
     start = time.perf_counter()
     cpp_extension.load(
-        name=NAME,
+        name=_name(),
         sources=[str(s) for s in SOURCES],
         extra_cflags=["-O3", "-fno-trapping-math"],  # the latter lets the loops vectorize,
         is_python_module=False,

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from rnnkit.variants import LN_EPS, zoneout
 
-__all__ = ["LSTMFunction", "GRUFunction", "RNNFunction", "lstm_function", "run_direction"]
+__all__ = ["LSTMFunction", "GRUFunction", "RNNFunction", "time_loops", "run_direction"]
 
 aten = torch.ops.aten
 
@@ -526,16 +526,17 @@ def _effective_keep(keep, valid: Tensor | None, dtype: torch.dtype):
     return torch.full(valid.shape, keep, dtype=dtype, device=valid.device).masked_fill_(~valid, 1)
 
 
-def lstm_function(gx: Tensor, W_hh: Tensor) -> type[torch.autograd.Function]:
-    """The C++ time loops (`rnnkit.fused_cpu`) where they apply: CPU, float32 / float64, the
-    library built; else the Python loops of `LSTMFunction`. Both compute the same function."""
+def time_loops(mode: str, gx: Tensor, W_hh: Tensor) -> type[torch.autograd.Function]:
+    """The Function for mode (LSTM, GRU, RNN) with its loops in C++ (`rnnkit.fused_cpu`) where
+    they apply: CPU, float32 / float64, the library built; else the Python loops of this file.
+    Both compute the same function."""
     from rnnkit import extension
 
     if W_hh.dtype == gx.dtype and extension.available(gx):
-        from rnnkit.fused_cpu import CppLSTMFunction
+        from rnnkit import fused_cpu
 
-        return CppLSTMFunction
-    return LSTMFunction
+        return getattr(fused_cpu, f"Cpp{mode}Function")
+    return {"LSTM": LSTMFunction, "GRU": GRUFunction, "RNN": RNNFunction}[mode]
 
 
 def run_direction(mode: str, prep, state, mask: Tensor | None, reverse: bool):
@@ -558,7 +559,7 @@ def run_direction(mode: str, prep, state, mask: Tensor | None, reverse: bool):
         h0, c0 = state
         if prep.bias_hh is not None:
             gx = gx + prep.bias_hh  # b_hh comes after the layer norm, so it folds into gx
-        y, h_n, c_n = lstm_function(gx, prep.weight_hh).apply(
+        y, h_n, c_n = time_loops("LSTM", gx, prep.weight_hh).apply(
             gx,
             h0,
             c0,
@@ -575,14 +576,14 @@ def run_direction(mode: str, prep, state, mask: Tensor | None, reverse: bool):
         )
         final = (h_n, c_n)
     elif mode == "GRU":
-        y, final = GRUFunction.apply(
+        y, final = time_loops("GRU", gx, prep.weight_hh).apply(
             gx, state, prep.weight_hh, prep.bias_hh, prep.ln_weight_hh, prep.h_mask, keep_h,
             out_mask,
         )  # fmt: skip
     else:
         if prep.bias_hh is not None:
             gx = gx + prep.bias_hh
-        y, final = RNNFunction.apply(
+        y, final = time_loops("RNN", gx, prep.weight_hh).apply(
             gx, state, prep.weight_hh, prep.ln_weight_hh, prep.h_mask, keep_h, out_mask,
             mode == "RNN_RELU",
         )  # fmt: skip

@@ -1,19 +1,21 @@
-"""The fused LSTM with its two time loops in C++: `rnnkit.fused.LSTMFunction`, faster on CPU.
+"""The fused LSTM, GRU and RNN with their time loops in C++: `rnnkit.fused`, faster on CPU.
 
-Same arguments, same function, same gradients as `LSTMFunction` (whose docstring gives the
-equations and their derivatives); the tests check the two against each other and gradcheck
-this one in float64. What differs is where the sequential part runs: the forward loop and the
-backward loop are `torch.ops.rnnkit.lstm_forward` / `lstm_backward` from
-``rnnkit/csrc/lstm.cpp``, one matrix product and one pass of plain C++ over the elements per
-step, so a step costs two kernel launches instead of a dozen Python-dispatched ones. The input
-projections (before) and the weight matrices' gradients (after, one product each) stay batched
-over time in PyTorch, except the sums for the vector parameters (layer-norm gains, peepholes),
-which the backward loop accumulates as it goes rather than keeping (t, b, .) buffers for them.
+`CppLSTMFunction`, `CppGRUFunction` and `CppRNNFunction` take the same arguments and compute
+the same function and gradients as `LSTMFunction`, `GRUFunction` and `RNNFunction` (whose
+docstrings give the equations and their derivatives); the tests check each pair against each
+other and gradcheck these in float64. What differs is where the sequential part runs: the
+forward and backward loops are `torch.ops.rnnkit.{lstm,gru,rnn}_{forward,backward}` from
+``rnnkit/csrc/``, one matrix product and one pass of plain C++ over the elements per step, so
+a step costs two kernel launches instead of a dozen Python-dispatched ones. The input
+projections (before) and the weight matrices' gradients (after, one product each) stay
+batched over time in PyTorch, except the sums for the vector parameters (biases inside the
+recurrence, layer-norm gains, peepholes), which the backward loop accumulates as it goes
+rather than keeping (t, b, .) buffers for them.
 
 Used by `rnnkit.fused.run_direction` for CPU tensors in float32 or float64 when the library
 could be built (`rnnkit.extension`).
 
-Shapes: t time, b batch, h hidden, p output (proj_size or h), g = 4h.
+Shapes: t time, b batch, h hidden, p output (proj_size or h), g gates * h.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from rnnkit import extension
 from rnnkit.fused import _first_order_only
 from rnnkit.variants import LN_EPS
 
-__all__ = ["CppLSTMFunction"]
+__all__ = ["CppLSTMFunction", "CppGRUFunction", "CppRNNFunction"]
 
 
 def _dense_keep(keep, shape: tuple[int, ...], like: Tensor) -> Tensor | None:
@@ -47,6 +49,11 @@ def _some(t: Tensor) -> Tensor | None:
     return t if t.numel() else None
 
 
+def _require() -> None:
+    if not extension.load():
+        raise RuntimeError(f"rnnkit's C++ time loops are not available: {extension.status()}")
+
+
 class CppLSTMFunction(torch.autograd.Function):
     """`rnnkit.fused.LSTMFunction` with the time loops in C++ (same signature)."""
 
@@ -54,8 +61,7 @@ class CppLSTMFunction(torch.autograd.Function):
     def forward(
         ctx, gx, h0, c0, W_hh, W_hr, g_hh, g_c, b_c, w_ch, h_mask, keep_h, keep_c, out_mask
     ):
-        if not extension.load():
-            raise RuntimeError(f"rnnkit's C++ time loops are not available: {extension.status()}")
+        _require()
         T, b, G = gx.shape
         H, P = G // 4, W_hh.size(1)
         kh = _dense_keep(keep_h, (T, b, P), gx)  # (t, b, p)
@@ -95,3 +101,69 @@ class CppLSTMFunction(torch.autograd.Function):
         dW_hr = None if W_hr is None else DHt.view(tb, -1).t() @ M.view(tb, -1)
         grads = (dW_hh, dW_hr, *map(_some, (dg_hh, dg_c, db_c, dw_ch)))
         return DS, dh0, dc0, *grads, None, None, None, None
+
+
+class CppGRUFunction(torch.autograd.Function):
+    """`rnnkit.fused.GRUFunction` with the time loops in C++ (same signature)."""
+
+    @staticmethod
+    def forward(ctx, gx, h0, W_hh, b_hh, g_hh, h_mask, keep_h, out_mask):
+        _require()
+        T, b, G = gx.shape
+        kh = _dense_keep(keep_h, (T, b, G // 3), gx)  # (t, b, h)
+        W_hh, b_hh, g_hh, h_mask = map(_c, (W_hh, b_hh, g_hh, h_mask))
+        A, Qn, Hs, Hin, Ahat, Rs = torch.ops.rnnkit.gru_forward(
+            gx.contiguous(), h0, W_hh, b_hh, g_hh, h_mask, kh, LN_EPS
+        )
+        Hin = Hin if h_mask is not None else Hs[:-1]
+        Y = Hs[1:].clone() if out_mask is None else Hs[1:] * out_mask
+        ctx.save_for_backward(A, Qn, Hs, Hin, Ahat, Rs, W_hh, g_hh, h_mask, out_mask, kh)
+        ctx.has_bias = b_hh is not None
+        return Y, Hs[T].clone()
+
+    @staticmethod
+    def backward(ctx, dY, dh_T):
+        _first_order_only()
+        A, Qn, Hs, Hin, Ahat, Rs, W_hh, g_hh, h_mask, out_mask, kh = ctx.saved_tensors
+        if out_mask is not None:
+            dY = dY * out_mask
+        DGX, DW, dh0, db_hh, dg_hh = torch.ops.rnnkit.gru_backward(
+            dY.contiguous(), dh_T.contiguous(), A, Qn, Hs, W_hh, ctx.has_bias, g_hh, h_mask, kh,
+            _some(Ahat), _some(Rs),
+        )  # fmt: skip
+        tb, G = DW.size(0) * DW.size(1), DW.size(2)
+        dW_hh = DW.view(tb, G).t() @ Hin.reshape(tb, -1)  # sum_t da_t^T (h_{t-1} * m)
+        return DGX, dh0, dW_hh, _some(db_hh), _some(dg_hh), None, None, None
+
+
+class CppRNNFunction(torch.autograd.Function):
+    """`rnnkit.fused.RNNFunction` with the time loops in C++ (same signature)."""
+
+    @staticmethod
+    def forward(ctx, gx, h0, W_hh, g_hh, h_mask, keep_h, out_mask, relu: bool):
+        _require()
+        kh = _dense_keep(keep_h, tuple(gx.shape), gx)  # (t, b, h)
+        W_hh, g_hh, h_mask = map(_c, (W_hh, g_hh, h_mask))
+        Hs, Ht, Hin, Ahat, Rs = torch.ops.rnnkit.rnn_forward(
+            gx.contiguous(), h0, W_hh, g_hh, h_mask, kh, relu, LN_EPS
+        )
+        Ht = Ht if kh is not None else Hs[1:]  # h~
+        Hin = Hin if h_mask is not None else Hs[:-1]
+        Y = Hs[1:].clone() if out_mask is None else Hs[1:] * out_mask
+        ctx.save_for_backward(Ht, Hin, Ahat, Rs, W_hh, g_hh, h_mask, out_mask, kh)
+        ctx.relu = relu
+        return Y, Hs[-1].clone()
+
+    @staticmethod
+    def backward(ctx, dY, dh_T):
+        _first_order_only()
+        Ht, Hin, Ahat, Rs, W_hh, g_hh, h_mask, out_mask, kh = ctx.saved_tensors
+        if out_mask is not None:
+            dY = dY * out_mask
+        DS, DW, dh0, dg_hh = torch.ops.rnnkit.rnn_backward(
+            dY.contiguous(), dh_T.contiguous(), Ht, W_hh, g_hh, h_mask, kh, ctx.relu,
+            _some(Ahat), _some(Rs),
+        )  # fmt: skip
+        tb, H = DW.size(0) * DW.size(1), DW.size(2)
+        dW_hh = DW.view(tb, H).t() @ Hin.reshape(tb, H)
+        return DS, dh0, dW_hh, _some(dg_hh), None, None, None, None

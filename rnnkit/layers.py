@@ -379,8 +379,6 @@ class _FusedOrLoop:
         """Where the fused path's time loops run: C++ (rnnkit.fused_cpu) or Python, and why."""
         from rnnkit import extension
 
-        if self.mode != "LSTM":
-            return "its time loops in Python (rnnkit's C++ loops cover the LSTM only)"
         data = input.data if isinstance(input, PackedSequence) else input
         like = data if isinstance(data, Tensor) else self.weight_hh_l0
         if like.device.type != "cpu" or like.dtype not in extension.DTYPES:
@@ -390,7 +388,8 @@ class _FusedOrLoop:
             )
         if not extension.load():
             return f"its time loops in Python (C++ loops not used: {extension.status()})"
-        return "its time loops in C++ (rnnkit/csrc/lstm.cpp, one matrix product per step)"
+        source = {"LSTM": "lstm", "GRU": "gru"}.get(self.mode, "rnn")
+        return f"its time loops in C++ (rnnkit/csrc/{source}.cpp, one matrix product per step)"
 
     def forward(self, input, hx=None, *, lengths=None, return_states: bool = False):
         """See the class docstring. With ``return_states=True`` also returns a dict of the

@@ -163,12 +163,19 @@ class LinearRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, h0):
+        from rnnkit import extension  # loaded when first used
+
         T = a.size(0)
-        Hs = a.new_empty(T + 1, *a.shape[1:])  # h_0..h_T
-        Hs[0] = h0
-        a_l, b_l, H_l = a.unbind(0), b.unbind(0), Hs.unbind(0)
-        for t in range(T):
-            torch.addcmul(b_l[t], a_l[t], H_l[t], out=H_l[t + 1])
+        ctx.cpp = a.dtype == b.dtype and extension.available(a)
+        if ctx.cpp:  # the same loop in C++ (rnnkit/csrc/scan.cpp)
+            a, b = a.contiguous(), b.contiguous()
+            Hs = torch.ops.rnnkit.linear_recurrence_forward(a, b, h0)
+        else:
+            Hs = a.new_empty(T + 1, *a.shape[1:])  # h_0..h_T
+            Hs[0] = h0
+            a_l, b_l, H_l = a.unbind(0), b.unbind(0), Hs.unbind(0)
+            for t in range(T):
+                torch.addcmul(b_l[t], a_l[t], H_l[t], out=H_l[t + 1])
         ctx.save_for_backward(a, Hs)
         return Hs[1:].clone()
 
@@ -181,11 +188,14 @@ class LinearRecurrence(torch.autograd.Function):
             )
         a, Hs = ctx.saved_tensors
         T = a.size(0)
-        lam = torch.empty_like(dh)
-        lam[T - 1] = dh[T - 1]
-        a_l, dh_l, lam_l = a.unbind(0), dh.unbind(0), lam.unbind(0)
-        for t in range(T - 2, -1, -1):
-            torch.addcmul(dh_l[t], a_l[t + 1], lam_l[t + 1], out=lam_l[t])
+        if ctx.cpp:
+            lam = torch.ops.rnnkit.linear_recurrence_backward(dh.contiguous(), a)
+        else:
+            lam = torch.empty_like(dh)
+            lam[T - 1] = dh[T - 1]
+            a_l, dh_l, lam_l = a.unbind(0), dh.unbind(0), lam.unbind(0)
+            for t in range(T - 2, -1, -1):
+                torch.addcmul(dh_l[t], a_l[t + 1], lam_l[t + 1], out=lam_l[t])
         return lam * Hs[:-1], lam, a[0] * lam[0]
 
 

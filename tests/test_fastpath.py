@@ -15,7 +15,7 @@ from torch.testing import assert_close
 import rnnkit
 from rnnkit import extension
 from rnnkit.fused import GRUFunction, LSTMFunction, RNNFunction
-from rnnkit.fused_cpu import CppLSTMFunction
+from rnnkit.fused_cpu import CppGRUFunction, CppLSTMFunction, CppRNNFunction
 
 DT = torch.float64
 T, B, I, H = 4, 2, 3, 2
@@ -31,11 +31,14 @@ def cpp_loops_or_skip():
         pytest.skip(f"C++ time loops not available: {extension.status()}")
 
 
-LSTM_FUNCTIONS = {"python": LSTMFunction, "cpp": CppLSTMFunction}
+FUNCTIONS = {
+    "python": {"LSTM": LSTMFunction, "GRU": GRUFunction, "RNN": RNNFunction},
+    "cpp": {"LSTM": CppLSTMFunction, "GRU": CppGRUFunction, "RNN": CppRNNFunction},
+}
 
 
 @pytest.fixture(params=["python", "cpp"])
-def lstm_loops(request, monkeypatch):
+def time_loops(request, monkeypatch):
     """Run a test once on the Python time loops and once on the C++ ones."""
     if request.param == "cpp":
         cpp_loops_or_skip()
@@ -48,10 +51,6 @@ def check(fn, args, case):
     """gradcheck in float64; fast mode (random projections of the Jacobian) with layer norm,
     whose tiny per-step kernels make the full numerical Jacobian slow on a busy machine."""
     return gradcheck(fn, args, eps=1e-6, atol=1e-7, fast_mode=bool(case.get("ln")))
-
-
-def rand(*shape, grad=True):
-    return torch.randn(*shape, dtype=DT).requires_grad_(grad)
 
 
 def masks(out_size, zoneout, lengths, T=T, B=B, DT=DT):
@@ -120,29 +119,7 @@ def test_gradcheck_lstm_function(case, loops):
     if loops == "cpp":
         cpp_loops_or_skip()
     torch.manual_seed(0)
-    assert check(LSTM_FUNCTIONS[loops].apply, lstm_args(case), case)
-
-
-@pytest.mark.parametrize("case", LSTM_CASES, ids=lambda c: "-".join(c) or "plain")
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
-def test_cpp_lstm_loops_equal_python_loops(case, dtype):
-    """The C++ loops against the Python ones at a size where float32 takes the vectorized
-    (SLEEF) sigmoid and tanh, with an odd hidden size for the tails: values and gradients."""
-    cpp_loops_or_skip()
-    torch.manual_seed(0)
-    args = lstm_args(case, T=9, B=5, H=37, dtype=dtype)
-    tensors = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
-    results = []
-    for fn in (LSTMFunction, CppLSTMFunction):
-        outs = fn.apply(*args)
-        g = torch.Generator().manual_seed(1)
-        loss = sum((o * torch.randn(o.shape, generator=g, dtype=dtype)).sum() for o in outs)
-        results.append((outs, torch.autograd.grad(loss, tensors)))
-    tol = {"atol": 1e-5, "rtol": 1e-4} if dtype == torch.float32 else TOL
-    for a, b in zip(results[0][0], results[1][0], strict=True):
-        assert_close(b, a, **tol)
-    for a, b in zip(results[0][1], results[1][1], strict=True):
-        assert_close(b, a, **tol)
+    assert check(FUNCTIONS[loops]["LSTM"].apply, lstm_args(case), case)
 
 
 GRU_CASES = [
@@ -154,43 +131,107 @@ GRU_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", GRU_CASES, ids=lambda c: "-".join(c) or "plain")
-def test_gradcheck_gru_function(case):
-    torch.manual_seed(0)
-    h_mask, keep, out_mask = masks(H, case.get("zoneout", "off"), case.get("lengths"))
-    args = (
-        rand(T, B, 3 * H),
-        rand(B, H),
-        rand(3 * H, H),
-        None if case.get("nobias") else rand(3 * H),
-        rand(3 * H) if case.get("ln") else None,
+def gru_args(case, T=T, B=B, H=H, dtype=DT):
+    h_mask, keep, out_mask = masks(H, case.get("zoneout", "off"), case.get("lengths"), T, B, dtype)
+
+    def r(*shape, scale=1.0):
+        return (torch.randn(*shape, dtype=dtype) * scale).requires_grad_(True)
+
+    return (
+        r(T, B, 3 * H),
+        r(B, H),
+        r(3 * H, H, scale=H**-0.5),
+        None if case.get("nobias") else r(3 * H),
+        r(3 * H) if case.get("ln") else None,
         h_mask if case.get("dropout") else None,
         keep,
         out_mask,
     )
-    assert check(GRUFunction.apply, args, case)
 
 
-@pytest.mark.parametrize("relu", [False, True], ids=["tanh", "relu"])
-@pytest.mark.parametrize(
-    "case",
-    [{}, {"ln": True}, {"dropout": True, "zoneout": "train", "lengths": True}],
-    ids=lambda c: "-".join(c) or "plain",
-)
-def test_gradcheck_rnn_function(case, relu):
+@pytest.mark.parametrize("loops", ["python", "cpp"])
+@pytest.mark.parametrize("case", GRU_CASES, ids=lambda c: "-".join(c) or "plain")
+def test_gradcheck_gru_function(case, loops):
+    if loops == "cpp":
+        cpp_loops_or_skip()
     torch.manual_seed(0)
-    h_mask, keep, out_mask = masks(H, case.get("zoneout", "off"), case.get("lengths"))
-    args = (
-        rand(T, B, H),
-        rand(B, H),
-        rand(H, H),
-        rand(H) if case.get("ln") else None,
+    assert check(FUNCTIONS[loops]["GRU"].apply, gru_args(case), case)
+
+
+RNN_CASES = [
+    {},
+    {"ln": True},
+    {"dropout": True, "zoneout": "train", "lengths": True},
+    {"ln": True, "zoneout": "eval"},
+]
+
+
+def rnn_args(case, relu, T=T, B=B, H=H, dtype=DT):
+    h_mask, keep, out_mask = masks(H, case.get("zoneout", "off"), case.get("lengths"), T, B, dtype)
+
+    def r(*shape, scale=1.0):
+        return (torch.randn(*shape, dtype=dtype) * scale).requires_grad_(True)
+
+    return (
+        r(T, B, H),
+        r(B, H),
+        r(H, H, scale=H**-0.5),
+        r(H) if case.get("ln") else None,
         h_mask if case.get("dropout") else None,
         keep,
         out_mask,
         relu,
     )
-    assert check(RNNFunction.apply, args, case)
+
+
+@pytest.mark.parametrize("loops", ["python", "cpp"])
+@pytest.mark.parametrize("relu", [False, True], ids=["tanh", "relu"])
+@pytest.mark.parametrize("case", RNN_CASES, ids=lambda c: "-".join(c) or "plain")
+def test_gradcheck_rnn_function(case, relu, loops):
+    if loops == "cpp":
+        cpp_loops_or_skip()
+    torch.manual_seed(0)
+    assert check(FUNCTIONS[loops]["RNN"].apply, rnn_args(case, relu), case)
+
+
+def _cases_of_every_mode():
+    for case in LSTM_CASES:
+        yield "LSTM", case, lambda case, **kw: lstm_args(case, **kw)
+    for case in GRU_CASES:
+        yield "GRU", case, lambda case, **kw: gru_args(case, **kw)
+    for case in RNN_CASES:
+        for relu in (False, True):
+            yield (
+                "RNN",
+                {**case, "relu": relu},
+                lambda case, **kw: rnn_args(case, case["relu"], **kw),
+            )
+
+
+@pytest.mark.parametrize(
+    ("mode", "case", "make"),
+    list(_cases_of_every_mode()),
+    ids=[f"{m}-{'-'.join(c) or 'plain'}" for m, c, _ in _cases_of_every_mode()],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_cpp_loops_equal_python_loops(mode, case, make, dtype):
+    """The C++ loops against the Python ones at a size where float32 takes the vectorized
+    (SLEEF) sigmoid and tanh, with an odd hidden size for the tails: values and gradients."""
+    cpp_loops_or_skip()
+    torch.manual_seed(0)
+    args = make(case, T=9, B=5, H=37, dtype=dtype)
+    tensors = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+    results = []
+    for loops in ("python", "cpp"):
+        outs = FUNCTIONS[loops][mode].apply(*args)
+        g = torch.Generator().manual_seed(1)
+        loss = sum((o * torch.randn(o.shape, generator=g, dtype=dtype)).sum() for o in outs)
+        results.append((outs, torch.autograd.grad(loss, tensors)))
+    tol = {"atol": 1e-5, "rtol": 1e-4} if dtype == torch.float32 else TOL
+    for a, b in zip(results[0][0], results[1][0], strict=True):
+        assert_close(b, a, **tol)
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        assert_close(b, a, **tol)
 
 
 # ----------------------------------------------------------------------------- layers
@@ -251,12 +292,12 @@ EVERYTHING = dict(layer_norm=True, recurrent_dropout=0.3, weight_drop=0.3, zoneo
     ],
     ids=["lstm", "lstm-all", "lstm-peep", "gru", "gru-all", "gru-nobias", "rnn", "rnn-relu"],
 )
-def test_fused_layer_equals_loop(cls, kw, mode, lstm_loops):
+def test_fused_layer_equals_loop(cls, kw, mode, time_loops):
     run_both(cls, {"num_layers": 2, "bidirectional": True, "dropout": 0.2, **kw}, mode)
 
 
 @pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.GRU])
-def test_fused_layer_equals_loop_in_eval_mode(cls, lstm_loops):
+def test_fused_layer_equals_loop_in_eval_mode(cls, time_loops):
     run_both(cls, {"bidirectional": True, **EVERYTHING}, "lengths", train=False)
 
 

@@ -3,6 +3,8 @@ equal a straightforward implementation of the paper's equations (Feng et al. 202
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -217,11 +219,38 @@ def test_dropout_between_layers_scan_equals_loop(kind):
     assert_close(outs[1], outs[2], **TOL)
 
 
-def test_linear_recurrence_gradcheck_and_double_backward_error():
+@pytest.fixture(params=["python", "cpp"])
+def loops(request, monkeypatch):
+    """LinearRecurrence with its loops in Python, then in C++ (rnnkit/csrc/scan.cpp)."""
+    from rnnkit import extension
+
+    if request.param == "python":
+        monkeypatch.setattr(extension, "available", lambda t: False)
+    elif not extension.load():
+        if os.environ.get("RNNKIT_REQUIRE_EXTENSION") == "1":
+            pytest.fail(f"the C++ loops are required here: {extension.status()}")
+        pytest.skip(f"C++ loops not available: {extension.status()}")
+    return request.param
+
+
+def test_linear_recurrence_gradcheck_and_double_backward_error(loops):
     a = (torch.rand(6, 2, 3, dtype=DT) * 0.9 + 0.05).requires_grad_(True)
     b = torch.randn(6, 2, 3, dtype=DT, requires_grad=True)
     h0 = torch.randn(2, 3, dtype=DT, requires_grad=True)
     assert torch.autograd.gradcheck(LinearRecurrence.apply, (a, b, h0))
+    # and against the recurrence written out by hand, values and gradients
+    h, hs = h0, []
+    for t in range(6):
+        h = a[t] * h + b[t]
+        hs.append(h)
+    ref = torch.stack(hs)
+    out = LinearRecurrence.apply(a, b, h0)
+    assert_close(out, ref, **TOL)
+    w = torch.randn(6, 2, 3, dtype=DT)
+    got = torch.autograd.grad((out * w).sum(), (a, b, h0))
+    want = torch.autograd.grad((ref * w).sum(), (a, b, h0))
+    for x, y in zip(got, want, strict=True):
+        assert_close(x, y, **TOL)
     with pytest.raises(RuntimeError, match="cannot be differentiated again"):
         torch.autograd.grad(LinearRecurrence.apply(a, b, h0).sum(), b, create_graph=True)
 

@@ -23,156 +23,17 @@
 //
 // Shapes: T time, b batch, H hidden, P output (proj_size or H), G = 4H.
 
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
-#include <torch/library.h>
-
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <type_traits>
-#include <vector>
+#include "common.h"
 
 namespace {
 
-using at::Tensor;
+using namespace rnnkit_csrc;
 
-// sigma and tanh over n values. float32 uses SLEEF's vectorized expf / tanhf (1-ulp), the
-// ones PyTorch's own CPU kernels use, exported by libtorch_cpu: AVX-512 or AVX2 as the CPU
-// allows. Scalar std::exp / std::tanh per element (the rest: float64 for the tests, other
-// CPUs) cost about ten times more, which made a first version of this file slower than the
-// Python loop it replaces.
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define RNNKIT_SLEEF 1
-extern "C" {
-__attribute__((target("avx2,fma"))) __m256 Sleef_expf8_u10avx2(__m256);
-__attribute__((target("avx2,fma"))) __m256 Sleef_tanhf8_u10avx2(__m256);
-__attribute__((target("avx512f"))) __m512 Sleef_expf16_u10avx512f(__m512);
-__attribute__((target("avx512f"))) __m512 Sleef_tanhf16_u10avx512f(__m512);
-}
-
-int simd_level() {  // 2: AVX-512, 1: AVX2 + FMA, 0: neither
-  static const int level = __builtin_cpu_supports("avx512f")                              ? 2
-                           : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1
-                                                                                            : 0;
-  return level;
-}
-
-__attribute__((target("avx512f"))) void sigmoid512(const float* x, float* y, int64_t n) {
-  const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
-  for (int64_t k = 0; k < n; k += 16) {
-    const __mmask16 m = n - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - k)) - 1);
-    const __m512 e = Sleef_expf16_u10avx512f(_mm512_sub_ps(zero, _mm512_maskz_loadu_ps(m, x + k)));
-    _mm512_mask_storeu_ps(y + k, m, _mm512_div_ps(one, _mm512_add_ps(one, e)));
-  }
-}
-__attribute__((target("avx512f"))) void tanh512(const float* x, float* y, int64_t n) {
-  for (int64_t k = 0; k < n; k += 16) {
-    const __mmask16 m = n - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - k)) - 1);
-    _mm512_mask_storeu_ps(y + k, m, Sleef_tanhf16_u10avx512f(_mm512_maskz_loadu_ps(m, x + k)));
-  }
-}
-__attribute__((target("avx2,fma"))) int64_t sigmoid256(const float* x, float* y, int64_t n) {
-  const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-  int64_t k = 0;
-  for (; k + 8 <= n; k += 8) {
-    const __m256 e = Sleef_expf8_u10avx2(_mm256_sub_ps(zero, _mm256_loadu_ps(x + k)));
-    _mm256_storeu_ps(y + k, _mm256_div_ps(one, _mm256_add_ps(one, e)));
-  }
-  return k;  // the rest is done by the scalar loop
-}
-__attribute__((target("avx2,fma"))) int64_t tanh256(const float* x, float* y, int64_t n) {
-  int64_t k = 0;
-  for (; k + 8 <= n; k += 8) _mm256_storeu_ps(y + k, Sleef_tanhf8_u10avx2(_mm256_loadu_ps(x + k)));
-  return k;
-}
-#endif
-
-// y = sigma(x), y = tanh(x); y may be x
-template <typename T>
-void sigmoid(const T* x, T* y, int64_t n) {
-  int64_t k = 0;
-#ifdef RNNKIT_SLEEF
-  if constexpr (std::is_same_v<T, float>) {
-    if (simd_level() == 2) return sigmoid512(x, y, n);
-    if (simd_level() == 1) k = sigmoid256(x, y, n);
-  }
-#endif
-  for (; k < n; ++k) y[k] = T(1) / (T(1) + std::exp(-x[k]));
-}
-template <typename T>
-void tanh_n(const T* x, T* y, int64_t n) {
-  int64_t k = 0;
-#ifdef RNNKIT_SLEEF
-  if constexpr (std::is_same_v<T, float>) {
-    if (simd_level() == 2) return tanh512(x, y, n);
-    if (simd_level() == 1) k = tanh256(x, y, n);
-  }
-#endif
-  for (; k < n; ++k) y[k] = std::tanh(x[k]);
-}
-
-template <typename T>
-void add_mul(T* __restrict__ y, const T* __restrict__ w, const T* __restrict__ x, int64_t n) {
-  for (int64_t k = 0; k < n; ++k) y[k] += w[k] * x[k];
-}
 template <typename T>  // c~ = f c + i g
 void cell(const T* __restrict__ f, const T* __restrict__ c, const T* __restrict__ i,
           const T* __restrict__ g, T* __restrict__ ct, int64_t n) {
   for (int64_t k = 0; k < n; ++k) ct[k] = f[k] * c[k] + i[k] * g[k];
 }
-
-// Row-parallel for one step's element-wise work: chunks of at least ~32k elements, so the
-// small sizes (where threading costs more than it saves) stay on one thread.
-template <typename F>
-inline void rows(int64_t b, int64_t per_row, const F& f) {
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(per_row, 1));
-  at::parallel_for(0, b, grain, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) f(r);
-  });
-}
-
-// Sums in 16 independent lanes, so that the compiler vectorizes them (a single running sum
-// is a chain of dependent additions).
-template <typename T, typename F>
-inline double lane_sum(int64_t n, const F& term) {
-  T acc[16] = {};
-  int64_t k = 0;
-  for (; k + 16 <= n; k += 16)
-    for (int l = 0; l < 16; ++l) acc[l] += term(k + l);
-  double total = 0;
-  for (; k < n; ++k) total += term(k);
-  for (int l = 0; l < 16; ++l) total += acc[l];
-  return total;
-}
-
-// x^ = (x - mean x) rstd over n values; returns rstd = 1 / sqrt(var x + eps).
-template <typename T>
-inline T normalize(const T* x, T* xhat, int64_t n, double eps) {
-  const T mean = T(lane_sum<T>(n, [&](int64_t k) { return x[k]; }) / n);
-  const double var = lane_sum<T>(n, [&](int64_t k) { return (x[k] - mean) * (x[k] - mean); }) / n;
-  const T rstd = T(1.0 / std::sqrt(var + eps));
-  for (int64_t k = 0; k < n; ++k) xhat[k] = (x[k] - mean) * rstd;
-  return rstd;
-}
-
-// da = rstd (dx - mean(dx) - x^ mean(dx x^)) with dx = dy * gain: the layer-norm backward.
-template <typename T>
-inline void normalize_backward(const T* dy, const T* gain, const T* xhat, T rstd, T* da,
-                               int64_t n) {
-  const T m1 = T(lane_sum<T>(n, [&](int64_t k) { return dy[k] * gain[k]; }) / n);
-  const T m2 = T(lane_sum<T>(n, [&](int64_t k) { return dy[k] * gain[k] * xhat[k]; }) / n);
-  for (int64_t k = 0; k < n; ++k) da[k] = rstd * (dy[k] * gain[k] - m1 - xhat[k] * m2);
-}
-
-template <typename T>
-const T* ptr_or_null(const std::optional<Tensor>& t) {
-  return t.has_value() && t->defined() ? t->const_data_ptr<T>() : nullptr;
-}
-
-Tensor empty0(const Tensor& like) { return at::empty({0}, like.options()); }
 
 // ----------------------------------------------------------------------------- forward
 
@@ -502,7 +363,7 @@ std::vector<Tensor> lstm_backward(
 
 }  // namespace
 
-TORCH_LIBRARY(rnnkit, m) {
+TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
   m.def(
       "lstm_forward(Tensor gx, Tensor h0, Tensor c0, Tensor W_hh, Tensor? W_hr, Tensor? g_hh, "
       "Tensor? g_c, Tensor? b_c, Tensor? w_ch, Tensor? h_mask, Tensor? keep_h, Tensor? keep_c, "
