@@ -27,7 +27,7 @@ from rnnkit import extension
 from rnnkit.fused import _first_order_only
 from rnnkit.variants import LN_EPS
 
-__all__ = ["CppLSTMFunction", "CppGRUFunction", "CppRNNFunction"]
+__all__ = ["CppLSTMFunction", "CppGRUFunction", "CppRNNFunction", "CppMinFunction"]
 
 
 def _dense_keep(keep, shape: tuple[int, ...], like: Tensor) -> Tensor | None:
@@ -167,3 +167,34 @@ class CppRNNFunction(torch.autograd.Function):
         tb, H = DW.size(0) * DW.size(1), DW.size(2)
         dW_hh = DW.view(tb, H).t() @ Hin.reshape(tb, H)
         return DS, dh0, dW_hh, _some(dg_hh), None, None, None, None
+
+
+class CppMinFunction(torch.autograd.Function):
+    """One direction of minGRU / minLSTM, gates and recurrence in one C++ pass each way
+    (``rnnkit/csrc/scan.cpp``): the same function as `rnnkit.scan.min_gru_linear` /
+    `min_lstm_linear` followed by `rnnkit.scan.LinearRecurrence`, without the (t, b, h)
+    intermediates a, b and their element-wise backward in between.
+
+    gx (t, b, 2h or 3h), h0 (b, h), valid (t, b) bool or None (padding carries the state).
+    Returns h_1..h_T (t, b, h).
+    """
+
+    @staticmethod
+    def forward(ctx, gx, h0, valid, lstm: bool):
+        _require()
+        gx = gx.contiguous()
+        Hs = torch.ops.rnnkit.min_rnn_forward(gx, h0.contiguous(), valid, lstm)
+        ctx.save_for_backward(gx, Hs, valid)
+        ctx.lstm = lstm
+        return Hs[1:].clone()  # not a view of the saved Hs
+
+    @staticmethod
+    def backward(ctx, dh):
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "rnnkit's fused minGRU / minLSTM cannot be differentiated again "
+                "(create_graph=True); use impl='scan' or impl='loop'"
+            )
+        gx, Hs, valid = ctx.saved_tensors
+        dgx, dh0 = torch.ops.rnnkit.min_rnn_backward(dh.contiguous(), gx, Hs, valid, ctx.lstm)
+        return dgx, dh0, None, None

@@ -375,7 +375,8 @@ class _MinLayer(nn.Module):
         )
         fused = (
             "fused: the linear recurrence h_t = a_t h_(t-1) + b_t, one multiply-add per step "
-            "forward and backward in a custom autograd Function"
+            "forward and backward in a custom autograd Function (on CPU with its gates, in "
+            "C++: rnnkit/csrc/scan.cpp, when built)"
         )
         if self.impl == "scan":
             return "scan", scan + "; requested (impl='scan')"
@@ -447,10 +448,24 @@ class _MinLayer(nn.Module):
         return self._gx(k, x), self.step_fn
 
     def _fused(self, gx: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool):
-        """One direction with `LinearRecurrence`. Padding carries the state exactly (a = 1,
-        b = 0), so a reversed pass simply runs the flipped sequence."""
-        a, b = self.linear(gx)  # (t, b, h) each
+        """One direction of the sequential recurrence: gates and recurrence in one C++ pass
+        (`CppMinFunction`) on CPU in float32 / float64 when rnnkit's C++ loops are built, else
+        the coefficients a, b then `LinearRecurrence`. Padding carries the state exactly
+        (a = 1, b = 0), so a reversed pass simply runs the flipped sequence."""
+        from rnnkit import extension  # loaded when first used
+
         valid = None if mask is None else mask.unsqueeze(-1)  # (t, b, 1)
+        if extension.available(gx) and h0.dtype == gx.dtype:
+            # gates and recurrence in one C++ pass (rnnkit.fused_cpu.CppMinFunction)
+            from rnnkit.fused_cpu import CppMinFunction
+
+            m = None if mask is None else (mask.flip(0) if reverse else mask)
+            h = CppMinFunction.apply(gx.flip(0) if reverse else gx, h0, m, self.gate_count == 3)
+            final = h[-1]
+            if reverse:
+                h = h.flip(0)
+            return (h if valid is None else h * valid), final
+        a, b = self.linear(gx)  # (t, b, h) each
         if valid is not None:
             a, b = torch.where(valid, a, 1.0), torch.where(valid, b, 0.0)
         if reverse:

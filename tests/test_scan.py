@@ -96,13 +96,35 @@ def test_blocked_scan_equals_one_block(T_):
         assert_close(parallel_scan_log(log_a, log_b, start, chunk=16), one, **TOL)
 
 
+@pytest.fixture(params=["python", "cpp"])
+def loops(request, monkeypatch):
+    """LinearRecurrence with its loops in Python, then in C++ (rnnkit/csrc/scan.cpp)."""
+    from rnnkit import extension
+
+    if request.param == "python":
+        monkeypatch.setattr(extension, "available", lambda t: False)
+    else:
+        require_cpp()
+    return request.param
+
+
+def require_cpp():
+    """Skip where rnnkit's C++ loops cannot be built, but fail in CI, which can build them."""
+    from rnnkit import extension
+
+    if not extension.load():
+        if os.environ.get("RNNKIT_REQUIRE_EXTENSION") == "1":
+            pytest.fail(f"the C++ loops are required here: {extension.status()}")
+        pytest.skip(f"C++ loops not available: {extension.status()}")
+
+
 @pytest.mark.parametrize("hx_given", [False, True], ids=["hx_none", "hx_given"])
 @pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "lengths"])
 @pytest.mark.parametrize(
     "shape", [{}, {"num_layers": 2, "bidirectional": True}], ids=["L1", "L2bi"]
 )
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_scan_equals_loop_equals_reference(kind, shape, lengths, hx_given):
+def test_scan_equals_loop_equals_reference(kind, shape, lengths, hx_given, loops):
     scan = make(kind, impl="scan", **shape)
     fused = make(kind, impl="fused", **shape)
     loop = make(kind, impl="loop", **shape)
@@ -219,20 +241,6 @@ def test_dropout_between_layers_scan_equals_loop(kind):
     assert_close(outs[1], outs[2], **TOL)
 
 
-@pytest.fixture(params=["python", "cpp"])
-def loops(request, monkeypatch):
-    """LinearRecurrence with its loops in Python, then in C++ (rnnkit/csrc/scan.cpp)."""
-    from rnnkit import extension
-
-    if request.param == "python":
-        monkeypatch.setattr(extension, "available", lambda t: False)
-    elif not extension.load():
-        if os.environ.get("RNNKIT_REQUIRE_EXTENSION") == "1":
-            pytest.fail(f"the C++ loops are required here: {extension.status()}")
-        pytest.skip(f"C++ loops not available: {extension.status()}")
-    return request.param
-
-
 def test_linear_recurrence_gradcheck_and_double_backward_error(loops):
     a = (torch.rand(6, 2, 3, dtype=DT) * 0.9 + 0.05).requires_grad_(True)
     b = torch.randn(6, 2, 3, dtype=DT, requires_grad=True)
@@ -274,3 +282,29 @@ def test_plan_and_errors():
         rnnkit.MinLSTMCell(I, H)(torch.randn(T, B, I))
     with pytest.raises(TypeError, match="unexpected keyword argument 'zoneout'"):
         rnnkit.MinGRU(I, H, zoneout=0.1)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_cpp_min_function_gradcheck_and_float32(kind):
+    """The C++ minGRU / minLSTM pass (gates and recurrence, padding carried): gradcheck in
+    float64, and float32 (the vectorized sigmoid) against the coefficients + recurrence."""
+    require_cpp()
+    from rnnkit.fused_cpu import CppMinFunction
+    from rnnkit.scan import min_gru_linear, min_lstm_linear
+
+    lstm, G = kind == "minlstm", 3 if kind == "minlstm" else 2
+    valid = torch.arange(6).unsqueeze(1) < torch.tensor([6, 3])  # (t, b): padding after 3
+    gx = torch.randn(6, 2, G * 3, dtype=DT, requires_grad=True)
+    h0 = torch.randn(2, 3, dtype=DT, requires_grad=True)
+    assert torch.autograd.gradcheck(CppMinFunction.apply, (gx, h0, valid, lstm))
+    gx32 = (torch.randn(9, 5, G * 37) * 2).requires_grad_(True)
+    h32 = torch.randn(5, 37, requires_grad=True)
+    out = CppMinFunction.apply(gx32, h32, None, lstm)
+    a, b = (min_lstm_linear if lstm else min_gru_linear)(gx32)
+    ref = LinearRecurrence.apply(a, b, h32)
+    assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    w = torch.randn_like(out)
+    got = torch.autograd.grad((out * w).sum(), (gx32, h32))
+    want = torch.autograd.grad((ref * w).sum(), (gx32, h32))
+    for x, y in zip(got, want, strict=True):
+        assert_close(x, y, atol=1e-5, rtol=1e-4)
