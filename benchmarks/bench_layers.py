@@ -131,8 +131,20 @@ def lstm_cases(size: str, loops: bool) -> list[Case]:
         close(out, out_ref, what + " output")
         close(dx, dx_ref, what + " input grad")
     out_g, dx_g = fwd_bwd(ref_gru, x)
-    close(fwd_bwd(ours_gru, x)[0], out_g, "rnnkit.GRU vs torch.nn.GRU output")
-    close(fwd_bwd(ours_gru, x)[1], dx_g, "rnnkit.GRU vs torch.nn.GRU input grad")
+    fused_gru = rnnkit.GRU(I, H, impl="fused")  # the plain GRU on the fused path (C++ loops)
+    fused_gru.load_state_dict(ref_gru.state_dict())
+    for what, layer in (("rnnkit.GRU", ours_gru), ("rnnkit.GRU impl='fused'", fused_gru)):
+        out, dx = fwd_bwd(layer, x)
+        close(out, out_g, f"{what} vs torch.nn.GRU output")
+        close(dx, dx_g, f"{what} vs torch.nn.GRU input grad")
+    torch.manual_seed(1)
+    ln_gru = rnnkit.GRU(I, H, layer_norm=True)
+    ln_gru_loop = rnnkit.GRU(I, H, layer_norm=True, impl="loop")
+    ln_gru_loop.load_state_dict(ln_gru.state_dict())
+    (o1, d1), (o2, d2) = (fwd_bwd(m.double(), x.double()) for m in (ln_gru, ln_gru_loop))
+    close(o1, o2, "GRU layer_norm: fused vs loop output", tol=1e-7)
+    close(d1, d2, "GRU layer_norm: fused vs loop input grad", tol=1e-7)
+    ln_gru.float()
     variants = {}
     for name, kw in VARIANTS.items():
         torch.manual_seed(1)
@@ -170,6 +182,8 @@ def lstm_cases(size: str, loops: bool) -> list[Case]:
         ),
         Case("torch.nn.GRU", step(ref_gru), "torch.nn.GRU", flops_gru),
         Case("rnnkit.GRU", step(ours_gru), "torch.nn.GRU", flops_gru),
+        Case("rnnkit.GRU impl='fused'", step(fused_gru), "torch.nn.GRU", flops_gru),
+        Case("GRU layer_norm (auto)", step(ln_gru), "torch.nn.GRU", flops_gru),
     ]
     for name, (fast, loop) in variants.items():
         cases.append(Case(f"LSTM {name} (auto)", step(fast), "torch.nn.LSTM", flops_lstm))
@@ -311,25 +325,30 @@ def targets(results: dict[str, list[Case]], rate: float) -> list[str]:
 
 LIMITS = [
     "The fused path (impl='auto' for the variants) computes the input projections of the "
-    "whole sequence in one matrix product, then runs its time loops: for the LSTM in C++ "
-    "(rnnkit/csrc/lstm.cpp: per step one matrix product through torch's BLAS and one "
-    "vectorized pass over the step's elements, sigmoid and tanh from the SLEEF library inside "
-    "libtorch), for GRU and RNN in eager PyTorch (rnnkit/fused.py). 'fused, Python loops' "
-    "times the same LSTM Function with its loops in Python: that was the fast path before "
-    "the C++ loops, 12 (plain) to about 20 (layer norm) separately dispatched kernels per "
-    "step. What is left between the C++ loops and torch.nn.LSTM: torch runs its CPU LSTM "
-    "through oneDNN's RNN primitive, whose per-step products are faster than a BLAS call on "
-    "16 x 128 operands; the layer norm adds two row reductions per step forward and two "
-    "backward.",
+    "whole sequence in one matrix product, then runs its time loops in C++ (rnnkit/csrc/: per "
+    "step one matrix product through torch's BLAS and one vectorized pass over the step's "
+    "elements, sigmoid and tanh from the SLEEF library inside libtorch). 'fused, Python "
+    "loops' times the same LSTM Function with its loops in eager PyTorch (rnnkit/fused.py, "
+    "the fallback where the C++ loops cannot be built): 12 (plain) to about 20 (layer norm) "
+    "separately dispatched kernels per step. What is left between the C++ loops and "
+    "torch.nn.LSTM: torch runs its CPU LSTM through oneDNN's RNN primitive, whose per-step "
+    "products on 16 x 128 operands are faster than a BLAS call; layer norm adds two row "
+    "reductions per step each way; zoneout draws and converts two (t, b, h) masks. "
+    "torch.nn.GRU on CPU has no such primitive, so the plain GRU on the fused path "
+    "(impl='fused') is faster than torch's own; impl='auto' still picks torch's kernel for "
+    "the standard configurations (it is what torch.nn computes, and it supports double "
+    "backward).",
     "",
     "minGRU / minLSTM on this CPU: the log-space parallel scan is slower than the sequential "
     "loop. Two cores give it no parallelism to use, and torch's logcumsumexp alone costs about "
     "120 ms per call on 4M elements. So impl='auto' on a CPU runs the fused sequential "
-    "recurrence, one multiply-add per step forward and backward. Every path computes the "
-    "same input projections (x @ W forward, two products backward); their matrix-product "
-    "time at the measured matmul rate caps any speedup over the loop (the ceiling printed "
-    "with the targets), below 10x on this machine. The 10x target is a GPU figure, where "
-    "the loop is bound by kernel launches; that was not measured (no GPU in this task).",
+    "recurrence: gates and recurrence in one C++ pass forward and one backward, each thread "
+    "running all steps of its batch rows. Every path computes the same input projections "
+    "(x @ W forward, two products backward); their matrix-product time at the measured matmul "
+    "rate caps any speedup over the loop (the ceiling printed with the targets). The rest of "
+    "the fused path's time is the pass itself and first-touch page faults on its (t, b, h) "
+    "buffers. The 10x target is a GPU figure, where the loop is bound by kernel launches; "
+    "that was not measured (no GPU in this task).",
 ]
 
 
