@@ -338,3 +338,38 @@ def test_double_backward_is_refused_with_a_clear_error():
     layer.impl = "loop"
     (gx,) = torch.autograd.grad(layer(x)[0].sum(), x, create_graph=True)
     gx.sum().backward()  # the loop supports it
+
+
+def test_plan_says_where_the_time_loops_run(monkeypatch):
+    cpp_loops_or_skip()
+    lstm = rnnkit.LSTM(I, H, layer_norm=True)
+    assert "its time loops in C++ (rnnkit/csrc/lstm.cpp" in lstm.plan()
+    assert "rnnkit/csrc/gru.cpp" in rnnkit.GRU(I, H, zoneout=0.1).plan()
+    bf16 = torch.randn(5, 3, I, dtype=torch.bfloat16)
+    assert "its time loops in Python (the C++ loops take float32 / float64" in lstm.plan(bf16)
+    monkeypatch.setattr(extension, "_state", {"ok": False, "why": "disabled by RNNKIT_EXTENSION=0"})
+    assert "time loops in Python (C++ loops not used: disabled by RNNKIT_EXTENSION=0)" in (
+        lstm.plan()
+    )
+
+
+def test_a_failed_build_falls_back_to_python_with_the_reason(monkeypatch, caplog):
+    """No compiler (or any build error): no exception, the fused path runs its Python loops,
+    the same function, and plan() and the log say why."""
+
+    def broken_build():
+        raise RuntimeError("Error building extension 'rnnkit_cpu': c++: command not found")
+
+    monkeypatch.setattr(extension, "_state", {})
+    monkeypatch.setattr(extension, "_build", broken_build)
+    with caplog.at_level("WARNING", logger="rnnkit"):
+        assert extension.load() is False
+    assert "command not found" in extension.status()
+    assert "C++ time loops unavailable" in caplog.text
+    torch.manual_seed(0)
+    layer = rnnkit.LSTM(I, H, dtype=DT, peephole=True)
+    ref = rnnkit.LSTM(I, H, dtype=DT, peephole=True, impl="loop")
+    ref.load_state_dict(layer.state_dict())
+    x = torch.randn(5, 3, I, dtype=DT)
+    assert "command not found" in layer.plan()
+    assert_close(layer(x)[0], ref(x)[0], **TOL)
