@@ -13,6 +13,10 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define RNNKIT_SLEEF 1
@@ -148,5 +152,21 @@ inline const T* ptr_or_null(const std::optional<Tensor>& t) {
 }
 
 inline Tensor empty0(const Tensor& like) { return at::empty({0}, like.options()); }
+
+// A (t, b, .) buffer. Large ones are marked for transparent huge pages (Linux, where THP is in
+// "madvise" mode, as on most distributions): writing a fresh 32 MB buffer otherwise costs
+// 8192 page faults, which on this project's machine took longer than the loop that fills it.
+inline Tensor seq_empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  Tensor t = at::empty(sizes, options);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const size_t huge = size_t(1) << 21, n = t.nbytes();
+  if (n >= 2 * huge) {
+    const uintptr_t p = reinterpret_cast<uintptr_t>(t.data_ptr());
+    const uintptr_t a = (p + huge - 1) & ~(huge - 1), e = (p + n) & ~(huge - 1);
+    if (e > a) madvise(reinterpret_cast<void*>(a), e - a, MADV_HUGEPAGE);  // a hint only
+  }
+#endif
+  return t;
+}
 
 }  // namespace rnnkit_csrc

@@ -86,13 +86,13 @@ std::vector<Tensor> gru_forward(const Tensor& gx, const Tensor& h0, const Tensor
   const int64_t T_ = gx.size(0), b = gx.size(1), G = gx.size(2), H = G / 3;
   const auto opt = gx.options();
   const bool ln = g_hh.has_value();
-  Tensor A = at::empty({T_, b, G}, opt);
-  Tensor Qn = at::empty({T_, b, H}, opt);
-  Tensor Hs = at::empty({T_ + 1, b, H}, opt);
+  Tensor A = seq_empty({T_, b, G}, opt);
+  Tensor Qn = seq_empty({T_, b, H}, opt);
+  Tensor Hs = seq_empty({T_ + 1, b, H}, opt);
   Hs[0].copy_(h0);
-  Tensor Hin = h_mask.has_value() ? at::empty({T_, b, H}, opt) : empty0(gx);
-  Tensor Ahat = ln ? at::empty({T_, b, G}, opt) : empty0(gx);
-  Tensor Rs = ln ? at::empty({T_, b}, opt) : empty0(gx);
+  Tensor Hin = h_mask.has_value() ? seq_empty({T_, b, H}, opt) : empty0(gx);
+  Tensor Ahat = ln ? seq_empty({T_, b, G}, opt) : empty0(gx);
+  Tensor Rs = ln ? seq_empty({T_, b}, opt) : empty0(gx);
   AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "rnnkit_gru_forward", [&] {
     forward_loop<scalar_t>(gx, W_hh, b_hh, ptr_or_null<scalar_t>(g_hh),
                            ptr_or_null<scalar_t>(b_hh), ptr_or_null<scalar_t>(h_mask),
@@ -177,9 +177,9 @@ std::vector<Tensor> gru_backward(const Tensor& dY, const Tensor& dh_T, const Ten
   const int64_t T_ = A.size(0), b = A.size(1), G = A.size(2);
   const auto opt = A.options();
   const bool ln = g_hh.has_value();
-  Tensor DGX = at::empty({T_, b, G}, opt);
-  Tensor DQ = at::empty({T_, b, G}, opt);
-  Tensor DA = ln ? at::empty({T_, b, G}, opt) : DQ;
+  Tensor DGX = seq_empty({T_, b, G}, opt);
+  Tensor DQ = seq_empty({T_, b, G}, opt);
+  Tensor DA = ln ? seq_empty({T_, b, G}, opt) : DQ;
   const auto sums = opt.dtype(at::kDouble);
   Tensor db_hh = at::zeros({has_bias ? G : 0}, sums);
   Tensor dg_hh = at::zeros({ln ? G : 0}, sums);

@@ -155,20 +155,20 @@ std::vector<Tensor> lstm_forward(const Tensor& gx, const Tensor& h0, const Tenso
   const int64_t T_ = gx.size(0), b = gx.size(1), G = gx.size(2), H = G / 4;
   const int64_t P = W_hh.size(1);
   const auto opt = gx.options();
-  Tensor A = at::empty({T_, b, G}, opt);
-  Tensor Hs = at::empty({T_ + 1, b, P}, opt);
-  Tensor C = at::empty({T_ + 1, b, H}, opt);
+  Tensor A = seq_empty({T_, b, G}, opt);
+  Tensor Hs = seq_empty({T_ + 1, b, P}, opt);
+  Tensor C = seq_empty({T_ + 1, b, H}, opt);
   Hs[0].copy_(h0);
   C[0].copy_(c0);
-  Tensor K = at::empty({T_, b, H}, opt);
-  Tensor Ct = keep_c.has_value() ? at::empty({T_, b, H}, opt) : C.narrow(0, 1, T_);
-  Tensor Hin = h_mask.has_value() ? at::empty({T_, b, P}, opt) : empty0(gx);
-  Tensor M = W_hr.has_value() ? at::empty({T_, b, H}, opt) : empty0(gx);
+  Tensor K = seq_empty({T_, b, H}, opt);
+  Tensor Ct = keep_c.has_value() ? seq_empty({T_, b, H}, opt) : C.narrow(0, 1, T_);
+  Tensor Hin = h_mask.has_value() ? seq_empty({T_, b, P}, opt) : empty0(gx);
+  Tensor M = W_hr.has_value() ? seq_empty({T_, b, H}, opt) : empty0(gx);
   const bool ln = g_hh.has_value(), lnc = g_c.has_value();
-  Tensor Ahat = ln ? at::empty({T_, b, G}, opt) : empty0(gx);
-  Tensor Rs = ln ? at::empty({T_, b}, opt) : empty0(gx);
-  Tensor Chat = lnc ? at::empty({T_, b, H}, opt) : empty0(gx);
-  Tensor Rsc = lnc ? at::empty({T_, b}, opt) : empty0(gx);
+  Tensor Ahat = ln ? seq_empty({T_, b, G}, opt) : empty0(gx);
+  Tensor Rs = ln ? seq_empty({T_, b}, opt) : empty0(gx);
+  Tensor Chat = lnc ? seq_empty({T_, b, H}, opt) : empty0(gx);
+  Tensor Rsc = lnc ? seq_empty({T_, b}, opt) : empty0(gx);
   AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "rnnkit_lstm_forward", [&] {
     forward_loop<scalar_t>(gx, W_hh, W_hr, ptr_or_null<scalar_t>(g_hh),
                            ptr_or_null<scalar_t>(g_c), ptr_or_null<scalar_t>(b_c),
@@ -336,9 +336,9 @@ std::vector<Tensor> lstm_backward(
   const int64_t T_ = A.size(0), b = A.size(1), G = A.size(2), H = G / 4;
   const int64_t P = W_hh.size(1);
   const auto opt = A.options();
-  Tensor DS = at::empty({T_, b, G}, opt);
-  Tensor DA = g_hh.has_value() ? at::empty({T_, b, G}, opt) : empty0(A);
-  Tensor DHt = W_hr.has_value() ? at::empty({T_, b, P}, opt) : empty0(A);
+  Tensor DS = seq_empty({T_, b, G}, opt);
+  Tensor DA = g_hh.has_value() ? seq_empty({T_, b, G}, opt) : empty0(A);
+  Tensor DHt = W_hr.has_value() ? seq_empty({T_, b, P}, opt) : empty0(A);
   const auto sums = opt.dtype(at::kDouble);
   Tensor dg_hh = at::zeros({g_hh.has_value() ? G : 0}, sums);
   Tensor dg_c = at::zeros({g_c.has_value() ? H : 0}, sums);

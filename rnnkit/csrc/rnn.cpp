@@ -76,12 +76,12 @@ std::vector<Tensor> rnn_forward(const Tensor& gx, const Tensor& h0, const Tensor
   const int64_t T_ = gx.size(0), b = gx.size(1), H = gx.size(2);
   const auto opt = gx.options();
   const bool ln = g_hh.has_value();
-  Tensor Hs = at::empty({T_ + 1, b, H}, opt);
+  Tensor Hs = seq_empty({T_ + 1, b, H}, opt);
   Hs[0].copy_(h0);
-  Tensor Ht = keep_h.has_value() ? at::empty({T_, b, H}, opt) : empty0(gx);
-  Tensor Hin = h_mask.has_value() ? at::empty({T_, b, H}, opt) : empty0(gx);
-  Tensor Ahat = ln ? at::empty({T_, b, H}, opt) : empty0(gx);
-  Tensor Rs = ln ? at::empty({T_, b}, opt) : empty0(gx);
+  Tensor Ht = keep_h.has_value() ? seq_empty({T_, b, H}, opt) : empty0(gx);
+  Tensor Hin = h_mask.has_value() ? seq_empty({T_, b, H}, opt) : empty0(gx);
+  Tensor Ahat = ln ? seq_empty({T_, b, H}, opt) : empty0(gx);
+  Tensor Rs = ln ? seq_empty({T_, b}, opt) : empty0(gx);
   AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "rnnkit_rnn_forward", [&] {
     forward_loop<scalar_t>(gx, W_hh, ptr_or_null<scalar_t>(g_hh), ptr_or_null<scalar_t>(h_mask),
                            ptr_or_null<scalar_t>(keep_h), relu, eps, Hs, Ht, Hin, Ahat, Rs);
@@ -153,8 +153,8 @@ std::vector<Tensor> rnn_backward(const Tensor& dY, const Tensor& dh_T, const Ten
   const int64_t T_ = Ht.size(0), b = Ht.size(1), H = Ht.size(2);
   const auto opt = Ht.options();
   const bool ln = g_hh.has_value();
-  Tensor DS = at::empty({T_, b, H}, opt);
-  Tensor DA = ln ? at::empty({T_, b, H}, opt) : DS;
+  Tensor DS = seq_empty({T_, b, H}, opt);
+  Tensor DA = ln ? seq_empty({T_, b, H}, opt) : DS;
   Tensor dg_hh = at::zeros({ln ? H : 0}, opt.dtype(at::kDouble));
   Tensor dh = (dY[T_ - 1] + dh_T).contiguous();
   AT_DISPATCH_FLOATING_TYPES(Ht.scalar_type(), "rnnkit_rnn_backward", [&] {

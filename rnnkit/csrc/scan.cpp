@@ -145,7 +145,7 @@ Tensor min_rnn_forward(const Tensor& gx, const Tensor& h0, const std::optional<T
               "rnnkit min_rnn_forward: gx must be a contiguous (t, b, g) CPU tensor");
   const int64_t T_ = gx.size(0), b = gx.size(1), G = gx.size(2), H = h0.size(-1);
   TORCH_CHECK(G == (lstm ? 3 : 2) * H, "rnnkit min_rnn_forward: gx has the wrong width");
-  Tensor Hs = at::empty({T_ + 1, b, H}, gx.options());
+  Tensor Hs = seq_empty({T_ + 1, b, H}, gx.options());
   Hs[0].copy_(h0);
   const Tensor v = valid.has_value() ? valid->to(gx.scalar_type()).contiguous() : Tensor();
   AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "rnnkit_min_rnn_forward", [&] {
@@ -184,7 +184,7 @@ std::vector<Tensor> min_rnn_backward(const Tensor& dY, const Tensor& gx, const T
   TORCH_CHECK(dY.is_contiguous() && gx.is_contiguous() && Hs.is_contiguous(),
               "rnnkit min_rnn_backward: contiguous input");
   const int64_t T_ = gx.size(0), b = gx.size(1), G = gx.size(2), H = Hs.size(-1);
-  Tensor dgx = at::empty_like(gx);
+  Tensor dgx = seq_empty(gx.sizes(), gx.options());
   Tensor dh0 = at::empty({b, H}, gx.options());
   const Tensor v = valid.has_value() ? valid->to(gx.scalar_type()).contiguous() : Tensor();
   AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "rnnkit_min_rnn_backward", [&] {
