@@ -3,6 +3,7 @@ layers against the readable loop (values and every gradient) with the variants o
 
 from __future__ import annotations
 
+import functools
 import os
 
 import pytest
@@ -80,6 +81,11 @@ LSTM_CASES = [
 ]
 
 
+def leaf(*shape, dtype=DT, scale=1.0):
+    """A random tensor that requires grad."""
+    return (torch.randn(*shape, dtype=dtype) * scale).requires_grad_(True)
+
+
 def lstm_args(case, T=T, B=B, H=H, dtype=DT):
     """Arguments of an LSTM Function call for one case of LSTM_CASES."""
     P = 1 if case.get("proj") else H
@@ -93,9 +99,7 @@ def lstm_args(case, T=T, B=B, H=H, dtype=DT):
         valid = out_mask.bool()
         keep_c = ~valid if keep_c is None else keep_c | ~valid
 
-    def r(*shape, scale=1.0):
-        return (torch.randn(*shape, dtype=dtype) * scale).requires_grad_(True)
-
+    r = functools.partial(leaf, dtype=dtype)
     return (
         r(T, B, 4 * H),
         r(B, P),
@@ -134,9 +138,7 @@ GRU_CASES = [
 def gru_args(case, T=T, B=B, H=H, dtype=DT):
     h_mask, keep, out_mask = masks(H, case.get("zoneout", "off"), case.get("lengths"), T, B, dtype)
 
-    def r(*shape, scale=1.0):
-        return (torch.randn(*shape, dtype=dtype) * scale).requires_grad_(True)
-
+    r = functools.partial(leaf, dtype=dtype)
     return (
         r(T, B, 3 * H),
         r(B, H),
@@ -169,9 +171,7 @@ RNN_CASES = [
 def rnn_args(case, relu, T=T, B=B, H=H, dtype=DT):
     h_mask, keep, out_mask = masks(H, case.get("zoneout", "off"), case.get("lengths"), T, B, dtype)
 
-    def r(*shape, scale=1.0):
-        return (torch.randn(*shape, dtype=dtype) * scale).requires_grad_(True)
-
+    r = functools.partial(leaf, dtype=dtype)
     return (
         r(T, B, H),
         r(B, H),

@@ -113,6 +113,28 @@ inline void rows(int64_t b, int64_t per_row, const F& f) {
   });
 }
 
+// The gradient reaching h_{t-1}, in place over its n values: dh = keep dh + (da W_hh) m + dy,
+// where dhw = da W_hh and keep (zoneout), m (recurrent dropout), dy (the output at t-1) may be
+// null; `keep_given` false starts from dh as the caller left it (the GRU's direct terms).
+template <typename T>
+inline void recurrent_grad(T* dh, bool keep_given, const T* keep, const T* dhw, const T* m,
+                           const T* dy, int64_t n) {
+  if (keep_given) {
+    if (keep) {
+      for (int64_t q = 0; q < n; ++q) dh[q] *= keep[q];  // first: it reads dh_t
+    } else {
+      std::fill(dh, dh + n, T(0));
+    }
+  }
+  if (m) {
+    for (int64_t q = 0; q < n; ++q) dh[q] += dhw[q] * m[q];
+  } else {
+    for (int64_t q = 0; q < n; ++q) dh[q] += dhw[q];
+  }
+  if (dy)
+    for (int64_t q = 0; q < n; ++q) dh[q] += dy[q];
+}
+
 // Sums in 16 independent lanes, so that the compiler vectorizes them (a single running sum
 // is a chain of dependent additions).
 template <typename T, typename F>
@@ -134,6 +156,15 @@ inline T normalize(const T* x, T* xhat, int64_t n, double eps) {
   const double var = lane_sum<T>(n, [&](int64_t k) { return (x[k] - mean) * (x[k] - mean); }) / n;
   const T rstd = T(1.0 / std::sqrt(var + eps));
   for (int64_t k = 0; k < n; ++k) xhat[k] = (x[k] - mean) * rstd;
+  return rstd;
+}
+
+// The gate layer norm of one row, in place: a^ = LN(a) into ahat, then s = base + a^ gain
+// (base: the row's gx, or the GRU's b_hh, or null for 0). Returns rstd.
+template <typename T>
+inline T gate_norm(T* s, const T* base, const T* gain, T* ahat, int64_t n, double eps) {
+  const T rstd = normalize(s, ahat, n, eps);
+  for (int64_t k = 0; k < n; ++k) s[k] = (base ? base[k] : T(0)) + ahat[k] * gain[k];
   return rstd;
 }
 

@@ -46,10 +46,9 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const std::optional<Tens
     rows(b, 4 * G, [&](int64_t r) {
       T* q = q_ + r * G;
       const T* x = gx_j + r * G;
-      if (ln) {
+      if (ln) {  // q = a^ g_hh + b_hh
         T* ahat = Ahat.data_ptr<T>() + (j * b + r) * G;
-        Rs.data_ptr<T>()[j * b + r] = normalize(q, ahat, G, eps);
-        for (int64_t k = 0; k < G; ++k) q[k] = ahat[k] * g_hh[k] + (b_hh_ ? b_hh_[k] : T(0));
+        Rs.data_ptr<T>()[j * b + r] = gate_norm(q, b_hh_, g_hh, ahat, G, eps);
       }
       T* a = A.data_ptr<T>() + (j * b + r) * G;
       T* qn = Qn.data_ptr<T>() + (j * b + r) * H;
@@ -156,10 +155,8 @@ void backward_loop(const Tensor& dY, Tensor& dh, const Tensor& A, const Tensor& 
     at::mm_out(DhW, ln ? DA[j] : DQ[j], W_hh);
     const T* dhw = DhW.const_data_ptr<T>();
     const T* dy_p = j > 0 ? dy + (j - 1) * b * H : nullptr;
-    const int64_t n = b * H;
-    for (int64_t k = 0; k < n; ++k) dh_[k] = rest[k] + (h_mask ? dhw[k] * h_mask[k] : dhw[k]);
-    if (dy_p)
-      for (int64_t k = 0; k < n; ++k) dh_[k] += dy_p[k];
+    std::copy(rest.begin(), rest.end(), dh_);  // z dh~ + d dh_t, then the rest
+    recurrent_grad(dh_, false, static_cast<const T*>(nullptr), dhw, h_mask, dy_p, b * H);
   }
 }
 

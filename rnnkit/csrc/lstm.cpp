@@ -78,8 +78,7 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const std::optional<Tens
       T* s = s_ + r * G;
       if (ln) {
         T* ahat = Ahat.data_ptr<T>() + (j * b + r) * G;
-        Rs.data_ptr<T>()[j * b + r] = normalize(s, ahat, G, eps);
-        for (int64_t k = 0; k < G; ++k) s[k] = gx_j[r * G + k] + ahat[k] * g_hh[k];
+        Rs.data_ptr<T>()[j * b + r] = gate_norm(s, gx_j + r * G, g_hh, ahat, G, eps);
       }
       const T* cr = c + r * H;
       T* ar = a_j + r * G;
@@ -303,19 +302,7 @@ void backward_loop(const Tensor& dY, Tensor& dh, Tensor& dc, const Tensor& A, co
     at::mm_out(DhW, ln ? DA[j] : DS[j], W_hh);
     const T* dhw = DhW.const_data_ptr<T>();
     const T* dy_p = j > 0 ? dy + (j - 1) * b * P : nullptr;
-    const int64_t n = b * P;
-    if (kh_j) {  // d_h dh_t first: it reads dh_t before dh_ holds dh_{t-1}
-      for (int64_t q = 0; q < n; ++q) dh_[q] *= kh_j[q];
-    } else {
-      std::fill(dh_, dh_ + n, T(0));
-    }
-    if (h_mask) {
-      for (int64_t q = 0; q < n; ++q) dh_[q] += dhw[q] * h_mask[q];
-    } else {
-      for (int64_t q = 0; q < n; ++q) dh_[q] += dhw[q];
-    }
-    if (dy_p)
-      for (int64_t q = 0; q < n; ++q) dh_[q] += dy_p[q];
+    recurrent_grad(dh_, true, kh_j, dhw, h_mask, dy_p, b * P);
   }
 }
 

@@ -46,8 +46,7 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const T* g_hh, const T* 
       T* s = s_ + r * H;
       if (ln) {
         T* ahat = Ahat.data_ptr<T>() + (j * b + r) * H;
-        Rs.data_ptr<T>()[j * b + r] = normalize(s, ahat, H, eps);
-        for (int64_t k = 0; k < H; ++k) s[k] = gx_j[r * H + k] + ahat[k] * g_hh[k];
+        Rs.data_ptr<T>()[j * b + r] = gate_norm(s, gx_j + r * H, g_hh, ahat, H, eps);
       }
       T* htr = ht + r * H;
       if (relu) {
@@ -125,19 +124,7 @@ void backward_loop(const Tensor& dY, Tensor& dh, const T* ht_, const Tensor& W_h
     at::mm_out(DhW, ln ? DA[j] : DS[j], W_hh);
     const T* dhw = DhW.const_data_ptr<T>();
     const T* dy_p = j > 0 ? dy + (j - 1) * b * H : nullptr;
-    const int64_t n = b * H;
-    if (kh_j) {
-      for (int64_t k = 0; k < n; ++k) dh_[k] *= kh_j[k];
-    } else {
-      std::fill(dh_, dh_ + n, T(0));
-    }
-    if (h_mask) {
-      for (int64_t k = 0; k < n; ++k) dh_[k] += dhw[k] * h_mask[k];
-    } else {
-      for (int64_t k = 0; k < n; ++k) dh_[k] += dhw[k];
-    }
-    if (dy_p)
-      for (int64_t k = 0; k < n; ++k) dh_[k] += dy_p[k];
+    recurrent_grad(dh_, true, kh_j, dhw, h_mask, dy_p, b * H);
   }
 }
 
