@@ -193,6 +193,13 @@ def to_time_major(
         x = input.unsqueeze(1)
     else:
         x = input.transpose(0, 1) if batch_first else input
+    if x.size(0) == 0:
+        dim = 1 if batched and batch_first else 0
+        raise ValueError(
+            f"{name}: Expected sequence length to be larger than 0, got input of shape "
+            f"{tuple(input.shape)} (time is dimension {dim}"
+            + (", batch_first=True)" if batched and batch_first else ")")
+        )
     if lengths is not None:
         lengths = _check_lengths(name, lengths, x.size(1), x.size(0))
     return x, lengths, _Layout(batched, batch_first)

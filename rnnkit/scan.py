@@ -484,6 +484,8 @@ class _MinLayer(nn.Module):
         h = parallel_scan_log(log_a, log_b, h0)  # (t, b, h)
         if lengths is None:
             final = h[-1]
+            if not reverse:  # exp saved its output: a copy, so that `out += x` stays legal
+                h = h.clone()
         else:  # the state at each sequence's last step; padded outputs are zero
             last = (lengths.to(h.device) - 1).view(1, -1, 1).expand(1, -1, h.size(-1))
             final = h.gather(0, last).squeeze(0)

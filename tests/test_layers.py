@@ -539,6 +539,24 @@ def test_error_input_dims(kind, impl):
         layer(torch.randn(I, dtype=DT))
 
 
+@pytest.mark.parametrize("impl", ["native", "fused", "loop"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_error_empty_sequence(kind, impl):
+    """T = 0 is refused up front, as torch.nn does, not with an IndexError from a loop."""
+    layer, _ = make_pair(kind, impl)
+    with pytest.raises(ValueError, match=r"sequence length to be larger than 0.*\(0, 3, 4\)"):
+        layer(torch.randn(0, B, I, dtype=DT))
+    bf = type(layer)(I, H, batch_first=True, dtype=DT, impl=impl)
+    with pytest.raises(ValueError, match="time is dimension 1, batch_first=True"):
+        bf(torch.randn(B, 0, I, dtype=DT))
+
+
+@pytest.mark.parametrize("cls", [rnnkit.MinGRU, rnnkit.MinLSTM])
+def test_error_empty_sequence_min_layers(cls):
+    with pytest.raises(ValueError, match="sequence length to be larger than 0"):
+        cls(I, H)(torch.randn(0, B, I))
+
+
 @pytest.mark.parametrize("impl", ["native", "loop"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_error_feature_size(kind, impl):

@@ -308,3 +308,22 @@ def test_cpp_min_function_gradcheck_and_float32(kind):
     want = torch.autograd.grad((ref * w).sum(), (gx32, h32))
     for x, y in zip(got, want, strict=True):
         assert_close(x, y, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("impl", ["fused", "loop", "scan"])
+def test_output_can_be_changed_in_place(impl):
+    """A residual `out += x` on the output must not break backward on any path (the fused
+    C++ pass returns a copy, not the states it saved)."""
+    if impl == "fused":
+        require_cpp()
+    torch.manual_seed(0)
+    layer = rnnkit.MinGRU(I, I, impl=impl, dtype=DT)
+    x = torch.randn(T, B, I, dtype=DT, requires_grad=True)
+    out, _ = layer(x)
+    out += x
+    out.sum().backward()
+    ref = rnnkit.MinGRU(I, I, impl="loop", dtype=DT)
+    ref.load_state_dict(layer.state_dict())
+    x2 = x.detach().clone().requires_grad_(True)
+    (ref(x2)[0] + x2).sum().backward()
+    assert_close(x.grad, x2.grad, **TOL)
