@@ -36,11 +36,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import rnnkit  # noqa: E402
 import rnnkit.extension  # noqa: E402
 
-# name: (T, B, I, H); T of fastrnns shrunk from 100 to 50 for 2 shared CPU cores
+# name: (T, B, I, H, layers); T of fastrnns shrunk from 100 to 50 and of deep from 100 to 25
+# for 2 shared CPU cores (per-step work is unchanged, so the ratios are comparable)
 SIZES = {
-    "fastrnns": (50, 64, 512, 512),
-    "small-hidden": (256, 16, 64, 128),
+    "fastrnns": (50, 64, 512, 512, 1),
+    "small-hidden": (256, 16, 64, 128, 1),
+    "latency": (100, 1, 256, 256, 1),
+    "deep": (25, 64, 512, 512, 4),
 }
+PER_STEP = ("small-hidden", "latency")  # where per-step overhead dominates: more rows timed
 LONG = (2048, 8, 128, 256)  # BENCHMARKS.md "long": minGRU / minLSTM, parallel vs sequential
 VARIANTS = {
     "layer_norm": {"layer_norm": True},
@@ -95,51 +99,59 @@ def python_loops(fn):
     return run
 
 
-def cell_loop(cell: nn.LSTMCell, x: torch.Tensor) -> torch.Tensor:
-    """What users write for a custom cell: a Python time loop over torch.nn.LSTMCell."""
-    h = c = x.new_zeros(x.size(1), cell.hidden_size)
-    outs = []
-    for x_t in x:
-        h, c = cell(x_t, (h, c))
-        outs.append(h)
-    return torch.stack(outs)
+def cell_loop(cells: list[nn.LSTMCell], x: torch.Tensor) -> torch.Tensor:
+    """What users write for a custom cell: a Python time loop over torch.nn.LSTMCell, one
+    layer after the other."""
+    for cell in cells:
+        h = c = x.new_zeros(x.size(1), cell.hidden_size)
+        outs = []
+        for x_t in x:
+            h, c = cell(x_t, (h, c))
+            outs.append(h)
+        x = torch.stack(outs)
+    return x
 
 
 # ----------------------------------------------------------------------------- cases
 
 
 def lstm_cases(size: str, loops: bool) -> list[Case]:
-    T, B, I, H = SIZES[size]
-    flops_lstm = 2 * T * B * 4 * H * (I + H)
-    flops_gru = 2 * T * B * 3 * H * (I + H)
+    T, B, I, H, L = SIZES[size]
+
+    def flops(gates):  # forward matrix products; layers above the first read H features
+        return 2 * T * B * gates * H * ((I + H) + (L - 1) * 2 * H)
+
+    flops_lstm, flops_gru = flops(4), flops(3)
     torch.manual_seed(0)
     x = torch.randn(T, B, I)
-    ref = nn.LSTM(I, H)
-    ours = rnnkit.LSTM(I, H)
+    ref = nn.LSTM(I, H, L)
+    ours = rnnkit.LSTM(I, H, L)
     ours.load_state_dict(ref.state_dict())
-    cell = nn.LSTMCell(I, H)
-    cell.load_state_dict({k[:-3]: v for k, v in ref.state_dict().items()})
-    ref_gru, ours_gru = nn.GRU(I, H), rnnkit.GRU(I, H)
+    cells = [nn.LSTMCell(I if k == 0 else H, H) for k in range(L)]  # one per layer
+    for k, cell in enumerate(cells):
+        cell.load_state_dict({n[: -len(f"_l{k}")]: getattr(ref, n) for n in ref._flat_weights_names
+                              if n.endswith(f"_l{k}")})  # fmt: skip
+    ref_gru, ours_gru = nn.GRU(I, H, L), rnnkit.GRU(I, H, L)
     ours_gru.load_state_dict(ref_gru.state_dict())
 
     # correctness first: the same function, outputs and input gradients
     out_ref, dx_ref = fwd_bwd(ref, x)
     for what, (out, dx) in (
         ("rnnkit.LSTM vs torch.nn.LSTM", fwd_bwd(ours, x)),
-        ("LSTMCell loop vs torch.nn.LSTM", fwd_bwd(lambda x: (cell_loop(cell, x),), x)),
+        ("LSTMCell loop vs torch.nn.LSTM", fwd_bwd(lambda x: (cell_loop(cells, x),), x)),
     ):
         close(out, out_ref, what + " output")
         close(dx, dx_ref, what + " input grad")
     out_g, dx_g = fwd_bwd(ref_gru, x)
-    fused_gru = rnnkit.GRU(I, H, impl="fused")  # the plain GRU on the fused path (C++ loops)
+    fused_gru = rnnkit.GRU(I, H, L, impl="fused")  # the plain GRU on the fused path (C++ loops)
     fused_gru.load_state_dict(ref_gru.state_dict())
     for what, layer in (("rnnkit.GRU", ours_gru), ("rnnkit.GRU impl='fused'", fused_gru)):
         out, dx = fwd_bwd(layer, x)
         close(out, out_g, f"{what} vs torch.nn.GRU output")
         close(dx, dx_g, f"{what} vs torch.nn.GRU input grad")
     torch.manual_seed(1)
-    ln_gru = rnnkit.GRU(I, H, layer_norm=True)
-    ln_gru_loop = rnnkit.GRU(I, H, layer_norm=True, impl="loop")
+    ln_gru = rnnkit.GRU(I, H, L, layer_norm=True)
+    ln_gru_loop = rnnkit.GRU(I, H, L, layer_norm=True, impl="loop")
     ln_gru_loop.load_state_dict(ln_gru.state_dict())
     (o1, d1), (o2, d2) = (fwd_bwd(m.double(), x.double()) for m in (ln_gru, ln_gru_loop))
     close(o1, o2, "GRU layer_norm: fused vs loop output", tol=1e-7)
@@ -148,8 +160,8 @@ def lstm_cases(size: str, loops: bool) -> list[Case]:
     variants = {}
     for name, kw in VARIANTS.items():
         torch.manual_seed(1)
-        fast = rnnkit.LSTM(I, H, **kw)
-        loop = rnnkit.LSTM(I, H, impl="loop", **kw)
+        fast = rnnkit.LSTM(I, H, L, **kw)
+        loop = rnnkit.LSTM(I, H, L, impl="loop", **kw)
         loop.load_state_dict(fast.state_dict())
         assert fast.plan().startswith("fused"), fast.plan()
         # checked in float64: a layer-norm LSTM at these sizes is chaotic (float32 rounding
@@ -178,7 +190,7 @@ def lstm_cases(size: str, loops: bool) -> list[Case]:
         Case("torch.nn.LSTM", step(ref), "torch.nn.LSTM", flops_lstm),
         Case("rnnkit.LSTM", step(ours), "torch.nn.LSTM", flops_lstm),
         Case(
-            "loop of nn.LSTMCell", step(lambda x: cell_loop(cell, x)), "torch.nn.LSTM", flops_lstm
+            "loop of nn.LSTMCell", step(lambda x: cell_loop(cells, x)), "torch.nn.LSTM", flops_lstm
         ),
         Case("torch.nn.GRU", step(ref_gru), "torch.nn.GRU", flops_gru),
         Case("rnnkit.GRU", step(ours_gru), "torch.nn.GRU", flops_gru),
@@ -389,12 +401,14 @@ def main(argv=None) -> int:
     print(f"threads {args.threads}; matmul rate {rate / 1e9:.1f} GFLOP/s; load {load0[0]:.1f}")
     sections, results = [], {}
     for size in SIZES:
-        cases = lstm_cases(size, loops=size == "small-hidden")
+        cases = lstm_cases(size, loops=size in PER_STEP)
         time_rounds(cases, args.rounds, CLOCKS[args.clock])
         results[size] = cases
         rows = table(cases, rate)
-        print(f"\n{size} (T, B, I, H) = {SIZES[size]}\n" + "\n".join(rows))
-        sections.append((f"{size}: (T, B, I, H) = {SIZES[size]}, one layer", rows))
+        *dims, layers = SIZES[size]
+        title = f"{size}: (T, B, I, H) = {tuple(dims)}, {layers} layer{'s' * (layers > 1)}"
+        print(f"\n{title}\n" + "\n".join(rows))
+        sections.append((title, rows))
     T_long = 64 if args.quick else LONG[0]
     cases = scan_cases(T_long)
     time_rounds(cases, max(3, args.rounds // 2), CLOCKS[args.clock])
@@ -429,8 +443,9 @@ def main(argv=None) -> int:
         "`output.sum()`, training mode (so recurrent_dropout and zoneout are active)",
         "- the machine is shared with other jobs: absolute times are noisy, the ratios are "
         "taken within each round (every implementation once per round, rotating order)",
-        "- sizes from /work/shared/BENCHMARKS.md; fastrnns has T = 50 instead of 100 to fit "
-        "2 cores (per-step work is unchanged, so the ratios are comparable)",
+        "- sizes from /work/shared/BENCHMARKS.md; fastrnns has T = 50 and deep (4 layers) "
+        "T = 25 instead of 100 to fit 2 cores (per-step work is unchanged, so the ratios are "
+        "comparable); the loop of LSTMCell stacks one cell per layer",
         "- every compared implementation was checked first to compute the same function "
         "(outputs and input gradients): rnnkit vs torch.nn and the loop of LSTMCell vs "
         "torch.nn.LSTM in float32 (relative 1e-4); each variant's fused path vs its loop with "
