@@ -35,9 +35,10 @@ DTYPES = (torch.float32, torch.float64)
 
 
 def _name() -> str:
-    """The build's name carries a hash of every source and header, so a changed header (which
-    torch's builder does not hash) also gets a fresh build instead of a stale library."""
-    digest = hashlib.sha256()
+    """The build's name carries a hash of every source and header and of torch's version, so a
+    changed header (which torch's builder does not hash) or another torch (whose C++ ABI may
+    differ) gets a fresh build instead of a stale library."""
+    digest = hashlib.sha256(torch.__version__.encode())
     for path in sorted(CSRC.glob("*.[ch]*")):
         digest.update(path.name.encode() + path.read_bytes())
     return f"rnnkit_cpu_{digest.hexdigest()[:12]}"
