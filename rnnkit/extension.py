@@ -3,10 +3,10 @@
 The fused path's time loops (LSTM, GRU, RNN, and minGRU / minLSTM's linear recurrence) run in
 C++ when this library is available: each step is then one matrix product and one pass over its
 elements, where the Python loop dispatches a dozen kernels (see ``rnnkit/csrc/lstm.cpp``).
-It is compiled with torch's own extension builder the first time it is needed (about 30 s on
-2 cores) and cached under ``$TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``);
-later processes load it in a fraction of a second. ``make`` builds it ahead
-(``python -m rnnkit.extension``).
+It is compiled with torch's own extension builder the first time it is needed (about 40 s on
+2 cores) and cached in ``rnnkit-pyXY/`` under ``$TORCH_EXTENSIONS_DIR`` (default
+``~/.cache/torch_extensions``); later processes load it in a fraction of a second. ``make``
+builds it ahead (``python -m rnnkit.extension``).
 
 When it cannot be built (no compiler, no ninja) the fused path keeps its Python time loops,
 which compute the same function more slowly, and ``layer.plan()`` says why. Set
@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ log = logging.getLogger("rnnkit")
 CSRC = Path(__file__).parent / "csrc"
 SOURCES = sorted(CSRC.glob("*.cpp"))  # lstm, gru, rnn, scan; common.h is included by each
 DTYPES = (torch.float32, torch.float64)
+STALE_LOCK_S = 600  # a build takes about 40 s; a lock this old was left by a killed build
 
 
 def _name() -> str:
@@ -45,6 +47,7 @@ def _name() -> str:
 
 
 _state: dict[str, object] = {}  # "ok": bool, "why": str, once tried
+_lock = threading.Lock()
 
 
 def _build() -> None:
@@ -57,10 +60,21 @@ def _build() -> None:
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     if shutil.which("ninja") is None:
         raise RuntimeError("ninja is not installed (pip install ninja)")
+    name = _name()
+    # our own build directory (under torch's default root), so that its lock file is known:
+    # torch's builder waits forever on a lock left by a process killed mid-build
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
+    build_dir = Path(root) / f"rnnkit-py{sys.version_info[0]}{sys.version_info[1]}" / name
+    build_dir.mkdir(parents=True, exist_ok=True)
+    lock = build_dir / "lock"
+    if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+        log.warning("rnnkit: removing a stale build lock left by an interrupted build: %s", lock)
+        lock.unlink(missing_ok=True)
     start = time.perf_counter()
     cpp_extension.load(
-        name=_name(),
+        name=name,
         sources=[str(s) for s in SOURCES],
+        build_directory=str(build_dir),
         extra_cflags=["-O3", "-fno-trapping-math"],  # the latter lets the loops vectorize,
         is_python_module=False,
         verbose=False,
@@ -70,6 +84,11 @@ def _build() -> None:
 
 def load() -> bool:
     """Build (first time) and load the library; True when its ops are usable. Never raises."""
+    with _lock:  # one thread builds; the others wait for its answer
+        return _load()
+
+
+def _load() -> bool:
     if "ok" not in _state:
         if os.environ.get("RNNKIT_EXTENSION", "1") == "0":
             _state.update(ok=False, why="disabled by RNNKIT_EXTENSION=0")

@@ -44,6 +44,12 @@ def _c(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.contiguous()
 
 
+def _mask(h_mask: Tensor | None, b: int, p: int) -> Tensor | None:
+    """The recurrent-dropout mask as the dense (b, p) array the C++ loops read (the Python
+    Functions also take a broadcastable one, such as (1, p))."""
+    return None if h_mask is None else h_mask.expand(b, p).contiguous()
+
+
 def _some(t: Tensor) -> Tensor | None:
     """The C++ side returns an empty tensor for an absent buffer."""
     return t if t.numel() else None
@@ -66,9 +72,8 @@ class CppLSTMFunction(torch.autograd.Function):
         H, P = G // 4, W_hh.size(1)
         kh = _dense_keep(keep_h, (T, b, P), gx)  # (t, b, p)
         kc = _dense_keep(keep_c, (T, b, H), gx)  # (t, b, h)
-        W_hh, W_hr, g_hh, g_c, b_c, w_ch, h_mask = map(
-            _c, (W_hh, W_hr, g_hh, g_c, b_c, w_ch, h_mask)
-        )
+        W_hh, W_hr, g_hh, g_c, b_c, w_ch = map(_c, (W_hh, W_hr, g_hh, g_c, b_c, w_ch))
+        h_mask = _mask(h_mask, b, P)
         A, Hs, C, K, Ct, Hin, M, Ahat, Rs, Chat, Rsc = torch.ops.rnnkit.lstm_forward(
             gx.contiguous(), h0, c0, W_hh, W_hr, g_hh, g_c, b_c, w_ch, h_mask, kh, kc, LN_EPS
         )
@@ -97,8 +102,9 @@ class CppLSTMFunction(torch.autograd.Function):
         # the matrices as one product over all steps; the vectors came summed from C++
         tb, G = DS.size(0) * DS.size(1), DS.size(2)
         DA = DA if g_hh is not None else DS
-        dW_hh = DA.view(tb, G).t() @ Hin.reshape(tb, -1)  # sum_t da_t^T (h_{t-1} * m)
-        dW_hr = None if W_hr is None else DHt.view(tb, -1).t() @ M.view(tb, -1)
+        P, H = Hin.size(-1), G // 4  # explicit sizes: tb may be 0 (an empty batch)
+        dW_hh = DA.reshape(tb, G).t() @ Hin.reshape(tb, P)  # sum_t da_t^T (h_{t-1} * m)
+        dW_hr = None if W_hr is None else DHt.reshape(tb, P).t() @ M.reshape(tb, H)
         grads = (dW_hh, dW_hr, *map(_some, (dg_hh, dg_c, db_c, dw_ch)))
         return DS, dh0, dc0, *grads, None, None, None, None
 
@@ -111,7 +117,8 @@ class CppGRUFunction(torch.autograd.Function):
         _require()
         T, b, G = gx.shape
         kh = _dense_keep(keep_h, (T, b, G // 3), gx)  # (t, b, h)
-        W_hh, b_hh, g_hh, h_mask = map(_c, (W_hh, b_hh, g_hh, h_mask))
+        W_hh, b_hh, g_hh = map(_c, (W_hh, b_hh, g_hh))
+        h_mask = _mask(h_mask, b, G // 3)
         A, Qn, Hs, Hin, Ahat, Rs = torch.ops.rnnkit.gru_forward(
             gx.contiguous(), h0, W_hh, b_hh, g_hh, h_mask, kh, LN_EPS
         )
@@ -132,7 +139,7 @@ class CppGRUFunction(torch.autograd.Function):
             _some(Ahat), _some(Rs),
         )  # fmt: skip
         tb, G = DW.size(0) * DW.size(1), DW.size(2)
-        dW_hh = DW.view(tb, G).t() @ Hin.reshape(tb, -1)  # sum_t da_t^T (h_{t-1} * m)
+        dW_hh = DW.reshape(tb, G).t() @ Hin.reshape(tb, G // 3)  # sum_t da_t^T (h_{t-1} m)
         return DGX, dh0, dW_hh, _some(db_hh), _some(dg_hh), None, None, None
 
 
@@ -143,7 +150,8 @@ class CppRNNFunction(torch.autograd.Function):
     def forward(ctx, gx, h0, W_hh, g_hh, h_mask, keep_h, out_mask, relu: bool):
         _require()
         kh = _dense_keep(keep_h, tuple(gx.shape), gx)  # (t, b, h)
-        W_hh, g_hh, h_mask = map(_c, (W_hh, g_hh, h_mask))
+        W_hh, g_hh = map(_c, (W_hh, g_hh))
+        h_mask = _mask(h_mask, gx.size(1), gx.size(2))
         Hs, Ht, Hin, Ahat, Rs = torch.ops.rnnkit.rnn_forward(
             gx.contiguous(), h0, W_hh, g_hh, h_mask, kh, relu, LN_EPS
         )
@@ -165,7 +173,7 @@ class CppRNNFunction(torch.autograd.Function):
             _some(Ahat), _some(Rs),
         )  # fmt: skip
         tb, H = DW.size(0) * DW.size(1), DW.size(2)
-        dW_hh = DW.view(tb, H).t() @ Hin.reshape(tb, H)
+        dW_hh = DW.reshape(tb, H).t() @ Hin.reshape(tb, H)
         return DS, dh0, dW_hh, _some(dg_hh), None, None, None, None
 
 

@@ -63,7 +63,8 @@ def g(x: Tensor) -> Tensor:
 
 def log_g(x: Tensor) -> Tensor:
     """log g(x), computed without forming g: log(x + 0.5) for x >= 0, -softplus(-x) below."""
-    return torch.where(x >= 0, torch.log(F.relu(x) + 0.5), -F.softplus(-x))
+    # x > 0, not >= 0: at the kink x = 0 the gradient is sigma's side, as for g above
+    return torch.where(x > 0, torch.log(F.relu(x) + 0.5), -F.softplus(-x))
 
 
 CHUNK = 64  # steps per block of the scan: bounds |a*| and so float32 rounding (see below)
@@ -166,7 +167,8 @@ class LinearRecurrence(torch.autograd.Function):
         from rnnkit import extension  # loaded when first used
 
         T = a.size(0)
-        ctx.cpp = a.dtype == b.dtype and extension.available(a)
+        # the C++ loop reads a and b as arrays of one shape; broadcast ones take Python's loop
+        ctx.cpp = a.dtype == b.dtype and a.shape == b.shape and extension.available(a)
         if ctx.cpp:  # the same loop in C++ (rnnkit/csrc/scan.cpp)
             a, b = a.contiguous(), b.contiguous()
             Hs = torch.ops.rnnkit.linear_recurrence_forward(a, b, h0)

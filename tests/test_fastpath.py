@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.autograd import gradcheck
 from torch.nn.utils.rnn import pack_padded_sequence
 from torch.testing import assert_close
@@ -373,3 +376,77 @@ def test_a_failed_build_falls_back_to_python_with_the_reason(monkeypatch, caplog
     x = torch.randn(5, 3, I, dtype=DT)
     assert "command not found" in layer.plan()
     assert_close(layer(x)[0], ref(x)[0], **TOL)
+
+
+# ----------------------------------------------------------------------------- found in review
+
+
+@pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.GRU, rnnkit.RNN])
+def test_nan_in_padding_stays_out_of_the_outputs(cls, time_loops):
+    """Padding keeps the state by selecting it (as torch.where does), so a NaN in a padded
+    input never reaches a real output or the final state, in either direction."""
+    torch.manual_seed(0)
+    kw = {"bidirectional": True, "dtype": DT, "layer_norm": True}
+    fused, loop = cls(I, H, impl="fused", **kw), cls(I, H, impl="loop", **kw)
+    loop.load_state_dict(fused.state_dict())
+    x = torch.randn(5, 2, I, dtype=DT)
+    x[3:, 1] = float("nan")  # padding of the second sequence
+    lengths = torch.tensor([5, 3])
+    (out, state), (ref, ref_state) = fused(x, lengths=lengths), loop(x, lengths=lengths)
+    assert torch.isfinite(out).all()
+    assert_close(out, ref, **TOL)
+    states = [(s,) if isinstance(s, Tensor) else s for s in (state, ref_state)]
+    for a, b in zip(*states, strict=True):
+        assert_close(a, b, **TOL)
+
+
+@pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.GRU, rnnkit.RNN])
+def test_empty_batch_trains_like_the_loop(cls, time_loops):
+    layer = cls(I, H, impl="fused", dtype=DT, layer_norm=True)
+    x = torch.randn(4, 0, I, dtype=DT, requires_grad=True)
+    out = layer(x)[0]
+    assert out.shape == (4, 0, H)
+    out.sum().backward()
+    assert all(p.grad is not None and not p.grad.any() for p in layer.parameters())
+
+
+def test_cpp_functions_take_a_broadcast_dropout_mask():
+    """The Functions are public: a (1, p) recurrent-dropout mask works as in Python."""
+    cpp_loops_or_skip()
+    torch.manual_seed(0)
+    for mode, make in (
+        ("LSTM", lstm_args),
+        ("GRU", gru_args),
+        ("RNN", lambda c, **k: rnn_args(c, False, **k)),
+    ):
+        args = list(make({"dropout": True}, B=3))
+        i = 9 if mode == "LSTM" else 5 if mode == "GRU" else 4
+        args[i] = args[i][:1]  # (1, p)
+        outs = [FUNCTIONS[loops][mode].apply(*args) for loops in ("python", "cpp")]
+        for a, b in zip(*outs, strict=True):
+            assert_close(b, a, **TOL)
+
+
+def test_a_stale_build_lock_is_removed_not_waited_on(monkeypatch, tmp_path):
+    """A build killed midway leaves torch's lock file behind, on which its builder would wait
+    forever: an old one is removed before building; a fresh one (a build running) is kept."""
+    from torch.utils import cpp_extension
+
+    seen = []
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setattr(
+        cpp_extension,
+        "load",
+        lambda **kw: seen.append(Path(kw["build_directory"], "lock").exists()),
+    )
+    build_dir = (
+        tmp_path / f"rnnkit-py{sys.version_info[0]}{sys.version_info[1]}" / extension._name()
+    )
+    build_dir.mkdir(parents=True)
+    lock = build_dir / "lock"
+    lock.touch()
+    extension._build()  # fresh: kept
+    old = time.time() - extension.STALE_LOCK_S - 60
+    os.utime(lock, (old, old))
+    extension._build()  # stale: removed
+    assert seen == [True, False]

@@ -327,3 +327,34 @@ def test_output_can_be_changed_in_place(impl):
     x2 = x.detach().clone().requires_grad_(True)
     (ref(x2)[0] + x2).sum().backward()
     assert_close(x.grad, x2.grad, **TOL)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_gradient_at_the_kink_of_g_agrees_on_every_path(kind, loops):
+    """g(x) = x + 1/2 for x >= 0, sigma(x) below has a kink at 0 (slopes 1/4 and 1); every
+    path takes sigma's side there, as the loop's relu(x) + sigma(min(x, 0)) does. An input
+    frame of zeros with bias=False puts k_h exactly at 0."""
+    torch.manual_seed(0)
+    x = torch.randn(T, B, I, dtype=DT)
+    x[1] = 0.0
+    grads = []
+    for impl in ("loop", "fused", "scan"):
+        torch.manual_seed(1)
+        layer = KINDS[kind](I, H, bias=False, impl=impl, dtype=DT)
+        xl = x.clone().requires_grad_(True)
+        (layer(xl)[0] * torch.linspace(-1, 1, T * B * H, dtype=DT).view(T, B, H)).sum().backward()
+        grads.append(xl.grad)
+    assert_close(grads[1], grads[0], **TOL)
+    assert_close(grads[2], grads[0], **TOL)
+
+
+def test_linear_recurrence_takes_broadcast_coefficients(loops):
+    """b (t, 1, h) broadcast over the batch: the C++ loop wants one shape, so Python's runs."""
+    a = torch.rand(5, 3, 4, dtype=DT) * 0.9
+    b = torch.randn(5, 1, 4, dtype=DT)
+    h = torch.zeros(3, 4, dtype=DT)
+    ref = []
+    for t in range(5):
+        h = a[t] * h + b[t]
+        ref.append(h)
+    assert_close(LinearRecurrence.apply(a, b, torch.zeros(3, 4, dtype=DT)), torch.stack(ref), **TOL)

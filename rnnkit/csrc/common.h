@@ -113,6 +113,15 @@ inline void rows(int64_t b, int64_t per_row, const F& f) {
   });
 }
 
+// Zoneout's h_t = d h_{t-1} + (1 - d) h~_t. A mask d of exactly 1 or 0 (training, and padding)
+// selects, as torch.where does: a blend would turn a non-finite value that is not kept, such as
+// the NaN of a padded step, into NaN (0 * NaN). Only the eval-mode rate blends.
+template <typename T>
+inline T keep_blend(T d, T old, T fresh) {
+  const T blend = d * old + (1 - d) * fresh;
+  return d == T(1) ? old : (d == T(0) ? fresh : blend);
+}
+
 // The gradient reaching h_{t-1}, in place over its n values: dh = keep dh + (da W_hh) m + dy,
 // where dhw = da W_hh and keep (zoneout), m (recurrent dropout), dy (the output at t-1) may be
 // null; `keep_given` false starts from dh as the caller left it (the GRU's direct terms).

@@ -67,7 +67,7 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const std::optional<Tens
       }
       if (kh_j) {
         const T* d = kh_j + r * H;
-        for (int64_t u = 0; u < H; ++u) hr[u] = d[u] * hp[u] + (1 - d[u]) * hr[u];
+        for (int64_t u = 0; u < H; ++u) hr[u] = keep_blend(d[u], hp[u], hr[u]);
       }
     });
   }

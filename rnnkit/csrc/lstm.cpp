@@ -109,7 +109,7 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const std::optional<Tens
         T* cnr = cn + r * H;
         for (int64_t u = 0; u < H; ++u) {
           const T d = kc_j[r * H + u];
-          cnr[u] = d * cr[u] + (1 - d) * ctr[u];
+          cnr[u] = keep_blend(d, cr[u], ctr[u]);
         }
       }
       if (kh_j && !proj) {
@@ -117,7 +117,7 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const std::optional<Tens
         const T* hp = h + r * P;
         for (int64_t u = 0; u < P; ++u) {
           const T d = kh_j[r * P + u];
-          hr[u] = d * hp[u] + (1 - d) * hr[u];
+          hr[u] = keep_blend(d, hp[u], hr[u]);
         }
       }
     });
@@ -125,7 +125,7 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const std::optional<Tens
       if (kh_j) {
         at::mm_out(Htil, M[j], W_hrT);
         const T* ht = Htil.const_data_ptr<T>();
-        for (int64_t q = 0; q < b * P; ++q) hn[q] = kh_j[q] * h[q] + (1 - kh_j[q]) * ht[q];
+        for (int64_t q = 0; q < b * P; ++q) hn[q] = keep_blend(kh_j[q], h[q], ht[q]);
       } else {
         Tensor hn_t = Hs[j + 1];
         at::mm_out(hn_t, M[j], W_hrT);

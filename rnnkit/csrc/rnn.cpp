@@ -58,7 +58,7 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const T* g_hh, const T* 
         const T* d = kh_j + r * H;
         const T* hp = h + r * H;
         T* hr = hn + r * H;
-        for (int64_t k = 0; k < H; ++k) hr[k] = d[k] * hp[k] + (1 - d[k]) * htr[k];
+        for (int64_t k = 0; k < H; ++k) hr[k] = keep_blend(d[k], hp[k], htr[k]);
       }
     });
   }

@@ -91,7 +91,7 @@ void min_gates(const T* __restrict__ gx, T* __restrict__ s1, T* __restrict__ s2,
   if (dg) {
     for (int64_t u = 0; u < H; ++u) {
       const T slope = gh[u] * (1 - gh[u]);  // computed either way, so the select is branch-free
-      dg[u] = kh[u] >= 0 ? T(1) : slope;
+      dg[u] = kh[u] > 0 ? T(1) : slope;  // at 0, sigma's side, as relu(x) + sigma(min(x, 0))
     }
   }
   for (int64_t u = 0; u < H; ++u) gh[u] = kh[u] >= 0 ? kh[u] + T(0.5) : gh[u];
