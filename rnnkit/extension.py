@@ -70,6 +70,8 @@ def _build() -> None:
     if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
         log.warning("rnnkit: removing a stale build lock left by an interrupted build: %s", lock)
         lock.unlink(missing_ok=True)
+    if not (build_dir / f"{name}.so").exists():  # say why the first call pauses
+        log.warning("rnnkit: compiling the C++ time loops once (about 40 s; cached afterwards)")
     start = time.perf_counter()
     cpp_extension.load(
         name=name,
