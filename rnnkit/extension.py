@@ -8,6 +8,10 @@ It is compiled with torch's own extension builder the first time it is needed (a
 ``~/.cache/torch_extensions``); later processes load it in a fraction of a second. ``make``
 builds it ahead (``python -m rnnkit.extension``).
 
+Its large buffers come from a cache that keeps freed ones for reuse (``cache_info``,
+``empty_cache``; at most ``RNNKIT_CACHE_MB`` megabytes, default 512): a fresh 32 MB buffer
+costs 8192 page faults, which took longer than the loop that fills it.
+
 When it cannot be built (no compiler, no ninja) the fused path keeps its Python time loops,
 which compute the same function more slowly, and ``layer.plan()`` says why. Set
 ``RNNKIT_EXTENSION=0`` to never build or use it.
@@ -26,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["available", "load", "status"]
+__all__ = ["available", "cache_info", "empty_cache", "load", "status"]
 
 log = logging.getLogger("rnnkit")
 
@@ -34,13 +38,19 @@ CSRC = Path(__file__).parent / "csrc"
 SOURCES = sorted(CSRC.glob("*.cpp"))  # lstm, gru, rnn, scan; common.h is included by each
 DTYPES = (torch.float32, torch.float64)
 STALE_LOCK_S = 600  # a build takes about 40 s; a lock this old was left by a killed build
+# -fno-trapping-math lets the loops vectorize. -fopenmp makes at::parallel_for (an inline
+# template over `#pragma omp parallel`) run on torch's threads: without it the pragma is
+# ignored and every "parallel" loop in csrc/ runs on one thread. The library then needs
+# libgomp.so.1, which is torch's own (bundled with the Linux wheels, loaded before us).
+CFLAGS = ["-O3", "-fno-trapping-math"] + (["-fopenmp"] if sys.platform == "linux" else [])
+LDFLAGS = ["-fopenmp"] if sys.platform == "linux" else []
 
 
 def _name() -> str:
     """The build's name carries a hash of every source and header and of torch's version, so a
     changed header (which torch's builder does not hash) or another torch (whose C++ ABI may
     differ) gets a fresh build instead of a stale library."""
-    digest = hashlib.sha256(torch.__version__.encode())
+    digest = hashlib.sha256(torch.__version__.encode() + " ".join(CFLAGS + LDFLAGS).encode())
     for path in sorted(CSRC.glob("*.[ch]*")):
         digest.update(path.name.encode() + path.read_bytes())
     return f"rnnkit_cpu_{digest.hexdigest()[:12]}"
@@ -77,7 +87,8 @@ def _build() -> None:
         name=name,
         sources=[str(s) for s in SOURCES],
         build_directory=str(build_dir),
-        extra_cflags=["-O3", "-fno-trapping-math"],  # the latter lets the loops vectorize,
+        extra_cflags=CFLAGS,
+        extra_ldflags=LDFLAGS,
         is_python_module=False,
         verbose=False,
     )
@@ -115,6 +126,24 @@ def status() -> str:
     """Why the C++ loops are not used ('' when they are), after trying to load them."""
     load()
     return str(_state["why"])
+
+
+def cache_info() -> dict[str, int]:
+    """Bytes in rnnkit's cache of large CPU buffers (``csrc/pool.h``), which the C++ loops
+    allocate their (t, b, .) sequences from: ``cached`` (freed, kept for reuse; at most
+    ``RNNKIT_CACHE_MB``, default 512) and ``in_use`` (held by live tensors). Zeros when the
+    library is not loaded."""
+    if not _state.get("ok"):
+        return {"cached": 0, "in_use": 0}
+    cached, in_use = torch.ops.rnnkit.cache_info()
+    return {"cached": int(cached), "in_use": int(in_use)}
+
+
+def empty_cache() -> None:
+    """Give every cached buffer back to the system (the CPU analogue of
+    ``torch.cuda.empty_cache``); buffers held by live tensors are not touched."""
+    if _state.get("ok"):
+        torch.ops.rnnkit.empty_cache()
 
 
 if __name__ == "__main__":  # python -m rnnkit.extension: build ahead of first use

@@ -178,31 +178,41 @@ class CppRNNFunction(torch.autograd.Function):
 
 
 class CppMinFunction(torch.autograd.Function):
-    """One direction of minGRU / minLSTM, gates and recurrence in one C++ pass each way
-    (``rnnkit/csrc/scan.cpp``): the same function as `rnnkit.scan.min_gru_linear` /
-    `min_lstm_linear` followed by `rnnkit.scan.LinearRecurrence`, without the (t, b, h)
-    intermediates a, b and their element-wise backward in between.
+    """One direction of minGRU / minLSTM, input projection, gates and recurrence in C++
+    (``rnnkit/csrc/scan.cpp``): the same function as ``gx = F.linear(x, W, bias)``,
+    `rnnkit.scan.min_gru_linear` / `min_lstm_linear` and `rnnkit.scan.LinearRecurrence`, in
+    one pass over time each way and without the (t, b, h) intermediates a and b. gx, the
+    states and the output come from rnnkit's cache of CPU buffers (``csrc/pool.h``).
 
-    gx (t, b, 2h or 3h), h0 (b, h), valid (t, b) bool or None (padding carries the state).
-    Returns h_1..h_T (t, b, h).
+    x (t, b, i), W (g, i) with g = 2h or 3h, bias (g) or None, h0 (b, h), valid (t, b) bool or
+    None (padding carries the state). Returns the output (t, b, h), zero on padding, and the
+    final state h_T (b, h).
     """
 
     @staticmethod
-    def forward(ctx, gx, h0, valid, lstm: bool):
+    def forward(ctx, x, W, bias, h0, valid, lstm: bool):
         _require()
-        gx = gx.contiguous()
-        Hs = torch.ops.rnnkit.min_rnn_forward(gx, h0.contiguous(), valid, lstm)
-        ctx.save_for_backward(gx, Hs, valid)
+        Y, hT, gx, Hs = torch.ops.rnnkit.min_rnn_forward(
+            x.contiguous(), W, bias, h0.contiguous(), valid, lstm
+        )
+        ctx.save_for_backward(x, W, bias, gx, Hs, valid)
         ctx.lstm = lstm
-        return Hs[1:].clone()  # not a view of the saved Hs
+        return Y, hT
 
     @staticmethod
-    def backward(ctx, dh):
+    def backward(ctx, dY, dhT):
         if torch.is_grad_enabled():
             raise RuntimeError(
                 "rnnkit's fused minGRU / minLSTM cannot be differentiated again "
                 "(create_graph=True); use impl='scan' or impl='loop'"
             )
-        gx, Hs, valid = ctx.saved_tensors
-        dgx, dh0 = torch.ops.rnnkit.min_rnn_backward(dh.contiguous(), gx, Hs, valid, ctx.lstm)
-        return dgx, dh0, None, None
+        x, W, bias, gx, Hs, valid = ctx.saved_tensors
+        dgx, dh0, db = torch.ops.rnnkit.min_rnn_backward(
+            dY.contiguous(), dhT.contiguous(), gx, Hs, bias, valid, ctx.lstm
+        )
+        d2 = dgx.view(-1, dgx.size(-1))  # (t*b, g)
+        need_x, need_W, need_b = ctx.needs_input_grad[:3]
+        dx = (d2 @ W).view_as(x) if need_x else None
+        dW = d2.t() @ x.reshape(-1, x.size(-1)) if need_W else None
+        db = db if bias is not None and need_b else None
+        return dx, dW, db, dh0, None, None

@@ -377,8 +377,8 @@ class _MinLayer(nn.Module):
         )
         fused = (
             "fused: the linear recurrence h_t = a_t h_(t-1) + b_t, one multiply-add per step "
-            "forward and backward in a custom autograd Function (on CPU with its gates, in "
-            "C++: rnnkit/csrc/scan.cpp, when built)"
+            "forward and backward in a custom autograd Function (on CPU, when built, in C++ "
+            "with the input projection and the gates: rnnkit/csrc/scan.cpp)"
         )
         if self.impl == "scan":
             return "scan", scan + "; requested (impl='scan')"
@@ -392,10 +392,21 @@ class _MinLayer(nn.Module):
             )
         return "scan", f"{scan}; chosen on {device.type}, where time-parallel work pays"
 
-    def _gx(self, k: int, x: Tensor) -> Tensor:
+    def _weights(self, k: int) -> tuple[Tensor, Tensor | None]:
+        """The input projection (W (g, i), bias (g) or None) of pair k = layer * d + direction."""
         layer, d = divmod(k, self.num_directions)
         sfx = f"_l{layer}" + ("_reverse" if d else "")
-        return F.linear(x, getattr(self, "weight_ih" + sfx), getattr(self, "bias_ih" + sfx))
+        return getattr(self, "weight_ih" + sfx), getattr(self, "bias_ih" + sfx)
+
+    def _gx(self, k: int, x: Tensor) -> Tensor:
+        return F.linear(x, *self._weights(k))
+
+    def _cpp(self, x: Tensor) -> bool:
+        """Whether the fused path runs in C++ (`CppMinFunction`): CPU, float32 / float64, the
+        weights of x's dtype, and rnnkit's C++ loops built."""
+        from rnnkit import extension  # loaded when first used
+
+        return extension.available(x) and self.weight_ih_l0.dtype == x.dtype
 
     def forward(self, input, hx: Tensor | None = None, *, lengths=None):
         """input (t, b, i), (b, t, i) with batch_first, (t, i), or a PackedSequence; hx
@@ -422,15 +433,16 @@ class _MinLayer(nn.Module):
         if path == "loop":
             run, direction = unroll, self._loop_direction
         else:
+            cpp = path == "fused" and self._cpp(x)
 
-            def run(step, gx, h0, mask, reverse):
+            def run(weights, inputs, h0, mask, reverse):
                 if path == "fused":
-                    return self._fused(gx, h0, mask, reverse)
+                    return self._fused(inputs, weights, h0, mask, reverse)
                 h0 = None if zero_start else h0
-                return self._scan(gx, h0, lengths, rev if reverse else None, reverse)
+                return self._scan(inputs, h0, lengths, rev if reverse else None, reverse)
 
-            def direction(k, x):
-                return self._gx(k, x), None
+            def direction(k, x):  # the C++ pass projects x itself; the others take gx
+                return (x, self._weights(k)) if cpp else (self._gx(k, x), None)
 
         out, finals = run_stack(
             x,
@@ -449,25 +461,21 @@ class _MinLayer(nn.Module):
     def _loop_direction(self, k, x):
         return self._gx(k, x), self.step_fn
 
-    def _fused(self, gx: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool):
-        """One direction of the sequential recurrence: gates and recurrence in one C++ pass
-        (`CppMinFunction`) on CPU in float32 / float64 when rnnkit's C++ loops are built, else
-        the coefficients a, b then `LinearRecurrence`. Padding carries the state exactly
-        (a = 1, b = 0), so a reversed pass simply runs the flipped sequence."""
-        from rnnkit import extension  # loaded when first used
-
-        valid = None if mask is None else mask.unsqueeze(-1)  # (t, b, 1)
-        if extension.available(gx) and h0.dtype == gx.dtype:
-            # gates and recurrence in one C++ pass (rnnkit.fused_cpu.CppMinFunction)
+    def _fused(self, inputs: Tensor, weights, h0: Tensor, mask: Tensor | None, reverse: bool):
+        """One direction of the sequential recurrence. With ``weights`` (W, bias), inputs is x
+        (t, b, i) and projection, gates and recurrence run in one C++ pass each way
+        (`CppMinFunction`); without, inputs is gx (t, b, g): the coefficients a, b, then
+        `LinearRecurrence`. Padding carries the state exactly (a = 1, b = 0), so a reversed
+        pass simply runs the flipped sequence."""
+        if weights is not None:
             from rnnkit.fused_cpu import CppMinFunction
 
+            x = inputs.flip(0) if reverse else inputs
             m = None if mask is None else (mask.flip(0) if reverse else mask)
-            h = CppMinFunction.apply(gx.flip(0) if reverse else gx, h0, m, self.gate_count == 3)
-            final = h[-1]
-            if reverse:
-                h = h.flip(0)
-            return (h if valid is None else h * valid), final
-        a, b = self.linear(gx)  # (t, b, h) each
+            h, final = CppMinFunction.apply(x, *weights, h0.to(x.dtype), m, self.gate_count == 3)
+            return (h.flip(0) if reverse else h), final  # h is zero on padding
+        valid = None if mask is None else mask.unsqueeze(-1)  # (t, b, 1)
+        a, b = self.linear(inputs)  # (t, b, h) each
         if valid is not None:
             a, b = torch.where(valid, a, 1.0), torch.where(valid, b, 0.0)
         if reverse:

@@ -450,3 +450,118 @@ def test_a_stale_build_lock_is_removed_not_waited_on(monkeypatch, tmp_path):
     os.utime(lock, (old, old))
     extension._build()  # stale: removed
     assert seen == [True, False]
+
+
+def _fwd_bwd(layer, x):
+    x = x.detach().clone().requires_grad_(True)
+    out = layer(x)[0]
+    out.backward(torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out))
+    return out.detach().clone(), x.grad  # a copy: out's buffer goes back to the cache
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rnnkit.LSTM(8, 64, impl="fused", layer_norm=True, peephole=True, dtype=DT),
+        lambda: rnnkit.GRU(8, 64, impl="fused", layer_norm=True, dtype=DT),
+        lambda: rnnkit.RNN(8, 64, impl="fused", dtype=DT),
+        lambda: rnnkit.MinGRU(8, 64, impl="fused", dtype=DT),
+        lambda: rnnkit.MinLSTM(8, 64, impl="fused", dtype=DT),
+    ],
+    ids=["lstm", "gru", "rnn", "mingru", "minlstm"],
+)
+def test_threads_split_the_rows_without_changing_results(make):
+    """With two threads the C++ loops split each step's (or minGRU's whole sequence's) batch
+    rows between them; at these sizes they do, and must compute what one thread computes."""
+    cpp_loops_or_skip()
+    layer = make().eval()
+    x = torch.randn(16, 256, 8, dtype=DT)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _fwd_bwd(layer, x)
+        torch.set_num_threads(2)
+        two = _fwd_bwd(layer, x)
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(one, two, strict=True):
+        assert_close(a, b, atol=1e-12, rtol=1e-10)
+
+
+def test_large_buffers_are_cached_reused_and_freed():
+    """The C++ loops take their large (t, b, .) buffers from rnnkit's cache: a second identical
+    step reuses what the first freed (the cache does not grow), and empty_cache frees it."""
+    cpp_loops_or_skip()
+    layer = rnnkit.MinGRU(16, 256, impl="fused")
+    x = torch.randn(256, 4, 16)  # gx (256, 4, 512) float32: 2 MB, above the cache's 1 MB floor
+    first = _fwd_bwd(layer, x)
+    cached = extension.cache_info()["cached"]
+    assert cached >= 256 * 4 * 512 * 4
+    second = _fwd_bwd(layer, x)
+    assert extension.cache_info()["cached"] == cached
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a, b)
+    extension.empty_cache()
+    assert extension.cache_info()["cached"] == 0
+
+
+def test_cache_cap_comes_from_the_environment(tmp_path):
+    """RNNKIT_CACHE_MB=0 keeps nothing: every freed buffer goes straight back."""
+    cpp_loops_or_skip()
+    code = (
+        "import torch, rnnkit\n"
+        "from rnnkit import extension\n"
+        "layer = rnnkit.MinGRU(16, 256, impl='fused')\n"
+        "layer(torch.randn(256, 4, 16, requires_grad=True))[0].sum().backward()\n"
+        "info = extension.cache_info()\n"
+        "assert info == {'cached': 0, 'in_use': 0}, info\n"
+    )
+    env = dict(os.environ, RNNKIT_CACHE_MB="0")
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+SIMD_SCRIPT = """
+import torch, rnnkit
+from torch.testing import assert_close
+torch.manual_seed(0)
+makers = [
+    lambda impl: rnnkit.LSTM(5, 37, impl=impl, layer_norm=True, peephole=True),
+    lambda impl: rnnkit.GRU(5, 37, impl=impl, layer_norm=True),
+    lambda impl: rnnkit.RNN(5, 37, impl=impl),
+    lambda impl: rnnkit.MinGRU(5, 37, impl=impl),
+    lambda impl: rnnkit.MinLSTM(5, 37, impl=impl),
+]
+x = torch.randn(7, 3, 5)
+lengths = torch.tensor([7, 4, 1])
+for make in makers:
+    torch.manual_seed(1)
+    fused = make("fused").eval()
+    loop = make("loop").eval()
+    loop.load_state_dict(fused.state_dict())
+    outs = []
+    for layer in (fused, loop):
+        xi = x.clone().requires_grad_(True)
+        out = layer(xi, lengths=lengths)[0]
+        out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+        outs.append((out.detach(), xi.grad))
+    for a, b in zip(*outs):
+        assert_close(a, b, atol=1e-5, rtol=1e-4)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("simd", ["avx2", "none"])
+def test_float32_loops_without_avx512_equal_the_python_loops(simd):
+    """Each float32 loop has an AVX-512 path, an AVX2 one and a plain one, chosen by the CPU;
+    RNNKIT_SIMD lowers the choice, so this machine runs the other two against autograd."""
+    cpp_loops_or_skip()
+    import subprocess
+
+    env = dict(os.environ, RNNKIT_SIMD=simd)
+    done = subprocess.run(
+        [sys.executable, "-c", SIMD_SCRIPT], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]

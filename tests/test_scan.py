@@ -7,6 +7,7 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.testing import assert_close
 
@@ -286,28 +287,41 @@ def test_plan_and_errors():
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_cpp_min_function_gradcheck_and_float32(kind):
-    """The C++ minGRU / minLSTM pass (gates and recurrence, padding carried): gradcheck in
-    float64, and float32 (the vectorized sigmoid) against the coefficients + recurrence."""
+    """The C++ minGRU / minLSTM pass (projection, gates and recurrence; padding carries the
+    state and outputs zero): gradcheck in float64 with and without bias and padding, and
+    float32 (the vectorized sigmoid) against F.linear + coefficients + LinearRecurrence."""
     require_cpp()
     from rnnkit.fused_cpu import CppMinFunction
     from rnnkit.scan import min_gru_linear, min_lstm_linear
 
     lstm, G = kind == "minlstm", 3 if kind == "minlstm" else 2
     valid = torch.arange(6).unsqueeze(1) < torch.tensor([6, 3])  # (t, b): padding after 3
-    gx = torch.randn(6, 2, G * 3, dtype=DT, requires_grad=True)
+    x = torch.randn(6, 2, 4, dtype=DT, requires_grad=True)
+    W = torch.randn(G * 3, 4, dtype=DT, requires_grad=True)
+    bias = torch.randn(G * 3, dtype=DT, requires_grad=True)
     h0 = torch.randn(2, 3, dtype=DT, requires_grad=True)
-    assert torch.autograd.gradcheck(CppMinFunction.apply, (gx, h0, valid, lstm))
-    gx32 = (torch.randn(9, 5, G * 37) * 2).requires_grad_(True)
+    assert torch.autograd.gradcheck(CppMinFunction.apply, (x, W, bias, h0, valid, lstm))
+    assert torch.autograd.gradcheck(CppMinFunction.apply, (x, W, None, h0, None, lstm))
+
+    # float32 (the vectorized sigmoid), padded, against projection + coefficients + recurrence
+    x32 = torch.randn(9, 5, 11, requires_grad=True)
+    W32 = (torch.randn(G * 37, 11) / 2).requires_grad_(True)
+    b32 = torch.randn(G * 37, requires_grad=True)
     h32 = torch.randn(5, 37, requires_grad=True)
-    out = CppMinFunction.apply(gx32, h32, None, lstm)
-    a, b = (min_lstm_linear if lstm else min_gru_linear)(gx32)
-    ref = LinearRecurrence.apply(a, b, h32)
+    ok = torch.arange(9).unsqueeze(1) < torch.tensor([9, 4, 1, 9, 7])
+    out, final = CppMinFunction.apply(x32, W32, b32, h32, ok, lstm)
+    a, b = (min_lstm_linear if lstm else min_gru_linear)(F.linear(x32, W32, b32))
+    v = ok.unsqueeze(-1)
+    hs = LinearRecurrence.apply(torch.where(v, a, 1.0), torch.where(v, b, 0.0), h32)
+    ref, ref_final = hs * v, hs[-1]  # padding: zero output, carried state
     assert_close(out, ref, atol=1e-5, rtol=1e-5)
-    w = torch.randn_like(out)
-    got = torch.autograd.grad((out * w).sum(), (gx32, h32))
-    want = torch.autograd.grad((ref * w).sum(), (gx32, h32))
-    for x, y in zip(got, want, strict=True):
-        assert_close(x, y, atol=1e-5, rtol=1e-4)
+    assert_close(final, ref_final, atol=1e-5, rtol=1e-5)
+    w, wf = torch.randn_like(out), torch.randn_like(final)
+    args = (x32, W32, b32, h32)
+    got = torch.autograd.grad((out * w).sum() + (final * wf).sum(), args)
+    want = torch.autograd.grad((ref * w).sum() + (ref_final * wf).sum(), args)
+    for g, e in zip(got, want, strict=True):
+        assert_close(g, e, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("impl", ["fused", "loop", "scan"])

@@ -3,19 +3,19 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/EmptyTensor.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <vector>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
+#include "pool.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -38,10 +38,19 @@ using at::Tensor;
 // CPUs) cost about ten times more, which made a first version of this file slower than the
 // Python loop it replaces.
 #ifdef RNNKIT_SLEEF
-inline int simd_level() {  // 2: AVX-512, 1: AVX2 + FMA, 0: neither
-  static const int level = __builtin_cpu_supports("avx512f")                              ? 2
-                           : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1
-                                                                                            : 0;
+// 2: AVX-512, 1: AVX2 + FMA, 0: neither. RNNKIT_SIMD=avx2 or none lowers it (never above
+// what the CPU has), so that the tests can run every path on one machine.
+inline int simd_level() {
+  static const int level = [] {
+    int cpu = __builtin_cpu_supports("avx512f")                                ? 2
+              : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1
+                                                                                : 0;
+    if (const char* want = std::getenv("RNNKIT_SIMD")) {
+      if (std::strcmp(want, "avx2") == 0) cpu = std::min(cpu, 1);
+      if (std::strcmp(want, "none") == 0) cpu = 0;
+    }
+    return cpu;
+  }();
   return level;
 }
 
@@ -193,20 +202,14 @@ inline const T* ptr_or_null(const std::optional<Tensor>& t) {
 
 inline Tensor empty0(const Tensor& like) { return at::empty({0}, like.options()); }
 
-// A (t, b, .) buffer. Large ones are marked for transparent huge pages (Linux, where THP is in
-// "madvise" mode, as on most distributions): writing a fresh 32 MB buffer otherwise costs
-// 8192 page faults, which on this project's machine took longer than the loop that fills it.
+// A (t, b, .) buffer. Large ones come from rnnkit's cache of CPU buffers (pool.h), so that
+// a forward or backward reuses the pages the last one wrote instead of faulting in new ones.
 inline Tensor seq_empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
-  Tensor t = at::empty(sizes, options);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  const size_t huge = size_t(1) << 21, n = t.nbytes();
-  if (n >= 2 * huge) {
-    const uintptr_t p = reinterpret_cast<uintptr_t>(t.data_ptr());
-    const uintptr_t a = (p + huge - 1) & ~(huge - 1), e = (p + n) & ~(huge - 1);
-    if (e > a) madvise(reinterpret_cast<void*>(a), e - a, MADV_HUGEPAGE);  // a hint only
-  }
-#endif
-  return t;
+  const int64_t n = c10::multiply_integers(sizes) * int64_t(options.dtype().itemsize());
+  if (n < int64_t(SeqPool::kMinBytes)) return at::empty(sizes, options);
+  return Tensor(at::detail::empty_generic(sizes, &SeqPool::get(),
+                                          c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                          options.dtype().toScalarType(), std::nullopt));
 }
 
 }  // namespace rnnkit_csrc

@@ -134,106 +134,307 @@ void min_step_backward(const T* __restrict__ s1, const T* __restrict__ s2,
   }
 }
 
+// One (step, row) of the layer, generic: k = gx + bias into scratch, then the loops above.
+// Writes h_t to hn and to the output row y; the backward adds dk into the row's bias sums.
+template <typename T, bool LSTM>
+struct MinRow {
+  std::vector<T> kb, s1, s2, gh, dg;
+  explicit MinRow(int64_t H) : kb((LSTM ? 3 : 2) * H), s1(H), s2(H), gh(H), dg(H) {}
+
+  const T* biased(const T* k, const T* bias, int64_t G) {
+    if (!bias) return k;
+    for (int64_t q = 0; q < G; ++q) kb[q] = k[q] + bias[q];
+    return kb.data();
+  }
+  void forward(const T* k, const T* bias, const T* hp, T* hn, T* y, int64_t H) {
+    min_gates<T, LSTM>(biased(k, bias, (LSTM ? 3 : 2) * H), s1.data(), s2.data(), gh.data(),
+                       nullptr, H);
+    min_step<T, LSTM>(s1.data(), s2.data(), gh.data(), hp, hn, H);
+    std::copy(hn, hn + H, y);
+  }
+  void backward(const T* k, const T* bias, const T* hp, const T* dy, T* carry, T* dx, T* dbias,
+                int64_t H) {
+    const int64_t G = (LSTM ? 3 : 2) * H;
+    min_gates<T, LSTM>(biased(k, bias, G), s1.data(), s2.data(), gh.data(), dg.data(), H);
+    min_step_backward<T, LSTM>(s1.data(), s2.data(), gh.data(), dg.data(), hp, dy, carry, dx, H);
+    if (dbias)
+      for (int64_t q = 0; q < G; ++q) dbias[q] += dx[q];
+  }
+};
+
+#ifdef RNNKIT_SLEEF
+// The same (step, row) in float32 with AVX-512, every value kept in registers from gx to h_t:
+// the generic loops above pass each through five scratch rows, which made them about twice as
+// slow. Same equations, same order of operations up to rounding.
+__attribute__((target("avx512f"), always_inline)) inline __m512 sigmoid16(__m512 x) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 e = Sleef_expf16_u10avx512f(_mm512_sub_ps(_mm512_setzero_ps(), x));
+  return _mm512_div_ps(one, _mm512_add_ps(one, e));
+}
+
+// Lanes u..u+15 of a row of H, masked at its end; k + bias as the gates read them.
+#define RNNKIT_AVX512 __attribute__((target("avx512f"), always_inline)) inline
+struct Lanes512 {
+  __mmask16 m;
+  RNNKIT_AVX512 __m512 load(const float* p, int64_t u) const {
+    return _mm512_maskz_loadu_ps(m, p + u);
+  }
+  RNNKIT_AVX512 __m512 load_k(const float* k, const float* bias, int64_t u) const {
+    return bias ? _mm512_add_ps(load(k, u), load(bias, u)) : load(k, u);
+  }
+  RNNKIT_AVX512 void store(float* p, int64_t u, __m512 v) const {
+    _mm512_mask_storeu_ps(p + u, m, v);
+  }
+};
+inline __mmask16 lanes(int64_t H, int64_t u) {
+  return H - u >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (H - u)) - 1);
+}
+
+template <bool LSTM>
+__attribute__((target("avx512f"))) void min_row_forward512(const float* k, const float* bias,
+                                                            const float* hp, float* hn, float* y,
+                                                            int64_t H) {
+  const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
+  const int64_t oh = (LSTM ? 2 : 1) * H;  // k_h's block
+  for (int64_t u = 0; u < H; u += 16) {
+    const Lanes512 L{lanes(H, u)};
+    const __m512 kh = L.load_k(k + oh, bias ? bias + oh : nullptr, u);
+    const __mmask16 pos = _mm512_cmp_ps_mask(kh, _mm512_setzero_ps(), _CMP_GE_OQ);
+    const __m512 g = _mm512_mask_blend_ps(pos, sigmoid16(kh), _mm512_add_ps(kh, half));
+    const __m512 p = L.load(hp, u);
+    __m512 h;
+    if (LSTM) {
+      const __m512 f = sigmoid16(L.load_k(k, bias, u));
+      const __m512 i = sigmoid16(L.load_k(k + H, bias ? bias + H : nullptr, u));
+      const __m512 inv = _mm512_div_ps(one, _mm512_add_ps(f, i));
+      h = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(f, inv), p),
+                        _mm512_mul_ps(_mm512_mul_ps(i, inv), g));  // f' h + i' g
+    } else {
+      const __m512 z = sigmoid16(L.load_k(k, bias, u));
+      h = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(one, z), p), _mm512_mul_ps(z, g));
+    }
+    L.store(hn, u, h);
+    L.store(y, u, h);
+  }
+}
+
+template <bool LSTM>
+__attribute__((target("avx512f"))) void min_row_backward512(const float* k, const float* bias,
+                                                             const float* hp, const float* dy,
+                                                             float* carry, float* dx,
+                                                             float* dbias, int64_t H) {
+  const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
+  const __m512 zero = _mm512_setzero_ps();
+  const int64_t oh = (LSTM ? 2 : 1) * H;
+  for (int64_t u = 0; u < H; u += 16) {
+    const Lanes512 L{lanes(H, u)};
+    const __m512 kh = L.load_k(k + oh, bias ? bias + oh : nullptr, u);
+    const __m512 sh = sigmoid16(kh);
+    const __mmask16 pos = _mm512_cmp_ps_mask(kh, zero, _CMP_GE_OQ);
+    const __mmask16 gt = _mm512_cmp_ps_mask(kh, zero, _CMP_GT_OQ);
+    const __m512 g = _mm512_mask_blend_ps(pos, sh, _mm512_add_ps(kh, half));
+    // g'(k_h): 1 above 0, sigma's slope at and below (as the generic loop)
+    const __m512 dg = _mm512_mask_blend_ps(gt, _mm512_mul_ps(sh, _mm512_sub_ps(one, sh)), one);
+    const __m512 p = L.load(hp, u);
+    const __m512 c = _mm512_add_ps(L.load(dy, u), L.load(carry, u));
+    __m512 d0, d1, d2 = zero, a;
+    if (LSTM) {
+      const __m512 f = sigmoid16(L.load_k(k, bias, u));
+      const __m512 i = sigmoid16(L.load_k(k + H, bias ? bias + H : nullptr, u));
+      const __m512 inv = _mm512_div_ps(one, _mm512_add_ps(f, i)), inv2 = _mm512_mul_ps(inv, inv);
+      const __m512 da = _mm512_mul_ps(c, p), dbb = _mm512_mul_ps(c, g);
+      d0 = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(i, inv2), _mm512_sub_ps(da, dbb)), f),
+                         _mm512_sub_ps(one, f));
+      d1 = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(f, inv2), _mm512_sub_ps(dbb, da)), i),
+                         _mm512_sub_ps(one, i));
+      d2 = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(c, i), inv), dg);
+      a = _mm512_mul_ps(f, inv);
+    } else {
+      const __m512 z = sigmoid16(L.load_k(k, bias, u));
+      d0 = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(c, _mm512_sub_ps(g, p)), z),
+                         _mm512_sub_ps(one, z));
+      d1 = _mm512_mul_ps(_mm512_mul_ps(c, z), dg);
+      a = _mm512_sub_ps(one, z);
+    }
+    L.store(carry, u, _mm512_mul_ps(a, c));
+    L.store(dx, u, d0);
+    L.store(dx + H, u, d1);
+    if (LSTM) L.store(dx + 2 * H, u, d2);
+    if (dbias) {
+      L.store(dbias, u, _mm512_add_ps(L.load(dbias, u), d0));
+      L.store(dbias + H, u, _mm512_add_ps(L.load(dbias + H, u), d1));
+      if (LSTM) L.store(dbias + 2 * H, u, _mm512_add_ps(L.load(dbias + 2 * H, u), d2));
+    }
+  }
+}
+#endif
+
+template <typename T, bool LSTM>
+void min_row_forward(MinRow<T, LSTM>& row, const T* k, const T* bias, const T* hp, T* hn, T* y,
+                     int64_t H) {
+#ifdef RNNKIT_SLEEF
+  if constexpr (std::is_same_v<T, float>) {
+    if (simd_level() == 2) return min_row_forward512<LSTM>(k, bias, hp, hn, y, H);
+  }
+#endif
+  row.forward(k, bias, hp, hn, y, H);
+}
+
+template <typename T, bool LSTM>
+void min_row_backward(MinRow<T, LSTM>& row, const T* k, const T* bias, const T* hp,
+                      const T* dy, T* carry, T* dx, T* dbias, int64_t H) {
+#ifdef RNNKIT_SLEEF
+  if constexpr (std::is_same_v<T, float>) {
+    if (simd_level() == 2)
+      return min_row_backward512<LSTM>(k, bias, hp, dy, carry, dx, dbias, H);
+  }
+#endif
+  row.backward(k, bias, hp, dy, carry, dx, dbias, H);
+}
+
 inline int64_t row_grain(int64_t T_, int64_t H) {  // rows per thread: at least ~64k elements
   return std::max<int64_t>(1, 65536 / std::max<int64_t>(T_ * H, 1));
 }
 
-// gx (T, b, G), h0 (b, H), valid (T, b) or none: returns Hs (T+1, b, H) = h_0..h_T.
-Tensor min_rnn_forward(const Tensor& gx, const Tensor& h0, const std::optional<Tensor>& valid,
-                       bool lstm) {
-  TORCH_CHECK(gx.device().is_cpu() && gx.is_contiguous() && gx.dim() == 3,
-              "rnnkit min_rnn_forward: gx must be a contiguous (t, b, g) CPU tensor");
-  const int64_t T_ = gx.size(0), b = gx.size(1), G = gx.size(2), H = h0.size(-1);
-  TORCH_CHECK(G == (lstm ? 3 : 2) * H, "rnnkit min_rnn_forward: gx has the wrong width");
-  Tensor Hs = seq_empty({T_ + 1, b, H}, gx.options());
+template <typename T, bool LSTM>
+void min_forward_rows(const T* k, const T* bias, const T* ok, T* h, T* y, int64_t T_, int64_t b,
+                      int64_t H, int64_t r0, int64_t r1) {
+  const int64_t G = (LSTM ? 3 : 2) * H;
+  MinRow<T, LSTM> row(H);
+  for (int64_t t = 0; t < T_; ++t) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* hp = h + (t * b + r) * H;
+      T* hn = h + ((t + 1) * b + r) * H;
+      T* yr = y + (t * b + r) * H;
+      if (ok && ok[t * b + r] == 0) {  // padding: the state is carried, the output is 0
+        std::copy(hp, hp + H, hn);
+        std::fill(yr, yr + H, T(0));
+        continue;
+      }
+      min_row_forward<T, LSTM>(row, k + (t * b + r) * G, bias, hp, hn, yr, H);
+    }
+  }
+}
+
+template <typename T, bool LSTM>
+void min_backward_rows(const T* k, const T* bias, const T* ok, const T* h, const T* dy,
+                       const T* dhT, T* dx, T* dh0, T* dbias_rows, int64_t T_, int64_t b,
+                       int64_t H, int64_t r0, int64_t r1) {
+  const int64_t G = (LSTM ? 3 : 2) * H;
+  MinRow<T, LSTM> row(H);
+  std::copy(dhT + r0 * H, dhT + r1 * H, dh0 + r0 * H);  // the carry a_{t+1} c_{t+1}, in place
+  for (int64_t t = T_ - 1; t >= 0; --t) {
+    for (int64_t r = r0; r < r1; ++r) {
+      T* dxr = dx + (t * b + r) * G;
+      if (ok && ok[t * b + r] == 0) {  // a = 1, b = 0 and Y = 0: the carry passes through
+        std::fill(dxr, dxr + G, T(0));
+        continue;
+      }
+      min_row_backward<T, LSTM>(row, k + (t * b + r) * G, bias, h + (t * b + r) * H,
+                                dy + (t * b + r) * H, dh0 + r * H, dxr,
+                                dbias_rows ? dbias_rows + r * G : nullptr, H);
+    }
+  }
+}
+
+// x (T, b, I), W (G, I), bias (G) or none, h0 (b, H), valid (T, b) or none. Returns
+//   Y (T, b, H): h_1..h_T, zero on padding (the layer's output),
+//   h_T (b, H): the state after the last step (padding carries it),
+//   gx (T, b, G) = x W^T and Hs (T+1, b, H) = h_0..h_T, saved for the backward.
+// The projection is computed here so that gx, like Hs and Y, comes from rnnkit's buffer cache;
+// the bias is added as the gates read gx, which saves a pass over it.
+std::vector<Tensor> min_rnn_forward(const Tensor& x, const Tensor& W,
+                                    const std::optional<Tensor>& bias, const Tensor& h0,
+                                    const std::optional<Tensor>& valid, bool lstm) {
+  TORCH_CHECK(x.device().is_cpu() && x.is_contiguous() && x.dim() == 3 && h0.is_contiguous(),
+              "rnnkit min_rnn_forward: x must be a contiguous (t, b, i) CPU tensor");
+  const int64_t T_ = x.size(0), b = x.size(1), I = x.size(2), G = W.size(0), H = h0.size(-1);
+  TORCH_CHECK(G == (lstm ? 3 : 2) * H && W.size(1) == I,
+              "rnnkit min_rnn_forward: W has the wrong shape");
+  Tensor gx = seq_empty({T_, b, G}, x.options());
+  Tensor gx2 = gx.view({T_ * b, G});
+  at::mm_out(gx2, x.view({T_ * b, I}), W.t());
+  Tensor Hs = seq_empty({T_ + 1, b, H}, x.options());
+  Tensor Y = seq_empty({T_, b, H}, x.options());
   Hs[0].copy_(h0);
-  const Tensor v = valid.has_value() ? valid->to(gx.scalar_type()).contiguous() : Tensor();
-  AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "rnnkit_min_rnn_forward", [&] {
+  const Tensor v = valid.has_value() ? valid->to(x.scalar_type()).contiguous() : Tensor();
+  const Tensor bv = bias.has_value() && bias->defined() ? bias->contiguous() : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_min_rnn_forward", [&] {
     using T = scalar_t;
-    const T* x = gx.const_data_ptr<T>();
+    const T* k = gx.const_data_ptr<T>();
+    const T* bp = bv.defined() ? bv.const_data_ptr<T>() : nullptr;
     const T* ok = v.defined() ? v.const_data_ptr<T>() : nullptr;
     T* h = Hs.data_ptr<T>();
+    T* y = Y.data_ptr<T>();
     at::parallel_for(0, b, row_grain(T_, H), [&](int64_t r0, int64_t r1) {
-      std::vector<T> s1(H), s2(H), gh(H);
-      for (int64_t t = 0; t < T_; ++t) {
-        for (int64_t r = r0; r < r1; ++r) {
-          const T* hp = h + (t * b + r) * H;
-          T* hn = h + ((t + 1) * b + r) * H;
-          if (ok && ok[t * b + r] == 0) {
-            std::copy(hp, hp + H, hn);
-            continue;
-          }
-          const T* xr = x + (t * b + r) * G;
-          if (lstm) {
-            min_gates<T, true>(xr, s1.data(), s2.data(), gh.data(), nullptr, H);
-            min_step<T, true>(s1.data(), s2.data(), gh.data(), hp, hn, H);
-          } else {
-            min_gates<T, false>(xr, s1.data(), s2.data(), gh.data(), nullptr, H);
-            min_step<T, false>(s1.data(), s2.data(), gh.data(), hp, hn, H);
-          }
-        }
+      if (lstm) {
+        min_forward_rows<T, true>(k, bp, ok, h, y, T_, b, H, r0, r1);
+      } else {
+        min_forward_rows<T, false>(k, bp, ok, h, y, T_, b, H, r0, r1);
       }
     });
   });
-  return Hs;
+  Tensor hT = Hs[T_].clone();  // not a view of the saved Hs
+  return {Y, hT, gx, Hs};
 }
 
-// dY (T, b, H) the gradient of h_1..h_T: returns dgx (T, b, G) and dh_0 (b, H).
-std::vector<Tensor> min_rnn_backward(const Tensor& dY, const Tensor& gx, const Tensor& Hs,
+// dY (T, b, H) the gradient of Y, dh_T (b, H) that of h_T; bias as in the forward (only
+// whether it is there, and its values, matter). Returns dgx (T, b, G), the gradient of gx
+// (the caller takes it through the projection), dh_0 (b, H) and dbias (G, empty without).
+std::vector<Tensor> min_rnn_backward(const Tensor& dY, const Tensor& dhT, const Tensor& gx,
+                                     const Tensor& Hs, const std::optional<Tensor>& bias,
                                      const std::optional<Tensor>& valid, bool lstm) {
-  TORCH_CHECK(dY.is_contiguous() && gx.is_contiguous() && Hs.is_contiguous(),
+  TORCH_CHECK(dY.is_contiguous() && dhT.is_contiguous() && gx.is_contiguous() &&
+                  Hs.is_contiguous(),
               "rnnkit min_rnn_backward: contiguous input");
   const int64_t T_ = gx.size(0), b = gx.size(1), G = gx.size(2), H = Hs.size(-1);
   Tensor dgx = seq_empty(gx.sizes(), gx.options());
   Tensor dh0 = at::empty({b, H}, gx.options());
   const Tensor v = valid.has_value() ? valid->to(gx.scalar_type()).contiguous() : Tensor();
+  const Tensor bv = bias.has_value() && bias->defined() ? bias->contiguous() : Tensor();
+  // each row's bias gradient, summed over its steps; then over rows, in order (deterministic)
+  Tensor db_rows = bv.defined() ? at::zeros({b, G}, gx.options()) : Tensor();
   AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "rnnkit_min_rnn_backward", [&] {
     using T = scalar_t;
-    const T* x = gx.const_data_ptr<T>();
+    const T* k = gx.const_data_ptr<T>();
+    const T* bp = bv.defined() ? bv.const_data_ptr<T>() : nullptr;
     const T* dy = dY.const_data_ptr<T>();
     const T* h = Hs.const_data_ptr<T>();
+    const T* d_T = dhT.const_data_ptr<T>();
     const T* ok = v.defined() ? v.const_data_ptr<T>() : nullptr;
     T* dx = dgx.data_ptr<T>();
+    T* d0 = dh0.data_ptr<T>();
+    T* dbr = db_rows.defined() ? db_rows.data_ptr<T>() : nullptr;
     at::parallel_for(0, b, row_grain(T_, H), [&](int64_t r0, int64_t r1) {
-      std::vector<T> s1(H), s2(H), gh(H), dg(H);
-      std::vector<T> carry(size_t(r1 - r0) * H, T(0));  // a_{t+1} c_{t+1}
-      for (int64_t t = T_ - 1; t >= 0; --t) {
-        for (int64_t r = r0; r < r1; ++r) {
-          T* cr = carry.data() + (r - r0) * H;
-          const T* dyr = dy + (t * b + r) * H;
-          T* dxr = dx + (t * b + r) * G;
-          if (ok && ok[t * b + r] == 0) {  // a = 1, b = 0: c passes through, no gate gradient
-            for (int64_t u = 0; u < H; ++u) cr[u] += dyr[u];
-            std::fill(dxr, dxr + G, T(0));
-            continue;
-          }
-          const T* xr = x + (t * b + r) * G;
-          const T* hp = h + (t * b + r) * H;  // h_{t-1}
-          if (lstm) {
-            min_gates<T, true>(xr, s1.data(), s2.data(), gh.data(), dg.data(), H);
-            min_step_backward<T, true>(s1.data(), s2.data(), gh.data(), dg.data(), hp, dyr, cr,
-                                       dxr, H);
-          } else {
-            min_gates<T, false>(xr, s1.data(), s2.data(), gh.data(), dg.data(), H);
-            min_step_backward<T, false>(s1.data(), s2.data(), gh.data(), dg.data(), hp, dyr, cr,
-                                        dxr, H);
-          }
-        }
+      if (lstm) {
+        min_backward_rows<T, true>(k, bp, ok, h, dy, d_T, dx, d0, dbr, T_, b, H, r0, r1);
+      } else {
+        min_backward_rows<T, false>(k, bp, ok, h, dy, d_T, dx, d0, dbr, T_, b, H, r0, r1);
       }
-      for (int64_t r = r0; r < r1; ++r)
-        std::copy(carry.data() + (r - r0) * H, carry.data() + (r - r0 + 1) * H,
-                  dh0.data_ptr<T>() + r * H);
     });
   });
-  return {dgx, dh0};
+  Tensor db = bv.defined() ? db_rows.sum(0, false, at::kDouble).to(gx.scalar_type()) : empty0(gx);
+  return {dgx, dh0, db};
 }
+
+// The buffer cache (pool.h): {bytes cached, bytes held by live tensors}, and emptying it.
+std::vector<int64_t> cache_info() {
+  const auto s = SeqPool::get().stats();
+  return {s.first, s.second};
+}
+void empty_cache() { SeqPool::get().empty(); }
 
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
-  m.def("min_rnn_forward(Tensor gx, Tensor h0, Tensor? valid, bool lstm) -> Tensor");
   m.def(
-      "min_rnn_backward(Tensor dY, Tensor gx, Tensor Hs, Tensor? valid, bool lstm) -> Tensor[]");
+      "min_rnn_forward(Tensor x, Tensor W, Tensor? bias, Tensor h0, Tensor? valid, bool lstm) "
+      "-> Tensor[]");
+  m.def(
+      "min_rnn_backward(Tensor dY, Tensor dhT, Tensor gx, Tensor Hs, Tensor? bias, Tensor? valid, "
+      "bool lstm) -> Tensor[]");
+  m.def("cache_info() -> int[]", &cache_info);  // no tensor arguments: one kernel for all
+  m.def("empty_cache() -> ()", &empty_cache);
   m.def("linear_recurrence_forward(Tensor a, Tensor b, Tensor h0) -> Tensor");
   m.def("linear_recurrence_backward(Tensor dh, Tensor a) -> Tensor");
 }
