@@ -208,7 +208,7 @@ class CppMinFunction(torch.autograd.Function):
             )
         x, W, bias, gx, Hs, valid = ctx.saved_tensors
         dgx, dh0, db = torch.ops.rnnkit.min_rnn_backward(
-            dY.contiguous(), dhT.contiguous(), gx, Hs, bias, valid, ctx.lstm
+            _unit_stride(dY), dhT.contiguous(), gx, Hs, bias, valid, ctx.lstm
         )
         d2 = dgx.view(-1, dgx.size(-1))  # (t*b, g)
         need_x, need_W, need_b = ctx.needs_input_grad[:3]
@@ -216,3 +216,14 @@ class CppMinFunction(torch.autograd.Function):
         dW = d2.t() @ x.reshape(-1, x.size(-1)) if need_W else None
         db = db if bias is not None and need_b else None
         return dx, dW, db, dh0, None, None
+
+
+def _unit_stride(g: Tensor) -> Tensor:
+    """g (t, b, h) with unit stride over h, copying as little as it can: the C++ pass reads any
+    (t, b) strides, so a batch-first gradient is used as it is, and a broadcast one (the
+    gradient of ``out.sum()`` or ``out.mean()``, stride 0) is made contiguous only along the
+    dimensions it varies in, then broadcast again."""
+    if g.stride(-1) == 1:
+        return g
+    keep = tuple(slice(0, 1) if s == 0 else slice(None) for s in g.stride()[:-1])
+    return g[keep].contiguous().expand(g.shape)

@@ -372,3 +372,32 @@ def test_linear_recurrence_takes_broadcast_coefficients(loops):
         h = a[t] * h + b[t]
         ref.append(h)
     assert_close(LinearRecurrence.apply(a, b, torch.zeros(3, 4, dtype=DT)), torch.stack(ref), **TOL)
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        lambda out: out.sum(),  # a broadcast gradient: strides 0
+        lambda out: out.mean(),
+        lambda out: (out * torch.linspace(-1, 1, out.size(-1), dtype=out.dtype)).sum(),
+        lambda out: out[:, -1].sum(),
+    ],
+    ids=["sum", "mean", "broadcast-over-time", "last-step"],
+)
+@pytest.mark.parametrize("cls", [rnnkit.MinGRU, rnnkit.MinLSTM])
+def test_fused_backward_takes_gradients_of_any_layout(cls, loss):
+    """The C++ backward reads the output's gradient through its strides (batch first, or
+    broadcast by sum / mean) instead of copying it: the same gradients as the loop."""
+    require_cpp()
+    torch.manual_seed(0)
+    fused = cls(I, H, batch_first=True, impl="fused", dtype=DT)
+    loop = cls(I, H, batch_first=True, impl="loop", dtype=DT)
+    loop.load_state_dict(fused.state_dict())
+    x = torch.randn(B, T, I, dtype=DT)
+    grads = []
+    for layer in (fused, loop):
+        xi = x.clone().requires_grad_(True)
+        loss(layer(xi)[0]).backward()
+        grads.append([xi.grad, *(p.grad for p in layer.parameters())])
+    for a, b in zip(*grads, strict=True):
+        assert_close(a, b, **TOL)

@@ -318,8 +318,8 @@ void min_forward_rows(const T* k, const T* bias, const T* ok, T* h, T* y, int64_
 
 template <typename T, bool LSTM>
 void min_backward_rows(const T* k, const T* bias, const T* ok, const T* h, const T* dy,
-                       const T* dhT, T* dx, T* dh0, T* dbias_rows, int64_t T_, int64_t b,
-                       int64_t H, int64_t r0, int64_t r1) {
+                       int64_t st, int64_t sb, const T* dhT, T* dx, T* dh0, T* dbias_rows,
+                       int64_t T_, int64_t b, int64_t H, int64_t r0, int64_t r1) {
   const int64_t G = (LSTM ? 3 : 2) * H;
   MinRow<T, LSTM> row(H);
   std::copy(dhT + r0 * H, dhT + r1 * H, dh0 + r0 * H);  // the carry a_{t+1} c_{t+1}, in place
@@ -331,7 +331,7 @@ void min_backward_rows(const T* k, const T* bias, const T* ok, const T* h, const
         continue;
       }
       min_row_backward<T, LSTM>(row, k + (t * b + r) * G, bias, h + (t * b + r) * H,
-                                dy + (t * b + r) * H, dh0 + r * H, dxr,
+                                dy + t * st + r * sb, dh0 + r * H, dxr,
                                 dbias_rows ? dbias_rows + r * G : nullptr, H);
     }
   }
@@ -378,15 +378,18 @@ std::vector<Tensor> min_rnn_forward(const Tensor& x, const Tensor& W,
   return {Y, hT, gx, Hs};
 }
 
-// dY (T, b, H) the gradient of Y, dh_T (b, H) that of h_T; bias as in the forward (only
+// dY (T, b, H) the gradient of Y (any strides over t and b), dh_T (b, H) that of h_T; bias as in the forward (only
 // whether it is there, and its values, matter). Returns dgx (T, b, G), the gradient of gx
 // (the caller takes it through the projection), dh_0 (b, H) and dbias (G, empty without).
 std::vector<Tensor> min_rnn_backward(const Tensor& dY, const Tensor& dhT, const Tensor& gx,
                                      const Tensor& Hs, const std::optional<Tensor>& bias,
                                      const std::optional<Tensor>& valid, bool lstm) {
-  TORCH_CHECK(dY.is_contiguous() && dhT.is_contiguous() && gx.is_contiguous() &&
+  TORCH_CHECK(dY.dim() == 3 && dY.stride(2) == 1 && dhT.is_contiguous() && gx.is_contiguous() &&
                   Hs.is_contiguous(),
-              "rnnkit min_rnn_backward: contiguous input");
+              "rnnkit min_rnn_backward: dY must have unit stride over units, the rest be "
+              "contiguous");
+  // dY may be any (t, b) view: a batch-first output's gradient, or a broadcast one (stride 0)
+  const int64_t st = dY.stride(0), sb = dY.stride(1);
   const int64_t T_ = gx.size(0), b = gx.size(1), G = gx.size(2), H = Hs.size(-1);
   Tensor dgx = seq_empty(gx.sizes(), gx.options());
   Tensor dh0 = at::empty({b, H}, gx.options());
@@ -407,9 +410,11 @@ std::vector<Tensor> min_rnn_backward(const Tensor& dY, const Tensor& dhT, const 
     T* dbr = db_rows.defined() ? db_rows.data_ptr<T>() : nullptr;
     at::parallel_for(0, b, row_grain(T_, H), [&](int64_t r0, int64_t r1) {
       if (lstm) {
-        min_backward_rows<T, true>(k, bp, ok, h, dy, d_T, dx, d0, dbr, T_, b, H, r0, r1);
+        min_backward_rows<T, true>(k, bp, ok, h, dy, st, sb, d_T, dx, d0, dbr, T_, b, H, r0,
+                                   r1);
       } else {
-        min_backward_rows<T, false>(k, bp, ok, h, dy, d_T, dx, d0, dbr, T_, b, H, r0, r1);
+        min_backward_rows<T, false>(k, bp, ok, h, dy, st, sb, d_T, dx, d0, dbr, T_, b, H, r0,
+                                    r1);
       }
     });
   });
