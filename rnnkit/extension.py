@@ -38,19 +38,39 @@ CSRC = Path(__file__).parent / "csrc"
 SOURCES = sorted(CSRC.glob("*.cpp"))  # lstm, gru, rnn, scan; common.h is included by each
 DTYPES = (torch.float32, torch.float64)
 STALE_LOCK_S = 600  # a build takes about 40 s; a lock this old was left by a killed build
-# -fno-trapping-math lets the loops vectorize. -fopenmp makes at::parallel_for (an inline
-# template over `#pragma omp parallel`) run on torch's threads: without it the pragma is
-# ignored and every "parallel" loop in csrc/ runs on one thread. The library then needs
-# libgomp.so.1, which is torch's own (bundled with the Linux wheels, loaded before us).
-CFLAGS = ["-O3", "-fno-trapping-math"] + (["-fopenmp"] if sys.platform == "linux" else [])
-LDFLAGS = ["-fopenmp"] if sys.platform == "linux" else []
+# -fno-trapping-math lets the loops vectorize.
+BASE_FLAGS = ["-O3", "-fno-trapping-math"]
 
 
-def _name() -> str:
+def _openmp() -> tuple[list[str], list[str]]:
+    """Compile and link flags that put at::parallel_for on torch's own threads. It is an
+    inline template over `#pragma omp parallel`: without -fopenmp the pragma is ignored and
+    every "parallel" loop in csrc/ runs on one thread. The library must then use the OpenMP
+    runtime torch loaded, not a second one (which would ignore torch.set_num_threads): the
+    Linux wheels ship theirs in torch/lib, so link that file itself."""
+    if sys.platform != "linux" or not torch._C.has_openmp:
+        return [], []
+    lib = Path(torch.__file__).parent / "lib"
+    bundled = sorted(lib.glob("libgomp*.so*"))
+    if bundled:
+        return ["-fopenmp"], [str(bundled[0]), f"-Wl,-rpath,{lib}"]
+    return ["-fopenmp"], ["-fopenmp"]  # torch uses the system's libgomp
+
+
+def _attempts() -> list[tuple[list[str], list[str]]]:
+    """(compile flags, link flags) to try in order: with OpenMP, then (should that build fail,
+    say with a compiler that has no OpenMP) without, the loops then on one thread."""
+    omp_c, omp_l = _openmp()
+    plain = (BASE_FLAGS, [])
+    return [(BASE_FLAGS + omp_c, omp_l), plain] if omp_c else [plain]
+
+
+def _name(flags: tuple[list[str], list[str]] | None = None) -> str:
     """The build's name carries a hash of every source and header and of torch's version, so a
     changed header (which torch's builder does not hash) or another torch (whose C++ ABI may
     differ) gets a fresh build instead of a stale library."""
-    digest = hashlib.sha256(torch.__version__.encode() + " ".join(CFLAGS + LDFLAGS).encode())
+    cflags, ldflags = flags or _attempts()[0]
+    digest = hashlib.sha256(torch.__version__.encode() + " ".join(cflags + ldflags).encode())
     for path in sorted(CSRC.glob("*.[ch]*")):
         digest.update(path.name.encode() + path.read_bytes())
     return f"rnnkit_cpu_{digest.hexdigest()[:12]}"
@@ -70,7 +90,20 @@ def _build() -> None:
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     if shutil.which("ninja") is None:
         raise RuntimeError("ninja is not installed (pip install ninja)")
-    name = _name()
+    attempts = _attempts()
+    for i, flags in enumerate(attempts):
+        try:
+            _build_with(cpp_extension, flags)
+            return
+        except Exception as e:
+            if i == len(attempts) - 1:
+                raise
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            log.warning("rnnkit: the build with OpenMP failed (%s); building without it", first)
+
+
+def _build_with(cpp_extension, flags: tuple[list[str], list[str]]) -> None:
+    name = _name(flags)
     # our own build directory (under torch's default root), so that its lock file is known:
     # torch's builder waits forever on a lock left by a process killed mid-build
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
@@ -87,8 +120,8 @@ def _build() -> None:
         name=name,
         sources=[str(s) for s in SOURCES],
         build_directory=str(build_dir),
-        extra_cflags=CFLAGS,
-        extra_ldflags=LDFLAGS,
+        extra_cflags=flags[0],
+        extra_ldflags=flags[1],
         is_python_module=False,
         verbose=False,
     )

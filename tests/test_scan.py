@@ -401,3 +401,43 @@ def test_fused_backward_takes_gradients_of_any_layout(cls, loss):
         grads.append([xi.grad, *(p.grad for p in layer.parameters())])
     for a, b in zip(*grads, strict=True):
         assert_close(a, b, **TOL)
+
+
+@pytest.mark.parametrize("cls", [rnnkit.MinGRU, rnnkit.MinLSTM])
+@pytest.mark.parametrize("b, h", [(2, 1), (0, 4)], ids=["one-unit", "empty-batch"])
+def test_fused_backward_of_a_sum_with_one_unit_or_no_rows(cls, b, h):
+    """out.sum()'s gradient has stride 0 everywhere; with one unit or no rows torch calls it
+    contiguous as it is, and the C++ backward must take it (it refused it once)."""
+    require_cpp()
+    fused = cls(I, h, impl="fused", dtype=DT)
+    loop = cls(I, h, impl="loop", dtype=DT)
+    loop.load_state_dict(fused.state_dict())
+    x = torch.randn(T, b, I, dtype=DT)
+    grads = []
+    for layer in (fused, loop):
+        xi = x.clone().requires_grad_(True)
+        layer(xi)[0].sum().backward()
+        grads.append([xi.grad, *(p.grad for p in layer.parameters())])
+    for a, e in zip(*grads, strict=True):
+        assert_close(a, e, **TOL)
+
+
+def test_cpp_min_ops_check_their_shapes():
+    """The ops are public under torch.ops.rnnkit: a wrong shape is an error, not a read past
+    the end of a buffer."""
+    require_cpp()
+    op = torch.ops.rnnkit
+    x, W, h0 = torch.randn(4, 2, 3), torch.randn(10, 3), torch.zeros(2, 5)
+    with pytest.raises(RuntimeError, match="bias must be"):
+        op.min_rnn_forward(x, W, torch.randn(1), h0, None, False)
+    with pytest.raises(RuntimeError, match="valid must be"):
+        op.min_rnn_forward(x, W, None, h0, torch.ones(1, 1, dtype=torch.bool), False)
+    with pytest.raises(RuntimeError, match="W must be"):
+        op.min_rnn_forward(x, W, None, h0, None, True)  # minLSTM needs 3h rows
+    with pytest.raises(RuntimeError, match="h0 must be"):
+        op.min_rnn_forward(x, W, None, torch.zeros(3, 5), None, False)
+    Y, hT, gx, Hs = op.min_rnn_forward(x, W, None, h0, None, False)
+    with pytest.raises(RuntimeError, match="dY must be"):
+        op.min_rnn_backward(torch.ones(1, 1, 5), hT, gx, Hs, None, None, False)
+    with pytest.raises(RuntimeError, match="do not match"):
+        op.min_rnn_backward(Y, hT, gx, Hs, None, None, True)

@@ -24,6 +24,9 @@
 #include <string>
 #include <unordered_map>
 
+#if defined(__unix__)
+#include <pthread.h>
+#endif
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
@@ -68,8 +71,19 @@ class SeqPool final : public c10::Allocator {
 
  private:
   SeqPool() {
-    const char* env = std::getenv("RNNKIT_CACHE_MB");
-    cap_ = size_t(env ? std::max(0L, std::strtol(env, nullptr, 10)) : 512) << 20;
+    long mb = 512;  // RNNKIT_CACHE_MB: a whole number of megabytes, else the default
+    if (const char* env = std::getenv("RNNKIT_CACHE_MB")) {
+      char* end = nullptr;
+      const long v = std::strtol(env, &end, 10);
+      if (end != env && *end == '\0' && v >= 0) mb = v;
+    }
+    cap_ = size_t(mb) << 20;
+#if defined(__unix__)
+    // fork (a DataLoader worker) while another thread holds the lock would leave the child's
+    // copy locked forever: hold it across the fork, and release it on both sides
+    pthread_atfork([] { get().mutex_.lock(); }, [] { get().mutex_.unlock(); },
+                   [] { get().mutex_.unlock(); });
+#endif
   }
 
   void* take(size_t size) {

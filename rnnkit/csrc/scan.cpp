@@ -243,10 +243,11 @@ __attribute__((target("avx512f"))) void min_row_backward512(const float* k, cons
       const __m512 i = sigmoid16(L.load_k(k + H, bias ? bias + H : nullptr, u));
       const __m512 inv = _mm512_div_ps(one, _mm512_add_ps(f, i)), inv2 = _mm512_mul_ps(inv, inv);
       const __m512 da = _mm512_mul_ps(c, p), dbb = _mm512_mul_ps(c, g);
-      d0 = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(i, inv2), _mm512_sub_ps(da, dbb)), f),
-                         _mm512_sub_ps(one, f));
-      d1 = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(f, inv2), _mm512_sub_ps(dbb, da)), i),
-                         _mm512_sub_ps(one, i));
+      // dk_f = (i / s^2)(da - dbb) f (1 - f),  dk_i = (f / s^2)(dbb - da) i (1 - i)
+      const __m512 wf = _mm512_mul_ps(_mm512_mul_ps(i, inv2), _mm512_sub_ps(da, dbb));
+      const __m512 wi = _mm512_mul_ps(_mm512_mul_ps(f, inv2), _mm512_sub_ps(dbb, da));
+      d0 = _mm512_mul_ps(_mm512_mul_ps(wf, f), _mm512_sub_ps(one, f));
+      d1 = _mm512_mul_ps(_mm512_mul_ps(wi, i), _mm512_sub_ps(one, i));
       d2 = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(c, i), inv), dg);
       a = _mm512_mul_ps(f, inv);
     } else {
@@ -346,11 +347,23 @@ void min_backward_rows(const T* k, const T* bias, const T* ok, const T* h, const
 std::vector<Tensor> min_rnn_forward(const Tensor& x, const Tensor& W,
                                     const std::optional<Tensor>& bias, const Tensor& h0,
                                     const std::optional<Tensor>& valid, bool lstm) {
-  TORCH_CHECK(x.device().is_cpu() && x.is_contiguous() && x.dim() == 3 && h0.is_contiguous(),
+  TORCH_CHECK(x.device().is_cpu() && x.is_contiguous() && x.dim() == 3,
               "rnnkit min_rnn_forward: x must be a contiguous (t, b, i) CPU tensor");
   const int64_t T_ = x.size(0), b = x.size(1), I = x.size(2), G = W.size(0), H = h0.size(-1);
-  TORCH_CHECK(G == (lstm ? 3 : 2) * H && W.size(1) == I,
-              "rnnkit min_rnn_forward: W has the wrong shape");
+  const auto same = [&](const Tensor& t) {
+    return t.device().is_cpu() && t.scalar_type() == x.scalar_type();
+  };
+  TORCH_CHECK(same(W) && same(h0) && h0.is_contiguous(),
+              "rnnkit min_rnn_forward: W and h0 must be CPU tensors of x's dtype");
+  TORCH_CHECK(W.dim() == 2 && G == (lstm ? 3 : 2) * H && W.size(1) == I,
+              "rnnkit min_rnn_forward: W must be (", lstm ? 3 : 2, " h, i) = (",
+              (lstm ? 3 : 2) * H, ", ", I, "), got ", W.sizes());
+  TORCH_CHECK(h0.sizes() == at::IntArrayRef({b, H}), "rnnkit min_rnn_forward: h0 must be (b, h)");
+  TORCH_CHECK(!bias.has_value() || !bias->defined() ||
+                  (same(*bias) && bias->dim() == 1 && bias->size(0) == G),
+              "rnnkit min_rnn_forward: bias must be (", G, ",) of x's dtype");
+  TORCH_CHECK(!valid.has_value() || valid->sizes() == at::IntArrayRef({T_, b}),
+              "rnnkit min_rnn_forward: valid must be (t, b)");
   Tensor gx = seq_empty({T_, b, G}, x.options());
   Tensor gx2 = gx.view({T_ * b, G});
   at::mm_out(gx2, x.view({T_ * b, I}), W.t());
@@ -378,19 +391,34 @@ std::vector<Tensor> min_rnn_forward(const Tensor& x, const Tensor& W,
   return {Y, hT, gx, Hs};
 }
 
-// dY (T, b, H) the gradient of Y (any strides over t and b), dh_T (b, H) that of h_T; bias as in the forward (only
-// whether it is there, and its values, matter). Returns dgx (T, b, G), the gradient of gx
-// (the caller takes it through the projection), dh_0 (b, H) and dbias (G, empty without).
+// dY (T, b, H) the gradient of Y (any strides over t and b), dh_T (b, H) that of h_T; bias
+// as in the forward (only whether it is there, and its values, matter). Returns dgx
+// (T, b, G), the gradient of gx (the caller takes it through the projection), dh_0 (b, H)
+// and dbias (G, empty without).
 std::vector<Tensor> min_rnn_backward(const Tensor& dY, const Tensor& dhT, const Tensor& gx,
                                      const Tensor& Hs, const std::optional<Tensor>& bias,
                                      const std::optional<Tensor>& valid, bool lstm) {
-  TORCH_CHECK(dY.dim() == 3 && dY.stride(2) == 1 && dhT.is_contiguous() && gx.is_contiguous() &&
-                  Hs.is_contiguous(),
-              "rnnkit min_rnn_backward: dY must have unit stride over units, the rest be "
-              "contiguous");
-  // dY may be any (t, b) view: a batch-first output's gradient, or a broadcast one (stride 0)
-  const int64_t st = dY.stride(0), sb = dY.stride(1);
+  TORCH_CHECK(gx.dim() == 3 && Hs.dim() == 3 && gx.is_contiguous() && Hs.is_contiguous(),
+              "rnnkit min_rnn_backward: gx and Hs must be contiguous (t, b, .) tensors");
   const int64_t T_ = gx.size(0), b = gx.size(1), G = gx.size(2), H = Hs.size(-1);
+  TORCH_CHECK(G == (lstm ? 3 : 2) * H && Hs.sizes() == at::IntArrayRef({T_ + 1, b, H}),
+              "rnnkit min_rnn_backward: gx (t, b, ", lstm ? 3 : 2, " h) and Hs (t + 1, b, h) "
+              "do not match");
+  TORCH_CHECK(dY.sizes() == at::IntArrayRef({T_, b, H}) && dhT.sizes() == at::IntArrayRef({b, H}),
+              "rnnkit min_rnn_backward: dY must be (t, b, h) and dhT (b, h)");
+  // dY may be any (t, b) view: a batch-first output's gradient, or a broadcast one (stride 0);
+  // over units it is read as contiguous (a single unit, or none, has any stride)
+  TORCH_CHECK(dY.stride(2) == 1 || H <= 1 || dY.numel() == 0,
+              "rnnkit min_rnn_backward: dY must have unit stride over units");
+  TORCH_CHECK(dhT.is_contiguous() && dY.scalar_type() == gx.scalar_type() &&
+                  dhT.scalar_type() == gx.scalar_type() && Hs.scalar_type() == gx.scalar_type(),
+              "rnnkit min_rnn_backward: dY, dhT, Hs must be of gx's dtype, dhT contiguous");
+  TORCH_CHECK(!bias.has_value() || !bias->defined() ||
+                  (bias->scalar_type() == gx.scalar_type() && bias->numel() == G),
+              "rnnkit min_rnn_backward: bias must be (", G, ",) of gx's dtype");
+  TORCH_CHECK(!valid.has_value() || valid->sizes() == at::IntArrayRef({T_, b}),
+              "rnnkit min_rnn_backward: valid must be (t, b)");
+  const int64_t st = dY.stride(0), sb = dY.stride(1);
   Tensor dgx = seq_empty(gx.sizes(), gx.options());
   Tensor dh0 = at::empty({b, H}, gx.options());
   const Tensor v = valid.has_value() ? valid->to(gx.scalar_type()).contiguous() : Tensor();
