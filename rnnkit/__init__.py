@@ -1,5 +1,6 @@
 """rnnkit: recurrent neural networks, complete and fast, on PyTorch."""
 
+from rnnkit import extension  # the C++ loops: built on first use; its buffer cache
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.layers import GRU, LSTM, RNN, Recurrent
 from rnnkit.scan import MinGRU, MinGRUCell, MinLSTM, MinLSTMCell
@@ -18,5 +19,6 @@ __all__ = [
     "MinLSTM",
     "MinGRUCell",
     "MinLSTMCell",
+    "extension",
     "__version__",
 ]

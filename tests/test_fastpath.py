@@ -565,3 +565,14 @@ def test_float32_loops_without_avx512_equal_the_python_loops(simd):
         [sys.executable, "-c", SIMD_SCRIPT], env=env, capture_output=True, text=True
     )
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]
+
+
+def test_the_cache_is_reachable_from_the_package():
+    """What the README shows: a bare `import rnnkit` gives rnnkit.extension and its cache
+    functions (in a fresh interpreter: here the tests have imported the submodule already)."""
+    import subprocess
+
+    code = "import rnnkit as r; r.extension.empty_cache(); print(sorted(r.extension.cache_info()))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "['cached', 'in_use']"
