@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -517,8 +518,6 @@ def test_cache_cap_comes_from_the_environment(tmp_path):
         "assert info == {'cached': 0, 'in_use': 0}, info\n"
     )
     env = dict(os.environ, RNNKIT_CACHE_MB="0")
-    import subprocess
-
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
 
@@ -558,8 +557,6 @@ def test_float32_loops_without_avx512_equal_the_python_loops(simd):
     """Each float32 loop has an AVX-512 path, an AVX2 one and a plain one, chosen by the CPU;
     RNNKIT_SIMD lowers the choice, so this machine runs the other two against autograd."""
     cpp_loops_or_skip()
-    import subprocess
-
     env = dict(os.environ, RNNKIT_SIMD=simd)
     done = subprocess.run(
         [sys.executable, "-c", SIMD_SCRIPT], env=env, capture_output=True, text=True
@@ -570,8 +567,6 @@ def test_float32_loops_without_avx512_equal_the_python_loops(simd):
 def test_the_cache_is_reachable_from_the_package():
     """What the README shows: a bare `import rnnkit` gives rnnkit.extension and its cache
     functions (in a fresh interpreter: here the tests have imported the submodule already)."""
-    import subprocess
-
     code = "import rnnkit as r; r.extension.empty_cache(); print(sorted(r.extension.cache_info()))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
