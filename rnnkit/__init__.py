@@ -3,7 +3,7 @@
 from rnnkit import extension  # the C++ loops: built on first use; its buffer cache
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.layers import GRU, LSTM, RNN, Recurrent
-from rnnkit.scan import MinGRU, MinGRUCell, MinLSTM, MinLSTMCell
+from rnnkit.mingru import MinGRU, MinGRUCell, MinLSTM, MinLSTMCell
 
 __version__ = "0.1.0"
 

@@ -30,22 +30,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnkit.bptt import first_order_only
+from rnnkit.layers.dispatch import cpp_loops
 from rnnkit.variants import LN_EPS, zoneout
 
 __all__ = ["LSTMFunction", "GRUFunction", "RNNFunction", "time_loops", "run_direction"]
 
 aten = torch.ops.aten
-
-
-def _first_order_only() -> None:
-    """The backward below is not itself differentiable: refuse create_graph=True loudly
-    rather than return a silently wrong second derivative."""
-    if torch.is_grad_enabled():
-        raise RuntimeError(
-            "rnnkit's fused path has a hand-written backward that cannot be differentiated "
-            "again (create_graph=True, double backward); build the layer with impl='loop' "
-            "for gradients of gradients"
-        )
 
 
 def _keep_at(keep, j: int):
@@ -200,7 +191,7 @@ class LSTMFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dY, dh_T, dc_T):
-        _first_order_only()
+        first_order_only()
         (
             A, Hs, C, K, Ct, Hin, W_hh, W_hr, g_hh, g_c, b_c, w_ch, h_mask, out_mask, M, Ahat,
         ) = ctx.saved_tensors  # fmt: skip
@@ -388,7 +379,7 @@ class GRUFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dY, dh_T):
-        _first_order_only()
+        first_order_only()
         A, Qn, Hs, Hin, W_hh, g_hh, h_mask, out_mask, *rest = ctx.saved_tensors
         if g_hh is not None:
             Araw, Mu, Rs = rest
@@ -481,7 +472,7 @@ class RNNFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dY, dh_T):
-        _first_order_only()
+        first_order_only()
         Hs, Ht, Hin, W_hh, g_hh, h_mask, out_mask, *rest = ctx.saved_tensors
         if g_hh is not None:
             Araw, Mu, Rs = rest
@@ -528,11 +519,10 @@ def _effective_keep(keep, valid: Tensor | None, dtype: torch.dtype):
 
 def time_loops(mode: str, gx: Tensor, W_hh: Tensor) -> type[torch.autograd.Function]:
     """The Function for mode (LSTM, GRU, RNN) with its loops in C++ (`rnnkit.fused_cpu`) where
-    they apply: CPU, float32 / float64, the library built; else the Python loops of this file.
-    Both compute the same function."""
-    from rnnkit import extension
-
-    if W_hh.dtype == gx.dtype and extension.available(gx):
+    `rnnkit.layers.dispatch.cpp_loops` says they apply (CPU, float32 / float64, W_hh of gx's
+    dtype, the library built); else the Python loops of this file. Both compute the same
+    function."""
+    if cpp_loops(gx, W_hh).cpp:
         from rnnkit import fused_cpu
 
         return getattr(fused_cpu, f"Cpp{mode}Function")
@@ -545,6 +535,10 @@ def run_direction(mode: str, prep, state, mask: Tensor | None, reverse: bool):
     prep: the layer's `_Direction` (gx (t, b, g), weights, masks); state: h0, or (h0, c0)
     for LSTM; mask (t, b) bool, False on padding. Returns (output (t, b, p), final state),
     exactly what `rnnkit.layers.unroll` returns for the same step.
+
+    The layer prepares it with ``fold_bias_hh=True``: for LSTM and RNN b_hh only shifts the
+    pre-activations s (it comes after the layer norm), so gx already holds b_ih + b_hh and
+    prep.bias_hh is None; GRU keeps b_hh apart, since its b_hn sits inside r * (W_hn h + b_hn).
     """
     gx = prep.gx
     valid = None if mask is None else mask.unsqueeze(-1)  # (t, b, 1)
@@ -557,8 +551,6 @@ def run_direction(mode: str, prep, state, mask: Tensor | None, reverse: bool):
         out_mask = None if out_mask is None else out_mask.flip(0)
     if mode == "LSTM":
         h0, c0 = state
-        if prep.bias_hh is not None:
-            gx = gx + prep.bias_hh  # b_hh comes after the layer norm, so it folds into gx
         y, h_n, c_n = time_loops("LSTM", gx, prep.weight_hh).apply(
             gx,
             h0,
@@ -581,8 +573,6 @@ def run_direction(mode: str, prep, state, mask: Tensor | None, reverse: bool):
             out_mask,
         )  # fmt: skip
     else:
-        if prep.bias_hh is not None:
-            gx = gx + prep.bias_hh
         y, final = time_loops("RNN", gx, prep.weight_hh).apply(
             gx, state, prep.weight_hh, prep.ln_weight_hh, prep.h_mask, keep_h, out_mask,
             mode == "RNN_RELU",

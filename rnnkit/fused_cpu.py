@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from rnnkit import extension
-from rnnkit.fused import _first_order_only
+from rnnkit.bptt import first_order_only
 from rnnkit.variants import LN_EPS
 
 __all__ = ["CppLSTMFunction", "CppGRUFunction", "CppRNNFunction", "CppMinFunction"]
@@ -88,7 +88,7 @@ class CppLSTMFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dY, dh_T, dc_T):
-        _first_order_only()
+        first_order_only()
         (
             A, C, K, Ct, Hin, M, Ahat, Rs, Chat, Rsc, W_hh, W_hr, g_hh, g_c, w_ch, h_mask,
             out_mask, kh, kc,
@@ -130,7 +130,7 @@ class CppGRUFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dY, dh_T):
-        _first_order_only()
+        first_order_only()
         A, Qn, Hs, Hin, Ahat, Rs, W_hh, g_hh, h_mask, out_mask, kh = ctx.saved_tensors
         if out_mask is not None:
             dY = dY * out_mask
@@ -164,7 +164,7 @@ class CppRNNFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dY, dh_T):
-        _first_order_only()
+        first_order_only()
         Ht, Hin, Ahat, Rs, W_hh, g_hh, h_mask, out_mask, kh = ctx.saved_tensors
         if out_mask is not None:
             dY = dY * out_mask

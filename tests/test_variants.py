@@ -2,7 +2,7 @@
 
 The references below are written from the papers, step by step, with nothing from rnnkit but
 the parameters they read. The dropout-style masks a layer draws are recorded (by wrapping
-`rnnkit.variants`' mask functions where rnnkit.layers calls them) and replayed in the
+`rnnkit.variants`' mask functions where rnnkit.layers.base calls them) and replayed in the
 reference, so the equations are checked with the very masks that were used.
 """
 
@@ -17,7 +17,7 @@ from torch import nn
 from torch.testing import assert_close
 
 import rnnkit
-import rnnkit.layers
+import rnnkit.layers.base
 
 DT = torch.float64
 T, B, I, H = 5, 3, 4, 3
@@ -175,9 +175,9 @@ def ref_layer(layer, kind, x, state0, opt, masks, lengths=None):
 
 @pytest.fixture
 def recorded(monkeypatch):
-    """The masks rnnkit.layers draws, in order."""
+    """The masks rnnkit.layers.base draws, in order."""
     seen = []
-    originals = {n: getattr(rnnkit.layers, n) for n in ("variational_mask", "zoneout_keep")}
+    originals = {n: getattr(rnnkit.layers.base, n) for n in ("variational_mask", "zoneout_keep")}
 
     def wrap(fn):
         def recorder(*args, **kw):
@@ -189,7 +189,7 @@ def recorded(monkeypatch):
         return recorder
 
     for name, fn in originals.items():
-        monkeypatch.setattr(rnnkit.layers, name, wrap(fn))
+        monkeypatch.setattr(rnnkit.layers.base, name, wrap(fn))
     return seen
 
 
