@@ -1,9 +1,13 @@
-"""Command line: parse and dispatch only; every action is a function in rnnkit.tasks.
+"""Command line: parse and dispatch only. The generic commands are here; every other command
+(`rnnkit sample`, `rnnkit translate`, `rnnkit inspect gradients`, ...) is declared by a task
+(`rnnkit.tasks.base.Command`) and runs the task's own method.
 
 rnnkit tasks
-rnnkit train charlm [--config FILE] [--out DIR] [key=value ...]
+rnnkit train TASK [--config FILE] [--out DIR] [key=value ...]
+rnnkit resume RUN
 rnnkit evaluate RUN [--json]
-rnnkit sample RUN [--prime TEXT] [--length N] [--temperature T] [--top-k K] [--seed S]
+rnnkit report RUN [--out FILE]
+rnnkit COMMAND [RUN] ...            a task's command
 """
 
 from __future__ import annotations
@@ -20,13 +24,23 @@ from rnnkit.errors import RnnkitError
 from rnnkit.run import RunDir
 
 
+def _task_commands() -> dict[str, tuple[tasks.Task, tasks.Command]]:
+    """Every task command by name, with the first task that declares it (whose arguments the
+    parser takes; tasks that share a command name declare the same arguments)."""
+    found: dict[str, tuple[tasks.Task, tasks.Command]] = {}
+    for task in tasks.all_tasks():
+        for command in task.commands:
+            found.setdefault(command.name, (task, command))
+    return found
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rnnkit", description="Recurrent neural networks: train, evaluate and sample."
     )
     sub = p.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("tasks", help="list the tasks and their config keys")
+    sub.add_parser("tasks", help="list the tasks, their config keys and commands")
 
     t = sub.add_parser("train", help="train a task into a run directory")
     t.add_argument("task", help="task name (see `rnnkit tasks`)")
@@ -39,70 +53,40 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("run", help="run directory")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    e = sub.add_parser("evaluate", help="evaluate a run on its validation split")
+    e = sub.add_parser("evaluate", help="evaluate a run on its held-out data")
     e.add_argument("run", help="run directory")
     e.add_argument("--json", action="store_true", help="print metrics as JSON")
-
-    s = sub.add_parser("sample", help="generate text from a trained language model")
-    s.add_argument("run", help="run directory")
-    s.add_argument("--prime", help="text to start from (default: a newline)")
-    s.add_argument("--length", type=int, default=500, help="characters to generate")
-    s.add_argument("--temperature", type=float, default=1.0, help="0 is greedy; <1 is safer")
-    s.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest (0: all)")
-    s.add_argument("--seed", type=int, default=0, help="random seed (same seed, same text)")
-    ins = sub.add_parser("inspect", help="look inside: gradient flow through time")
-    what = ins.add_subparsers(dest="what", required=True)
-    g = what.add_parser("gradients", help="||dL/dh_t|| per step and layer for a charlm run")
-    g.add_argument("run", help="run directory")
-    g.add_argument("--out", help="output directory (default RUN/inspect)")
-    g.add_argument("--batch", type=int, default=16, help="validation windows to average over")
-    c = what.add_parser("compare", help="train RNN, LSTM and GRU briefly and plot their flow")
-    c.add_argument("out", help="new output directory")
-    c.add_argument("--steps", type=int, default=200, help="training steps per cell")
-    c.add_argument("--data", default="pydoc", help="corpus (default: the built-in one)")
 
     rep = sub.add_parser("report", help="write one self-contained HTML page about a run")
     rep.add_argument("run", help="run directory")
     rep.add_argument("--out", help="HTML file (default RUN/report.html)")
 
-    tr = sub.add_parser("translate", help="translate text with a sequence-to-sequence run")
-    tr.add_argument("run", help="run directory of a dates, numbers or translate task")
-    tr.add_argument("text", nargs="?", help="the input (default: each line of standard input)")
-    tr.add_argument("--beam", type=int, help="beam size (default: the run's decode.beam)")
-    tr.add_argument("--n-best", type=int, default=1, help="print this many hypotheses")
-    tr.add_argument("--attention", metavar="PNG", help="save the attention map of the best")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for name, (_, command) in _task_commands().items():
+        words = name.split()
+        parent = sub
+        if len(words) == 2:  # "inspect gradients": a sub-command of a group
+            if words[0] not in groups:
+                g = sub.add_parser(words[0], help=f"{words[0]}: see its sub-commands")
+                groups[words[0]] = g.add_subparsers(dest="what", required=True)
+            parent = groups[words[0]]
+        c = parent.add_parser(words[-1], help=command.help)
+        c.set_defaults(task_command=name)
+        if command.needs_run:
+            c.add_argument("run", help=command.run_help)
+        for a in command.args:
+            c.add_argument(*a.flags, **a.options)
     return p
 
 
-def _task_of(run: str):
-    return tasks.get(RunDir.open(run, need=()).task)
-
-
-def _translate(args) -> int:
-    """One input from the command line, or each line of standard input; a bad line gets its
-    message and the others go on."""
-    from rnnkit.tasks import translate as seq2seq
-
-    loaded = seq2seq.load(args.run)
-    lines = [args.text] if args.text is not None else sys.stdin.read().splitlines()
-    status = 0
-    for line in lines:
-        try:
-            hyps, attention, labels = seq2seq.translate(
-                args.run, line, args.beam, args.n_best, loaded
-            )
-        except RnnkitError as err:
-            print(
-                f"rnnkit: error: {err.message}" + (f" ({err.hint})" if err.hint else ""),
-                file=sys.stderr,
-            )
-            status = 2
-            continue
-        for text, score in hyps:
-            print(text if args.n_best == 1 else f"{score:.3f}\t{text}")
-        if args.attention and attention is not None:
-            seq2seq.plot_attention(attention, *labels, args.attention)
-    return status
+def _run_task_command(name: str, args) -> int:
+    declared = _task_commands()[name]
+    if not declared[1].needs_run:
+        task = declared[0]
+    else:
+        task = tasks.get(RunDir.open(args.run, need=()).task)
+    command = task.command(name)  # an error naming the run's task when it has no such command
+    return int(getattr(task, command.method)(args) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,8 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += extra
     try:
         if args.command == "tasks":
-            for name, task in tasks.REGISTRY.items():
-                print(f"{name}: {task.DESCRIPTION}\n  keys: {', '.join(leaf_keys(task.Config))}")
+            for task in tasks.all_tasks():
+                print(f"{task.name}: {task.description}")
+                print(f"  keys: {', '.join(leaf_keys(task.Config))}")
+                if task.commands:
+                    print(f"  commands: {', '.join(c.name for c in task.commands)}")
         elif args.command == "train":
             task = tasks.get(args.task)
             config = build(task.Config, args.config, parse_overrides(args.overrides))
@@ -125,40 +112,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"run saved in {out}")
                 print(json.dumps(metrics))
         elif args.command == "resume":
-            metrics = _task_of(args.run).resume(args.run, progress=not args.quiet)
-            print(json.dumps(metrics))
+            task = tasks.get(RunDir.open(args.run, need=()).task)
+            print(json.dumps(task.resume(args.run, progress=not args.quiet)))
         elif args.command == "evaluate":
-            metrics = _task_of(args.run).evaluate(args.run)
+            metrics = tasks.get(RunDir.open(args.run, need=()).task).evaluate(args.run)
             print(
                 json.dumps(metrics)
                 if args.json
                 else "\n".join(f"{k}: {v:.4f}" for k, v in metrics.items())
             )
-        elif args.command == "sample":
-            task = _task_of(args.run)
-            if not hasattr(task, "sample"):
-                raise RnnkitError(f"task {task.NAME!r} does not generate text")
-            print(
-                task.sample(
-                    args.run, args.prime, args.length, args.temperature, args.top_k, args.seed
-                )
-            )
-        elif args.command == "inspect":
-            if args.what == "gradients":
-                from rnnkit.viz.gradients import inspect_run
-
-                result = inspect_run(args.run, args.out, batch=args.batch)
-            else:
-                from rnnkit.viz.compare import compare_cells
-
-                result = compare_cells(args.out, steps=args.steps, data=args.data, progress=True)
-            print(f"wrote {result['png']} and {result['json']}")
         elif args.command == "report":
             from rnnkit.viz.report import write_report
 
             print(f"wrote {write_report(args.run, args.out)}")
-        elif args.command == "translate":
-            return _translate(args)
+        else:
+            return _run_task_command(args.task_command, args)
     except RnnkitError as err:
         print(f"rnnkit: error: {err.message}", file=sys.stderr)
         if err.hint:

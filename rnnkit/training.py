@@ -186,7 +186,10 @@ class Trainer:
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     # ------------------------------------------------------------------------- the loop
-    def fit(self, resume: bool = False) -> dict:
+    def fit(self, resume: bool = False, final=None) -> dict:
+        """Train to ``config.steps`` (from the newest checkpoint with ``resume``); return the
+        metrics. ``final(model) -> dict``: metrics added at the end, before metrics.json is
+        written (a test-set evaluation, say); rank 0 only."""
         c = self.config
         if resume:
             self.restore()
@@ -252,6 +255,8 @@ class Trainer:
                 print("interrupted: checkpoint saved; continue with `rnnkit resume RUN`")
         if self.run is not None:
             self.run.save_model(self.model)
+            if final is not None:
+                self.metrics |= final(self.model)
             self.run.write_json("metrics.json", self.metrics | {"skipped_steps": self.skipped})
         return self.metrics
 

@@ -6,8 +6,9 @@ python scripts/attention_vs_length.py runs/num-attn runs/num-none --out docs/att
 import argparse
 import json
 
+from rnnkit import tasks
 from rnnkit.run import RunDir
-from rnnkit.tasks import translate
+from rnnkit.viz.attention import plot_length_study
 
 p = argparse.ArgumentParser()
 p.add_argument("runs", nargs="+", help="run directories (their model.attention labels them)")
@@ -16,10 +17,12 @@ args = p.parse_args()
 
 tables, trained = {}, 0
 for run in args.runs:
-    config = RunDir.open(run).read_json("config.json")
-    tables[f"attention={config['model']['attention']}"] = translate.accuracy_by_length(run)
+    run_dir = RunDir.open(run)
+    config = run_dir.read_json("config.json")
+    table = tasks.get(run_dir.task).accuracy_by_length(run)
+    tables[f"attention={config['model']['attention']}"] = table
     trained = config["data"]["max_len"]
-translate.plot_length_study(tables, trained, args.out)
+plot_length_study(tables, trained, args.out)
 with open(args.out.rsplit(".", 1)[0] + ".json", "w") as f:
     json.dump({k: {str(n): v for n, v in t.items()} for k, t in tables.items()}, f, indent=1)
 lengths = sorted({n for t in tables.values() for n in t})

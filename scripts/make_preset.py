@@ -44,6 +44,6 @@ def emit(config, indent: str = "") -> list[str]:
 if __name__ == "__main__":
     task = tasks.get(sys.argv[1])
     config = build(task.Config, overrides=parse_overrides(sys.argv[2:]))
-    print(f"# {task.NAME}: {task.DESCRIPTION}")
-    print(f"# rnnkit train {task.NAME} --config configs/{task.NAME}.yaml [section.key=value ...]")
+    print(f"# {task.name}: {task.description}")
+    print(f"# rnnkit train {task.name} --config configs/{task.name}.yaml [section.key=value ...]")
     print("\n".join(emit(config)))

@@ -7,14 +7,15 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from rnnkit import tasks
 from rnnkit.config import build, to_dict
 from rnnkit.run import RunDir
-from rnnkit.tasks import charlm
+from rnnkit.tasks.charlm import CharLMConfig
 from rnnkit.training import Trainer, distributed
 
 out, corpus = Path(sys.argv[1]), sys.argv[2]
 config = build(
-    charlm.CharLMConfig,
+    CharLMConfig,
     overrides={
         "data.path": corpus,
         "data.batch_size": 3,
@@ -30,9 +31,10 @@ config = build(
     },
 )
 rank, world = distributed()
-model, loop, vocab, _ = charlm._build(config, rank, world)
+charlm = tasks.get("charlm")
+model, loop = charlm._build(config, charlm.prepare(config), rank, world)
 assert loop.tbptt.x.size(0) == (2 if rank == 0 else 1)  # uneven shards: 2 streams and 1
-run = RunDir.create(out / "run", charlm.NAME, to_dict(config)) if rank == 0 else None
+run = RunDir.create(out / "run", charlm.name, to_dict(config)) if rank == 0 else None
 torch.distributed.barrier()
 Trainer(model, loop, config.train, run or RunDir(out / "run"), progress=False).fit()
 save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / f"rank{rank}.st")

@@ -5,11 +5,13 @@ import math
 import pytest
 import torch
 
+from rnnkit import tasks
 from rnnkit.config import build
 from rnnkit.errors import DataError, RunDirError
 from rnnkit.run import RunDir
-from rnnkit.tasks import charlm
 from rnnkit.tasks.charlm import CharLMConfig
+
+charlm = tasks.get("charlm")
 
 SENTENCE = "the quick brown fox jumps over the lazy dog. "
 
@@ -90,7 +92,8 @@ def test_priming_with_unknown_characters_names_them(trained):
 
 def test_state_carried_across_windows_equals_one_pass(trained):
     run, _, _ = trained
-    model, vocab, _ = charlm.load(run)
+    loaded = charlm.load(run)
+    model, vocab = loaded.model, loaded.setup.vocab
     ids = vocab.encode(SENTENCE * 2).unsqueeze(0)  # (1, t)
     whole, _ = model(ids)
     first, state = model(ids[:, :37])

@@ -55,7 +55,7 @@ def test_bad_override_syntax_and_file(tmp_path):
 
 
 def test_a_section_keeps_its_parents_defaults():
-    from rnnkit.tasks.translate import NumbersConfig
+    from rnnkit.tasks.seq2seq import NumbersConfig
 
     c = build(NumbersConfig, overrides={"train.lr": "0.01"})
     assert c.train.steps == 3000 and c.train.eval_every == 500  # Seq2SeqConfig's own defaults

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnkit.errors import ConfigError
-from rnnkit.ntm import NTM
+from rnnkit.models.ntm import NTM
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import torch
 
 from rnnkit import decoding
 from rnnkit.attention import Attention
-from rnnkit.seq2seq import BOS, EOS, PAD, Seq2Seq, Seq2SeqModelConfig
+from rnnkit.models.seq2seq import BOS, EOS, PAD, Seq2Seq, Seq2SeqModelConfig
 
 ATTENTIONS = ["bahdanau", "dot", "general", "concat"]
 

@@ -19,12 +19,14 @@ import pytest
 import torch
 
 import rnnkit
+from rnnkit import tasks
 from rnnkit.config import build
 from rnnkit.errors import RnnkitError, RunDirError
-from rnnkit.tasks import charlm
+from rnnkit.tasks import charlm_inspect as CI
+from rnnkit.tasks.charlm import CharLMConfig
+from rnnkit.tasks.charlm_inspect import compare_cells
 from rnnkit.viz import activations as A
 from rnnkit.viz import gradients as G
-from rnnkit.viz.compare import compare_cells
 from rnnkit.viz.report import curves_figure, write_report
 
 LAYERS = {"rnn": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
@@ -271,7 +273,7 @@ def _train(corpus, out, cell="lstm", **extra):
         "train.device": "cpu",
         **extra,
     }
-    charlm.train(build(charlm.CharLMConfig, overrides=overrides), out, progress=False)
+    tasks.get("charlm").train(build(CharLMConfig, overrides=overrides), out, progress=False)
     return out
 
 
@@ -281,15 +283,16 @@ def run(corpus, tmp_path_factory):
 
 
 def test_inspect_run(run, tmp_path):
-    result = G.inspect_run(run, tmp_path / "inspect", batch=4, seq_len=30)
+    result = CI.inspect_run(run, tmp_path / "inspect", batch=4, seq_len=30)
     assert result["png"].read_bytes().startswith(PNG)
     stats = json.loads(result["json"].read_text())
     assert stats == json.loads(json.dumps(result["stats"]))
     assert stats["cell"] == "lstm" and len(stats["layers"]) == 2 and stats["batch"] == 4
     assert stats["training"]["steps"] == 12
     # by hand: the loss is the last step's cross-entropy, so dL/dh_{T-1} = W_head^T (p - y)
-    model, vocab, config = charlm.load(run)
-    x, y = G.validation_windows(corpus_text(config), vocab, config, 4, 30)
+    loaded = tasks.get("charlm").load(run)
+    model, vocab, config = loaded.model, loaded.setup.vocab, loaded.config
+    x, y = CI.validation_windows(corpus_text(config), vocab, config, 4, 30)
     with torch.no_grad():
         logits, _ = model(x)
         p = torch.softmax(logits[:, -1].double(), -1) - torch.nn.functional.one_hot(
@@ -306,14 +309,14 @@ def corpus_text(config) -> str:
 
 def test_inspect_run_errors(tmp_path):
     with pytest.raises(RunDirError, match="not found"):
-        G.inspect_run(tmp_path / "nothing")
+        CI.inspect_run(tmp_path / "nothing")
     other = tmp_path / "other"
     other.mkdir()
     (other / "run.json").write_text('{"task": "translate"}')
     (other / "config.json").write_text("{}")
     (other / "model.safetensors").write_text("")
     with pytest.raises(RunDirError, match="charlm"):
-        G.inspect_run(other)
+        CI.inspect_run(other)
     page = write_report(other).read_text()  # another task: the generic sections only
     assert "<h2>Training" in page and "<h2>Config" in page and "<h2>Sample" not in page
 

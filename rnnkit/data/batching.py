@@ -44,3 +44,38 @@ class StreamBatches:
 
     def __iter__(self):
         return (self[k] for k in range(len(self)))
+
+
+# ----------------------------------------------------------------------------- padded batches
+
+
+def pad(sequences, pad_id: int, length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Id lists of different lengths as one (n, L) tensor filled with ``pad_id`` after each
+    sequence, and their lengths (n,). L is the longest (or ``length``, at least that)."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    width = max([length or 0, *lengths.tolist(), 0])
+    out = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    for i, s in enumerate(sequences):
+        out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    return out, lengths
+
+
+def bucket_batches(
+    lengths, batch_size: int, generator: torch.Generator, bucket: int = 50
+) -> list[torch.Tensor]:
+    """Row indices in batches of similar lengths, so little of a padded batch is padding.
+
+    The rows are shuffled, cut into groups of ``bucket`` batches, sorted by length inside each
+    group and cut into batches; the batches are shuffled again. Every row appears exactly once;
+    the same generator state gives the same batches (exact resume).
+    """
+    lengths = torch.as_tensor(lengths)
+    order = torch.randperm(len(lengths), generator=generator)
+    span = batch_size * bucket
+    batches = []
+    for start in range(0, len(order), span):
+        group = order[start : start + span]
+        group = group[torch.sort(lengths[group], stable=True).indices]  # short to long
+        batches += list(group.split(batch_size))
+    shuffle = torch.randperm(len(batches), generator=generator)
+    return [batches[i] for i in shuffle.tolist()]

@@ -1,7 +1,8 @@
 """Tokenizers for sequence-to-sequence tasks: characters, words, or BPE subwords.
 
-Every tokenizer maps text to ids with four reserved ids, PAD=0, BOS=1, EOS=2, UNK=3, and is
-saved in the run directory as JSON (subwords through the `tokenizers` library's own format).
+Every tokenizer maps text to ids with the default specials of `rnnkit.data.vocab` (PAD=0,
+BOS=1, EOS=2, UNK=3) and is saved in the run directory as JSON (subwords through the
+`tokenizers` library's own format).
 """
 
 from __future__ import annotations
@@ -10,35 +11,30 @@ import json
 import re
 from collections import Counter
 
-SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
+from rnnkit.data.vocab import DEFAULT_SPECIALS, SPECIAL_TOKENS, UNK, Vocabulary
+
+SPECIALS = [SPECIAL_TOKENS[s] for s in DEFAULT_SPECIALS]
 # words and single punctuation marks, each with the space before it if any, so that joining the
 # pieces gives the text back: "quatre-vingt mille" -> "quatre", "-", "vingt", " mille"
 _WORD = re.compile(r" ?\w+| ?[^\w\s]", re.UNICODE)
 
 
-class _Vocabulary:
+class _Vocabulary(Vocabulary):
     kind = ""
 
     def __init__(self, tokens: list[str]):
-        self.tokens = SPECIALS + [t for t in tokens if t not in SPECIALS]
-        self.index = {t: i for i, t in enumerate(self.tokens)}
-
-    def __len__(self) -> int:
-        return len(self.tokens)
+        super().__init__(tokens, DEFAULT_SPECIALS)
 
     def encode(self, text: str) -> list[int]:
-        return [self.index.get(p, 3) for p in self.split(text)]
+        return self.ids(self.split(text))
 
     def unknown(self, text: str) -> list[str]:
         """The distinct pieces of ``text`` outside the vocabulary."""
         return list(dict.fromkeys(p.strip() or p for p in self.split(text) if p not in self.index))
 
-    def pieces(self, ids) -> list[str]:
-        """The token string of each id (for labelling attention maps)."""
-        return [self.tokens[i] for i in ids]
-
     def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, "tokens": self.tokens[4:]}, ensure_ascii=False)
+        tokens = self.tokens[self.first_plain :]
+        return json.dumps({"kind": self.kind, "tokens": tokens}, ensure_ascii=False)
 
 
 class CharTokenizer(_Vocabulary):
@@ -52,7 +48,7 @@ class CharTokenizer(_Vocabulary):
         return list(text)
 
     def decode(self, ids) -> str:
-        return "".join(self.tokens[i] for i in ids if i > 3)
+        return "".join(self.plain(ids))
 
 
 class WordTokenizer(_Vocabulary):
@@ -71,7 +67,7 @@ class WordTokenizer(_Vocabulary):
         return _WORD.findall(" ".join(text.split()))  # runs of whitespace count as one space
 
     def decode(self, ids) -> str:
-        return "".join(self.tokens[i] for i in ids if i > 3).strip()
+        return "".join(self.plain(ids)).strip()
 
 
 class SubwordTokenizer:
@@ -110,12 +106,12 @@ class SubwordTokenizer:
                 if not ch.isspace()
                 and "<unk>" in self.tok.encode(ch, add_special_tokens=False).tokens
             ]
-            if 3 in pieces.ids
+            if UNK in pieces.ids
             else []
         )
 
     def decode(self, ids) -> str:
-        return self.tok.decode([i for i in ids if i > 3])
+        return self.tok.decode([i for i in ids if i >= len(SPECIALS)])
 
     def pieces(self, ids) -> list[str]:
         return [self.tok.id_to_token(i) for i in ids]

@@ -1,30 +1,59 @@
-"""The task registry. A task is a module (or any object) with
+"""The task registry: every `Task` subclass with a name, found by itself.
 
-    NAME         the name used on the command line
-    DESCRIPTION  one line for `rnnkit tasks`
-    Config       its config dataclass (nested sections allowed)
-    train(config, out, progress=True) -> metrics     writes the run directory `out`
-    resume(run, progress=True) -> metrics            continues from the newest checkpoint
-    evaluate(run) -> metrics
-    sample(run, ...) / translate(run, text) ...      optional, for generative tasks
+Each module of this package is imported once, on first use, so a new task is one new file here
+(or, outside rnnkit, any imported module that subclasses `Task`); nothing else lists tasks.
 
-``get(name)`` looks one up and lists the valid names otherwise.
+    get(name)      the task, or an error that lists the valid names
+    names()        every registered name
+    load(run)      a trained run rebuilt by the task named in its run.json
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from rnnkit.errors import ConfigError
-from rnnkit.tasks import algorithmic, charlm, translate
+from rnnkit.tasks.base import Command, Loaded, Task, arg
 
-_TASKS = [charlm, *translate.TASKS, *algorithmic.TASKS]
-
-REGISTRY = {task.NAME: task for task in _TASKS}
-
-
-def get(name: str):
-    if name not in REGISTRY:
-        raise ConfigError(f"unknown task {name!r}", "valid tasks: " + ", ".join(REGISTRY))
-    return REGISTRY[name]
+_instances: dict[str, Task] = {}
+_discovered = False
 
 
-__all__ = ["get", "REGISTRY"]
+def _discover() -> None:
+    global _discovered
+    if not _discovered:
+        for module in pkgutil.iter_modules(__path__):
+            if not module.name.startswith("_"):
+                importlib.import_module(f"{__name__}.{module.name}")
+        _discovered = True
+
+
+def names() -> list[str]:
+    _discover()
+    return list(Task.registry)
+
+
+def get(name: str) -> Task:
+    """The registered task ``name`` (one instance per class)."""
+    _discover()
+    cls = Task.registry.get(name)
+    if cls is None:
+        raise ConfigError(f"unknown task {name!r}", "valid tasks: " + ", ".join(Task.registry))
+    if type(_instances.get(name)) is not cls:  # a redefinition replaces the old instance
+        _instances[name] = cls()
+    return _instances[name]
+
+
+def all_tasks() -> list[Task]:
+    return [get(name) for name in names()]
+
+
+def load(path, device: str = "cpu") -> Loaded:
+    """The trained run at ``path``, rebuilt by its own task (named in its run.json)."""
+    from rnnkit.run import RunDir
+
+    return get(RunDir.open(path, need=()).task).load(path, device)
+
+
+__all__ = ["Task", "Command", "Loaded", "arg", "get", "names", "all_tasks", "load"]

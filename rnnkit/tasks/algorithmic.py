@@ -18,17 +18,14 @@ training loss falls below curriculum.threshold; its state is in the loop's state
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import rnnkit
-from rnnkit.config import build, to_dict
 from rnnkit.data.algorithmic import Batch
-from rnnkit.ntm import NTM
-from rnnkit.run import RunDir
+from rnnkit.models.ntm import NTM
+from rnnkit.models.sequence import SequenceModel
 from rnnkit.tasks.algorithmic_config import (
     AddingConfig,
     CopyConfig,
@@ -39,30 +36,13 @@ from rnnkit.tasks.algorithmic_config import (
     RepeatCopyConfig,
     SortConfig,
 )
-from rnnkit.training import Trainer, distributed, resolve_device
-
-CELLS = {"rnn": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
+from rnnkit.tasks.base import Loaded, Task
 
 
 # ----------------------------------------------------------------------------- models
-class RecurrentNet(nn.Module):
-    """rnnkit RNN / LSTM / GRU layers and a linear read-out at every step: x (b, t, i) ->
-    y (b, t, o)."""
-
-    def __init__(
-        self, kind: str, input_size: int, output_size: int, hidden: int, layers: int, **options
-    ):
-        super().__init__()
-        self.rnn = CELLS[kind](input_size, hidden, num_layers=layers, batch_first=True, **options)
-        self.head = nn.Linear(hidden, output_size)
-
-    def forward(self, x: Tensor, state=None):
-        h, state = self.rnn(x, state)  # (b, t, hidden)
-        return self.head(h), state
-
-
 def build_model(m: ModelConfig, input_size: int, output_size: int) -> nn.Module:
-    if m.kind == "ntm":
+    """The NTM (model.cell=ntm), or a recurrent stack with a read-out at every step."""
+    if m.cell == "ntm":
         return NTM(
             input_size,
             output_size,
@@ -75,8 +55,7 @@ def build_model(m: ModelConfig, input_size: int, output_size: int) -> nn.Module:
             controller=m.controller,
             memory_init=m.memory_init,
         )
-    options = {"forget_bias": m.forget_bias} if m.kind == "lstm" and m.forget_bias else {}
-    return RecurrentNet(m.kind, input_size, output_size, m.hidden, m.layers, **options)
+    return SequenceModel(input_size, output_size, m)  # x (b, t, i) -> y (b, t, o)
 
 
 # ----------------------------------------------------------------------------- losses, metrics
@@ -139,6 +118,7 @@ class AlgorithmicLoop:
     def __init__(self, task: AlgorithmicTask, config, device, rank: int = 0):
         self.task, self.config, self.device, self.rank = task, config, device, rank
         self.metric, self.higher_is_better = task.metric, task.higher_is_better
+        self.callbacks = (self.curriculum_step,)
         c = config.curriculum
         self.cap = c.start if c.enabled else None  # the current longest length
         self.running: float | None = None
@@ -204,96 +184,81 @@ class AlgorithmicLoop:
 
 
 # ----------------------------------------------------------------------------- the tasks
-class AlgorithmicTask:
-    """One registered task: NAME, DESCRIPTION, Config, and train / resume / evaluate / load."""
+class AlgorithmicTask(Task):
+    """The shared machinery of the memory tasks; each one names its config and metric."""
 
-    def __init__(self, name: str, description: str, config, metric: str, higher=False):
-        self.NAME, self.DESCRIPTION, self.Config = name, description, config
-        self.metric, self.higher_is_better = metric, higher
+    metric: str = "cost_bits"  # the held-out metric that picks the best checkpoint
+    higher_is_better: bool = False
 
-    def __repr__(self) -> str:
-        return f"<task {self.NAME}>"
+    def build_model(self, config, setup=None) -> nn.Module:
+        return build_model(config.model, *config.data.sizes())
 
-    def build(self, config, rank: int = 0):
-        device = resolve_device(config.train.device)
-        torch.manual_seed(config.train.seed)
-        model = build_model(config.model, *config.data.sizes()).to(device)
-        return model, AlgorithmicLoop(self, config, device, rank)
+    def loop(self, config, setup, device, rank, world) -> AlgorithmicLoop:
+        return AlgorithmicLoop(self, config, device, rank)
 
-    def train(self, config, out: str | Path, progress: bool = True) -> dict:
-        """Train into the run directory ``out``; return the final metrics."""
-        rank, world = distributed()
-        model, loop = self.build(config, rank)
-        run = RunDir.create(out, self.NAME, to_dict(config)) if rank == 0 else None
-        if world > 1:
-            torch.distributed.barrier()  # the run directory exists before any rank reads it
-            run = run or RunDir(out)
-        if progress and rank == 0:
-            params = sum(p.numel() for p in model.parameters())
-            print(f"{self.NAME}: {config.model.kind}, {params:,} parameters, on {loop.device}")
-        return self._fit(model, loop, config, run, progress)
+    def summary(self, config, setup, model, world: int) -> str:
+        params = sum(p.numel() for p in model.parameters())
+        device = next(model.parameters()).device
+        return f"{config.model.cell}, {params:,} parameters, on {device}"
 
-    def resume(self, path: str | Path, progress: bool = True) -> dict:
-        """Continue an interrupted run from its newest complete checkpoint, exactly."""
-        run = RunDir.open(path, self.NAME, need=())
-        config = build(self.Config, overrides=run.read_json("config.json"))
-        model, loop = self.build(config, distributed()[0])
-        return self._fit(model, loop, config, run, progress, resume=True)
-
-    def _fit(self, model, loop, config, run, progress, resume=False) -> dict:
-        trainer = Trainer(
-            model, loop, config.train, run, progress=progress, callbacks=(loop.curriculum_step,)
-        )
-        return trainer.fit(resume=resume)
-
-    def load(self, path: str | Path, device: str = "cpu"):
-        """(model, config) rebuilt from a run directory alone."""
-        run = RunDir.open(path, self.NAME)
-        config = build(self.Config, overrides=run.read_json("config.json"))
-        model = build_model(config.model, *config.data.sizes())
-        return run.load_model(model).to(device).eval(), config
-
-    def evaluate(self, path: str | Path, lengths: list[int] | None = None) -> dict:
+    def score(self, loaded: Loaded, lengths: list[int] | None = None) -> dict:
         """Held-out metrics of a saved run, also at ``lengths`` (default: its eval.lengths)."""
-        model, config = self.load(path)
+        config = loaded.config
         if lengths is not None:
             config.eval.lengths = ",".join(map(str, lengths))
         config.curriculum.enabled = False
-        return AlgorithmicLoop(self, config, torch.device("cpu")).evaluate(model)
+        return AlgorithmicLoop(self, config, torch.device("cpu")).evaluate(loaded.model)
+
+    def migrate(self, config: dict) -> dict:
+        """Runs saved before model.kind was renamed model.cell."""
+        model = config.get("model")
+        if isinstance(model, dict) and "kind" in model and "cell" not in model:
+            model = dict(model)
+            model["cell"] = model.pop("kind")
+            config = {**config, "model": model}
+        return config
 
 
-COPY = AlgorithmicTask(
-    "copy", "NTM copy: reproduce 1-20 random 8-bit vectors", CopyConfig, "cost_bits"
-)
-REPEAT_COPY = AlgorithmicTask(
-    "repeat_copy",
-    "NTM repeat copy: a sequence R times, then an end marker",
-    RepeatCopyConfig,
-    "cost_bits",
-)
-RECALL = AlgorithmicTask(
-    "recall", "NTM associative recall: the item after the queried one", RecallConfig, "cost_bits"
-)
-SORT = AlgorithmicTask(
-    "sort",
-    "NTM priority sort: the 16 of 20 vectors with the highest priorities",
-    SortConfig,
-    "cost_bits",
-)
-ADDING = AlgorithmicTask(
-    "adding", "adding problem: the sum of two marked values (Hochreiter 1997)", AddingConfig, "mse"
-)
-COPY_MEMORY = AlgorithmicTask(
-    "copy_memory",
-    "copy memory: recall 10 symbols after a delay (Arjovsky 2016)",
-    CopyMemoryConfig,
-    "xent",
-)
-DIGITS = AlgorithmicTask(
-    "digits",
-    "sequential 8x8 handwritten digits, a row or a pixel per step (scikit-learn)",
-    DigitsConfig,
-    "accuracy",
-    higher=True,
-)
-TASKS = [COPY, REPEAT_COPY, RECALL, SORT, ADDING, COPY_MEMORY, DIGITS]
+class Copy(AlgorithmicTask):
+    name = "copy"
+    description = "NTM copy: reproduce 1-20 random 8-bit vectors"
+    Config = CopyConfig
+
+
+class RepeatCopy(AlgorithmicTask):
+    name = "repeat_copy"
+    description = "NTM repeat copy: a sequence R times, then an end marker"
+    Config = RepeatCopyConfig
+
+
+class Recall(AlgorithmicTask):
+    name = "recall"
+    description = "NTM associative recall: the item after the queried one"
+    Config = RecallConfig
+
+
+class Sort(AlgorithmicTask):
+    name = "sort"
+    description = "NTM priority sort: the 16 of 20 vectors with the highest priorities"
+    Config = SortConfig
+
+
+class Adding(AlgorithmicTask):
+    name = "adding"
+    description = "adding problem: the sum of two marked values (Hochreiter 1997)"
+    Config = AddingConfig
+    metric = "mse"
+
+
+class CopyMemory(AlgorithmicTask):
+    name = "copy_memory"
+    description = "copy memory: recall 10 symbols after a delay (Arjovsky 2016)"
+    Config = CopyMemoryConfig
+    metric = "xent"
+
+
+class Digits(AlgorithmicTask):
+    name = "digits"
+    description = "sequential 8x8 handwritten digits, a row or a pixel per step (scikit-learn)"
+    Config = DigitsConfig
+    metric, higher_is_better = "accuracy", True

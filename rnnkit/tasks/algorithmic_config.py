@@ -1,5 +1,5 @@
 """The configs of the memory tasks: one dataclass per task, its sections addressed with dotted
-keys (``model.kind=lstm``, ``data.max_len=20``). `rnnkit.config.build` constructs each nested
+keys (``model.cell=lstm``, ``data.max_len=20``). `rnnkit.config.build` constructs each nested
 section from its class, so per-task defaults are subclasses (`NTMTrain`, `CopyEval`, ...), and the
 data sections (`rnnkit.tasks.algorithmic_data`) carry their generators.
 """
@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from rnnkit.config import choice, positive
 from rnnkit.errors import ConfigError
 from rnnkit.memory import MEMORY_INITS
-from rnnkit.ntm import CONTROLLERS
+from rnnkit.models.ntm import CONTROLLERS
+from rnnkit.models.sequence import SequenceModelConfig
+from rnnkit.models.stack import CELLS
 from rnnkit.tasks.algorithmic_data import (
     AddingData,
     CopyData,
@@ -23,15 +25,16 @@ from rnnkit.tasks.algorithmic_data import (
 )
 from rnnkit.training import TrainConfig
 
-KINDS = ("ntm", "rnn", "lstm", "gru")
+MODELS = ("ntm", *CELLS)
 
 
 @dataclass
-class ModelConfig:
-    kind: str = "ntm"  # ntm | lstm | gru | rnn
+class ModelConfig(SequenceModelConfig):
+    """The NTM (cell=ntm), or a recurrent stack (`rnnkit.models.stack`) read out at each step."""
+
+    cell: str = "ntm"  # ntm | lstm | gru | rnn
     hidden: int = 100  # controller units (ntm), or hidden units per layer
     layers: int = 1  # stacked layers (lstm | gru | rnn)
-    forget_bias: float = 0.0  # lstm only: initial forget-gate bias (0: torch's default init)
     controller: str = "lstm"  # ntm only: lstm | ff
     locations: int = 128  # ntm only: memory locations n
     word: int = 20  # ntm only: word size m
@@ -43,7 +46,7 @@ class ModelConfig:
 
 @dataclass
 class LSTMModel(ModelConfig):
-    kind: str = "lstm"
+    cell: str = "lstm"
     hidden: int = 128
 
 
@@ -101,7 +104,10 @@ class AddingTrain(RNNTrain):
 class _Validated:
     def validate(self) -> None:
         m = self.model
-        choice("model.kind", m.kind, KINDS)
+        choice("model.cell", m.cell, MODELS)
+        if m.cell != "ntm":
+            m.validate_model()
+            choice("model.head", m.head, ("step",))  # these tasks score every step
         choice("model.controller", m.controller, CONTROLLERS)
         choice("model.memory_init", m.memory_init, MEMORY_INITS)
         positive(m, "hidden", "layers", "locations", "word", "read_heads", prefix="model.")

@@ -25,15 +25,14 @@ from matplotlib.figure import Figure
 
 from rnnkit import tasks
 from rnnkit.errors import RnnkitError
-from rnnkit.ntm import NTM
+from rnnkit.models.ntm import NTM
 from rnnkit.run import RunDir
 from rnnkit.tasks.algorithmic import loss_of
 
 
 def _load(path):
-    task = tasks.get(RunDir.open(path).task)
-    model, config = task.load(path)
-    return task, model, config
+    loaded = tasks.load(path)
+    return loaded.task, loaded.model, loaded.config
 
 
 LABELS: dict[str, str] = {}  # run directory -> legend label (main's --labels)
@@ -43,14 +42,14 @@ def _label(path) -> str:
     if str(path) in LABELS:
         return LABELS[str(path)]
     config = RunDir(path).read_json("config.json")
-    return f"{config['model']['kind']} ({Path(path).name})"
+    return f"{config['model'].get('cell', config['model'].get('kind'))} ({Path(path).name})"
 
 
 def sequence_figure(path, length: int = 20, seed: int = 0) -> Figure:
     """One held-out sequence through a trained NTM: what it saw, did, and where it looked."""
     task, model, config = _load(path)
     if not isinstance(model, NTM):
-        raise RnnkitError(f"{path} holds a {config.model.kind} model; the figure needs an NTM")
+        raise RnnkitError(f"{path} holds a {config.model.cell} model; the figure needs an NTM")
     g = torch.Generator().manual_seed(seed)
     batch = config.data.held_out(1, g, length)
     trace = model.trace(batch.x)
@@ -84,7 +83,7 @@ def sequence_figure(path, length: int = 20, seed: int = 0) -> Figure:
 def length_errors(path, lengths: list[int]) -> dict[int, dict]:
     """Held-out metrics at each length (a run's own task and config)."""
     task = tasks.get(RunDir.open(path).task)
-    metrics = task.evaluate(path, lengths)
+    metrics = task.evaluate(path, lengths=lengths)
     return {
         n: {k.rpartition("@")[0]: v for k, v in metrics.items() if k.endswith(f"@{n}")}
         for n in lengths

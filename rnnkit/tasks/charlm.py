@@ -6,7 +6,9 @@
 
 Trained with truncated BPTT over streaming batches (the state is carried from one window to the
 next and detached), Adam and gradient-norm clipping; measured in bits per character on a held-out
-tail of the corpus; sampled with temperature, top-k and a priming string.
+tail of the corpus; sampled with temperature, top-k and a priming string. The model is
+`rnnkit.models.LanguageModel`; the inspection commands and report sections are in
+`rnnkit.tasks.charlm_inspect`.
 """
 
 from __future__ import annotations
@@ -17,26 +19,15 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-import rnnkit
-from rnnkit.config import build, choice, positive, to_dict
+from rnnkit.config import positive
 from rnnkit.data import CharVocab, StreamBatches, load_text
 from rnnkit.decoding import check_sampling, sample_logits
 from rnnkit.errors import ConfigError, DataError
-from rnnkit.run import RunDir
-from rnnkit.training import (
-    TBPTTConfig,
-    TrainConfig,
-    Trainer,
-    TruncatedBPTT,
-    distributed,
-    resolve_device,
-)
-
-NAME = "charlm"
-DESCRIPTION = "character-level language model (built-in corpus: Python's own docs)"
-CELLS = {"rnn": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
+from rnnkit.models.language import LanguageModel, LanguageModelConfig
+from rnnkit.tasks.base import Command, Loaded, Task, arg
+from rnnkit.training import TBPTTConfig, TrainConfig, TruncatedBPTT
 
 
 @dataclass
@@ -47,30 +38,16 @@ class CharLMData:
 
 
 @dataclass
-class CharLMModel:
-    cell: str = "lstm"  # rnn | lstm | gru
-    layers: int = 2  # stacked recurrent layers
-    hidden: int = 256  # hidden units per layer
-    embed: int = 64  # character embedding size
-    dropout: float = 0.0  # dropout between layers and before the output layer
-    impl: str = "auto"  # auto | native | loop (see rnnkit.LSTM)
-
-
-@dataclass
 class CharLMConfig:
     data: CharLMData = field(default_factory=CharLMData)
-    model: CharLMModel = field(default_factory=CharLMModel)
+    model: LanguageModelConfig = field(default_factory=LanguageModelConfig)
     tbptt: TBPTTConfig = field(default_factory=TBPTTConfig)  # k1: window, k2: gradient reach
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
-        d, m = self.data, self.model
-        choice("model.cell", m.cell, tuple(CELLS))
-        choice("model.impl", m.impl, ("auto", "native", "loop"))
-        positive(m, "layers", "hidden", "embed", prefix="model.")
+        d = self.data
+        self.model.validate_model()
         positive(d, "batch_size", prefix="data.")
-        if not 0 <= m.dropout < 1:
-            raise ConfigError(f"config key 'model.dropout' must be in [0, 1), got {m.dropout}")
         if not 0 < d.val_fraction < 1:
             raise ConfigError(
                 f"config key 'data.val_fraction' must be in (0, 1), got {d.val_fraction}"
@@ -79,55 +56,42 @@ class CharLMConfig:
         self.train.validate()
 
 
-class CharLM(nn.Module):
-    """Embedding -> recurrent layers -> linear read-out over the vocabulary."""
-
-    def __init__(self, vocab_size: int, config: CharLMModel):
-        super().__init__()
-        c = config
-        self.embed = nn.Embedding(vocab_size, c.embed)
-        self.rnn = CELLS[c.cell](
-            c.embed,
-            c.hidden,
-            num_layers=c.layers,
-            dropout=c.dropout if c.layers > 1 else 0.0,
-            batch_first=True,
-            impl=c.impl,
-        )
-        self.drop = nn.Dropout(c.dropout)
-        self.head = nn.Linear(c.hidden, vocab_size)
-
-    def forward(self, ids: Tensor, state=None):
-        """ids (b, t) -> logits (b, t, v) and the final state."""
-        h, state = self.rnn(self.embed(ids), state)  # (b, t, h)
-        return self.head(self.drop(h)), state
-
-
 def split(text: str, val_fraction: float) -> tuple[str, str]:
     """The head of the corpus for training, its tail for validation."""
     cut = int(len(text) * (1 - val_fraction))
     return text[:cut], text[cut:]
 
 
-Config = CharLMConfig
+@dataclass
+class CharLMSetup:
+    vocab: CharVocab
+    train: StreamBatches | None = None  # None when loaded for inference
+    val: StreamBatches | None = None
+    sizes: tuple[int, int] = (0, 0)  # training and validation characters
 
 
-def _val_batches(ids: Tensor, config: CharLMConfig) -> StreamBatches:
+def val_batches(ids: Tensor, config: CharLMConfig) -> StreamBatches:
     k1 = config.tbptt.k1
     streams = max(1, min(config.data.batch_size, (ids.numel() - 1) // k1))
     return StreamBatches(ids, streams, k1, what="validation split")
 
 
 @torch.no_grad()
-def bits_per_char(model: CharLM, batches: StreamBatches) -> float:
+def bits_per_char(model, batches: StreamBatches) -> float:
     """Mean cross-entropy over every character of ``batches`` in bits, the state carried."""
     model.eval()
+    device = next(model.parameters()).device
     state, nats, count = None, 0.0, 0
     for x, y in batches:
+        x, y = x.to(device), y.to(device)
         logits, state = model(x, state)
         nats += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
         count += y.numel()
     return nats / count / math.log(2)
+
+
+def _cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten())  # (b*t, v) against (b*t,)
 
 
 class CharLMLoop:
@@ -135,12 +99,11 @@ class CharLMLoop:
 
     metric, higher_is_better = "val_bpc", False
 
-    def __init__(
-        self, train: StreamBatches, val: StreamBatches, config: CharLMConfig, rank=0, world=1
-    ):
-        x, y = train.x[rank::world], train.y[rank::world]  # this process's share of streams
+    def __init__(self, setup: CharLMSetup, config: CharLMConfig, device, rank=0, world=1):
+        train = setup.train
+        x, y = train.x[rank::world].to(device), train.y[rank::world].to(device)  # its streams
         self.tbptt = TruncatedBPTT(x, y, config.tbptt)
-        self.val = val
+        self.val = setup.val
 
     def train_step(self, model, micro: int) -> Tensor:
         return self.tbptt.loss(model, micro % len(self.tbptt), _cross_entropy)
@@ -155,103 +118,147 @@ class CharLMLoop:
         self.tbptt.load_state_dict(state)
 
 
-def _cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
-    return F.cross_entropy(logits.flatten(0, 1), y.flatten())  # (b*t, v) against (b*t,)
+_INSPECT = "rnnkit.tasks.charlm_inspect"
 
 
-def _build(config: CharLMConfig, rank: int, world: int):
-    text = load_text(config.data.path)
-    train_text, val_text = split(text, config.data.val_fraction)
-    vocab = CharVocab.from_text(text)
-    device = resolve_device(config.train.device)
-    if world > config.data.batch_size:
-        raise ConfigError(
-            f"{world} processes need at least as many streams, got data.batch_size="
-            f"{config.data.batch_size}",
-            "raise data.batch_size or start fewer processes",
-        )
-    train_ids = vocab.encode(train_text).to(device)
-    train_batches = StreamBatches(
-        train_ids, config.data.batch_size, config.tbptt.k1, "training split"
+class CharLM(Task):
+    name = "charlm"
+    description = "character-level language model (built-in corpus: Python's own docs)"
+    Config = CharLMConfig
+    files = ("vocab.json",)
+    commands = (
+        Command(
+            "sample",
+            "generate text from a trained language model",
+            "sample_command",
+            (
+                arg("--prime", help="text to start from (default: a newline)"),
+                arg("--length", type=int, default=500, help="characters to generate"),
+                arg("--temperature", type=float, default=1.0, help="0 is greedy; <1 is safer"),
+                arg("--top-k", type=int, default=0, help="sample among the k likeliest (0: all)"),
+                arg("--seed", type=int, default=0, help="random seed (same seed, same text)"),
+            ),
+        ),
+        Command(
+            "inspect gradients",
+            "||dL/dh_t|| per step and layer of a language model run: PNG + JSON",
+            "inspect_gradients",
+            (
+                arg("--out", help="output directory (default RUN/inspect)"),
+                arg("--batch", type=int, default=16, help="validation windows to average over"),
+            ),
+        ),
+        Command(
+            "inspect compare",
+            "train RNN, LSTM and GRU briefly and plot their gradient flow",
+            "inspect_compare",
+            (
+                arg("out", help="new output directory"),
+                arg("--steps", type=int, default=200, help="training steps per cell"),
+                arg("--data", default="pydoc", help="corpus (default: the built-in one)"),
+            ),
+            needs_run=False,
+        ),
     )
-    val_batches = _val_batches(vocab.encode(val_text).to(device), config)
-    torch.manual_seed(config.train.seed)
-    model = CharLM(len(vocab), config.model).to(device)
-    loop = CharLMLoop(train_batches, val_batches, config, rank, world)
-    return model, loop, vocab, (len(train_text), len(val_text))
 
-
-def train(config: CharLMConfig, out: str | Path, progress: bool = True) -> dict:
-    """Train a character model into the run directory ``out``; return the final metrics."""
-    rank, world = distributed()
-    model, loop, vocab, (n_train, n_val) = _build(config, rank, world)
-    run = None
-    if rank == 0:
-        run = RunDir.create(out, NAME, to_dict(config))
-        run.write_text("vocab.json", vocab.to_json())
-    if world > 1:
-        torch.distributed.barrier()  # the run directory exists before any rank reads it
-        run = run or RunDir(out)
-    if progress and rank == 0:
-        params = sum(p.numel() for p in model.parameters())
-        print(
-            f"charlm: {n_train:,} training and {n_val:,} validation characters, vocabulary "
-            f"{len(vocab)}, {params:,} parameters, {world} process(es), {model.rnn.plan()}"
+    # ------------------------------------------------------------------------- the contract
+    def prepare(self, config: CharLMConfig, run=None, data: bool = True) -> CharLMSetup:
+        vocab = CharVocab.load(run.path / "vocab.json") if run is not None else None
+        if not data:
+            return CharLMSetup(vocab)
+        text = load_text(config.data.path)
+        vocab = vocab or CharVocab.from_text(text)
+        train_text, val_text = split(text, config.data.val_fraction)
+        train = StreamBatches(
+            vocab.encode(train_text), config.data.batch_size, config.tbptt.k1, "training split"
         )
-    return Trainer(model, loop, config.train, run, progress=progress).fit()
+        val = val_batches(vocab.encode(val_text), config)
+        return CharLMSetup(vocab, train, val, (len(train_text), len(val_text)))
 
+    def saved(self, setup: CharLMSetup) -> dict[str, str]:
+        return {"vocab.json": setup.vocab.to_json()}
 
-def resume(path: str | Path, progress: bool = True) -> dict:
-    """Continue an interrupted run from its newest complete checkpoint, exactly."""
-    run = RunDir.open(path, NAME, need=("vocab.json",))
-    config = build(CharLMConfig, overrides=run.read_json("config.json"))
-    rank, world = distributed()
-    model, loop, _, _ = _build(config, rank, world)
-    return Trainer(model, loop, config.train, run, progress=progress).fit(resume=True)
+    def build_model(self, config: CharLMConfig, setup: CharLMSetup) -> LanguageModel:
+        return LanguageModel(len(setup.vocab), config.model)
 
+    def loop(self, config, setup, device, rank, world) -> CharLMLoop:
+        if world > config.data.batch_size:
+            raise ConfigError(
+                f"{world} processes need at least as many streams, got data.batch_size="
+                f"{config.data.batch_size}",
+                "raise data.batch_size or start fewer processes",
+            )
+        return CharLMLoop(setup, config, device, rank, world)
 
-def load(path: str | Path, device: str = "cpu") -> tuple[CharLM, CharVocab, CharLMConfig]:
-    """Rebuild the model, vocabulary and config from a run directory alone."""
-    run = RunDir.open(path, NAME, need=("model.safetensors", "vocab.json"))
-    config = build(CharLMConfig, overrides=run.read_json("config.json"))
-    vocab = CharVocab.load(run.path / "vocab.json")
-    model = run.load_model(CharLM(len(vocab), config.model))
-    return model.to(device).eval(), vocab, config
+    def score(self, loaded: Loaded, **options) -> dict:
+        """Validation bits per character, on the split the run was trained with."""
+        config = loaded.config
+        _, val_text = split(load_text(config.data.path), config.data.val_fraction)
+        batches = val_batches(loaded.setup.vocab.encode(val_text), config)
+        return {"val_bpc": bits_per_char(loaded.model, batches)}
 
+    def summary(self, config, setup: CharLMSetup, model, world: int) -> str:
+        n_train, n_val = setup.sizes
+        params = sum(p.numel() for p in model.parameters())
+        return (
+            f"{n_train:,} training and {n_val:,} validation characters, vocabulary "
+            f"{len(setup.vocab)}, {params:,} parameters, {world} process(es), {model.rnn.plan()}"
+        )
 
-def evaluate(path: str | Path) -> dict:
-    """Validation bits per character of a saved run, on the split it was trained with."""
-    model, vocab, config = load(path)
-    _, val_text = split(load_text(config.data.path), config.data.val_fraction)
-    return {"val_bpc": bits_per_char(model, _val_batches(vocab.encode(val_text), config))}
+    def report(self, loaded: Loaded, **options):
+        from rnnkit.tasks.charlm_inspect import report_sections
 
+        return report_sections(self, loaded, **options)
 
-@torch.no_grad()
-def sample(
-    path: str | Path,
-    prime: str | None = None,
-    length: int = 500,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    seed: int = 0,
-) -> str:
-    """Feed ``prime`` through the model, then draw ``length`` characters. Same seed, same text.
+    # ------------------------------------------------------------------------- using a run
+    @torch.no_grad()
+    def sample(
+        self,
+        path: str | Path | Loaded,
+        prime: str | None = None,
+        length: int = 500,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        seed: int = 0,
+    ) -> str:
+        """Feed ``prime`` through the model, then draw ``length`` characters. Same seed, same
+        text. The default prime is a newline, or the vocabulary's first character."""
+        check_sampling(temperature, top_k)
+        if length < 0:
+            raise ConfigError(f"length must be >= 0, got {length}")
+        loaded = path if isinstance(path, Loaded) else self.load(path)
+        model, vocab = loaded.model, loaded.setup.vocab
+        if prime is None:
+            prime = "\n" if "\n" in vocab.index else vocab.chars[0]
+        if not prime:
+            raise DataError(
+                "the priming string is empty", "give at least one character, e.g. '\\n'"
+            )
+        generator = torch.Generator().manual_seed(seed)
+        logits, state = model(vocab.encode(prime).unsqueeze(0))  # (1, t, v)
+        out: list[int] = []
+        for _ in range(length):
+            c = sample_logits(logits[:, -1], temperature, top_k, generator)  # (1,)
+            out.append(int(c))
+            logits, state = model(c.view(1, 1), state)
+        return prime + vocab.decode(out)
 
-    The default prime is a newline, or the vocabulary's first character if it has no newline.
-    """
-    check_sampling(temperature, top_k)
-    if length < 0:
-        raise ConfigError(f"length must be >= 0, got {length}")
-    model, vocab, _ = load(path)
-    if prime is None:
-        prime = "\n" if "\n" in vocab.index else vocab.chars[0]
-    if not prime:
-        raise DataError("the priming string is empty", "give at least one character, e.g. '\\n'")
-    generator = torch.Generator().manual_seed(seed)
-    logits, state = model(vocab.encode(prime).unsqueeze(0))  # (1, t, v)
-    out: list[int] = []
-    for _ in range(length):
-        c = sample_logits(logits[:, -1], temperature, top_k, generator)  # (1,)
-        out.append(int(c))
-        logits, state = model(c.view(1, 1), state)
-    return prime + vocab.decode(out)
+    def sample_command(self, args) -> int:
+        print(
+            self.sample(args.run, args.prime, args.length, args.temperature, args.top_k, args.seed)
+        )
+        return 0
+
+    def inspect_gradients(self, args) -> int:
+        from rnnkit.tasks.charlm_inspect import inspect_run
+
+        result = inspect_run(self.load(args.run), args.out, batch=args.batch)
+        print(f"wrote {result['png']} and {result['json']}")
+        return 0
+
+    def inspect_compare(self, args) -> int:
+        from rnnkit.tasks.charlm_inspect import compare_cells
+
+        result = compare_cells(args.out, steps=args.steps, data=args.data, progress=True)
+        print(f"wrote {result['png']} and {result['json']}")
+        return 0

@@ -30,8 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.cells import gru_step, lstm_step, rnn_step
-from rnnkit.errors import RnnkitError, RunDirError
-from rnnkit.viz import figure, save_png
+from rnnkit.errors import RnnkitError
 
 __all__ = [
     "unroll_states",
@@ -40,14 +39,11 @@ __all__ = [
     "layer_gradient_norms",
     "charlm_gradient_norms",
     "check_replay",
-    "validation_windows",
     "by_distance",
     "flow_stats",
     "training_stats",
     "set_forget_bias",
     "plot_flow",
-    "run_flow",
-    "inspect_run",
 ]
 
 VANISHED, EXPLODED = 1e-6, 10.0  # ratio ||dL/dh_0|| / ||dL/dh_{T-1}|| per example
@@ -294,100 +290,3 @@ def _read_jsonl(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue  # a line cut short by an interrupted run
     return records
-
-
-def _load_charlm(run_dir):
-    from rnnkit.run import RunDir
-    from rnnkit.tasks import charlm
-
-    task = RunDir.open(run_dir).task
-    if task != charlm.NAME:
-        raise RunDirError(
-            f"gradient inspection needs a charlm run, {run_dir} holds a {task!r} run",
-            "use a run trained with `rnnkit train charlm`",
-        )
-    return charlm.load(run_dir)
-
-
-def validation_windows(text: str, vocab, config, batch: int, seq_len: int) -> tuple[Tensor, Tensor]:
-    """The first (x, y) window (b, T) of the validation split, b parallel streams."""
-    from rnnkit.data import StreamBatches
-    from rnnkit.tasks import charlm
-
-    _, val = charlm.split(text, config.data.val_fraction)
-    ids = vocab.encode(val)
-    streams = max(1, min(batch, (ids.numel() - 1) // seq_len))
-    return StreamBatches(ids, streams, seq_len, what="validation split")[0]
-
-
-def run_flow(run_dir, batch: int = 16, seq_len: int | None = None, model=None):
-    """Measure a charlm run's gradient flow; return (stats, figure) without writing anything.
-
-    ``model``: an already loaded (model, vocab, config) of the run, to skip loading it again.
-    See `inspect_run` for what the stats and the figure hold.
-    """
-    from rnnkit.data import load_text
-
-    model, vocab, config = model or _load_charlm(run_dir)
-    x, y = validation_windows(
-        load_text(config.data.path), vocab, config, batch, seq_len or config.tbptt.k1
-    )
-    norms = charlm_gradient_norms(model, x, y, where="last")  # (L, T, b)
-    records = _read_jsonl(Path(run_dir) / "metrics.jsonl")
-    clip = config.train.clip
-    stats = {
-        "cell": config.model.cell,
-        "layers": [flow_stats(n) for n in norms],
-        "by_distance": [by_distance(n).tolist() for n in norms],
-        "batch": int(x.size(0)),
-        "loss": "cross-entropy of the last step only",
-        "training": training_stats(records, clip),
-    }
-
-    fig = figure(11, 4)
-    left, right = fig.subplots(1, 2)
-    k = np.arange(norms.shape[1])
-    for i, n in enumerate(norms):
-        lo, hi = (np.percentile(n, q, axis=1)[::-1] for q in (10, 90))  # by distance
-        left.fill_between(k, np.where(lo > 0, lo, np.nan), np.where(hi > 0, hi, np.nan), alpha=0.2)
-        where = " (bottom)" if i == 0 and len(norms) > 1 else ""
-        label = f"layer {i + 1}{where}: x{stats['layers'][i]['rate_per_step']:.3f} per step"
-        plot_flow(left, {label: by_distance(n)}, normalize=False)
-    left.set_title(
-        f"{config.model.cell.upper()} gradient flow, loss at the last of {len(k)} steps "
-        "(band: 10-90 % of the batch)",
-        fontsize=10,
-    )
-    if records:
-        _plot_training(right, records, clip)
-        clipped = 100 * stats["training"]["clipped_fraction"]
-        what = f"clipped at {clip:g} in {clipped:.0f}% of steps" if clip > 0 else "no clipping"
-        right.set_title(f"training gradient norm: {what}", fontsize=10)
-    else:
-        right.set_axis_off()
-    return stats, fig
-
-
-def inspect_run(run_dir, out_dir=None, batch: int = 16, seq_len: int | None = None) -> dict:
-    """Gradient flow of a trained charlm run: ||dL/dh_t|| for every layer and step.
-
-    Takes ``batch`` windows of ``seq_len`` characters (default: the run's training window,
-    tbptt.k1) from the validation split, puts the loss on the last step only, and measures
-    dL/dh_t back to the window's start. Writes into ``out_dir`` (default ``RUN/inspect``):
-
-    gradients.png   left: mean norm per layer against distance in time (log scale), with the
-                    10-90 % band over the batch; right: the training gradient norm per step
-                    with the clipping threshold (from metrics.jsonl)
-    gradients.json  {"layers": [flow_stats per layer, bottom first], "by_distance": [[mean
-                    norm at k = 0..T-1] per layer], "training": training_stats, "cell", ...}
-
-    Returns {"png": Path, "json": Path, "stats": the JSON content}. Raises RunDirError for a
-    missing, incomplete or non-charlm run directory, DataError when its corpus is gone.
-    """
-    stats, fig = run_flow(run_dir, batch, seq_len)
-    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "inspect"
-    out.mkdir(parents=True, exist_ok=True)
-    png = save_png(fig, out / "gradients.png")
-    path = out / "gradients.json"
-    path.write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-    return {"png": png, "json": path, "stats": stats}

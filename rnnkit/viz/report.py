@@ -3,9 +3,9 @@
     header        task, rnnkit version, final metrics (metrics.json), the resolved config
     training      loss per step with the evaluation metrics, learning rate, gradient norm and
                   the clipping threshold (metrics.jsonl)
-    task sections the task's own pictures; charlm: a sample, gradient flow through time, units
-                  that track quotes / line position / bracket depth as coloured text, and gate
-                  saturation (see `rnnkit.viz.gradients`, `rnnkit.viz.activations`)
+    task sections the task's own, from `Task.report` (charlm: a sample, gradient flow through
+                  time, units that track quotes / line position / bracket depth as coloured
+                  text, and gate saturation)
 
 Images are embedded as base64 PNG and the style sheet is inline: no script, no external URL,
 so the file can be mailed or opened offline. A task section that cannot be drawn (its corpus
@@ -18,7 +18,6 @@ import base64
 import html
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from rnnkit.errors import RnnkitError
 from rnnkit.run import RunDir
 from rnnkit.viz import figure, png_bytes
 
-__all__ = ["write_report", "render", "curves_figure", "TASK_SECTIONS"]
+__all__ = ["write_report", "render", "curves_figure", "image_html", "table_html"]
 
 STEP_KEYS = {"step", "loss", "grad_norm", "lr", "seconds", "best", "best_step", "skipped"}
 
@@ -45,12 +44,12 @@ pre, .acts { font-family: monospace; font-size: 13px; white-space: pre-wrap; lin
 """
 
 
-def _img(fig) -> str:
+def image_html(fig) -> str:
     data = base64.b64encode(png_bytes(fig)).decode("ascii")
     return f'<img alt="figure" src="data:image/png;base64,{data}">'
 
 
-def _table(rows: dict) -> str:
+def table_html(rows: dict) -> str:
     cells = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
         for k, v in rows.items()
@@ -145,88 +144,13 @@ def _num(v) -> bool:
 # ----------------------------------------------------------------------------- charlm
 
 
-def _charlm_sections(
-    run: RunDir, sample_length: int, unit_chars: int
-) -> list[tuple[str, Callable[[], str]]]:
-    from rnnkit.data import load_text
-    from rnnkit.tasks import charlm
-    from rnnkit.viz import activations as A
-    from rnnkit.viz import gradients as G
-
-    loaded = charlm.load(run.path)
-    model, vocab, config = loaded
-
-    def sample() -> str:
-        text = charlm.sample(run.path, length=sample_length, temperature=0.8, seed=0)
-        return (
-            f"<p>{sample_length} characters drawn at temperature 0.8 (seed 0) after a newline.</p>"
-            f"<pre>{html.escape(text)}</pre>"
-        )
-
-    def gradient_flow() -> str:
-        stats, fig = G.run_flow(run.path, model=loaded)
-        rows = {f"layer {i + 1}": _flow_row(s) for i, s in enumerate(stats["layers"])}
-        return (
-            "<p>||dL/dh_t|| for a loss on the last step of validation windows, against the "
-            "distance in time; rate = the fitted decay per step, horizon = the first distance "
-            "where the gradient is below 1e-3 of the last step's.</p>" + _img(fig) + _table(rows)
-        )
-
-    def units() -> str:
-        _, val = charlm.split(load_text(config.data.path), config.data.val_fraction)
-        start = val.find("\n") + 1
-        text = val[start : start + unit_chars]  # the units are searched on these
-        shown = text[:700]  # and drawn on the first 700 characters
-        layers = A.charlm_trace(model, vocab, text)
-        top = layers[-1]["h"]  # (T, h) of the top layer
-        found = A.find_units(top, A.text_features(text), top=1)
-        parts = [
-            "<p>Units of the top layer whose activation correlates best (Pearson r) with a "
-            f"feature of the text, over {len(text)} validation characters; each character coloured "
-            "by the unit's value after reading it (blue -1, white 0, red +1).</p>"
-        ]
-        for feature, best in found.items():
-            u, r = best[0]["unit"], best[0]["r"]
-            title = f"{feature.replace('_', ' ')}: unit {u}, r = {r:+.2f}"
-            parts.append(A.activation_html(shown, top[: len(shown), u], title))
-        sats = [A.gate_saturation(layer) for layer in layers]
-        if any(sats):
-            fig = figure(4.2 * len(sats), 3.8)
-            axes = np.atleast_1d(fig.subplots(1, len(sats)))
-            for i, (ax, sat) in enumerate(zip(axes, sats, strict=True)):
-                A.plot_saturation(ax, sat, f"layer {i + 1}")
-            rows = {
-                f"layer {i + 1}, {gate} gate": f"{100 * s['left']:.1f}% < 0.1, "
-                f"{100 * s['right']:.1f}% > 0.9"
-                for i, sat in enumerate(sats)
-                for gate, s in sat.items()
-            }
-            parts.append("<h3>Gate saturation</h3>" + _img(fig) + _table(rows))
-        return "".join(parts)
-
-    return [("Sample", sample), ("Gradient flow through time", gradient_flow), ("Units", units)]
-
-
-def _flow_row(s: dict) -> str:
-    horizon = s["horizon_1e-3"]
-    return (
-        f"{s['verdict']}, rate x{s['rate_per_step']:.3f} per step, horizon "
-        f"{'beyond the window' if horizon is None else f'{horizon} steps'}, first/last step "
-        f"{s['ratio_over_window']:.2e}"
-    )
-
-
-# task -> sections(run, sample_length, unit_chars) -> [(heading, draw() -> HTML)]
-TASK_SECTIONS: dict[str, Callable[..., list[tuple[str, Callable[[], str]]]]] = {
-    "charlm": _charlm_sections,
-}
-
-
 # ----------------------------------------------------------------------------- the page
 
 
-def render(run_dir, sample_length: int = 400, unit_chars: int = 2000) -> str:
+def render(run_dir, **options) -> str:
     """The report of ``run_dir`` as one HTML string (see `write_report`)."""
+    from rnnkit import tasks
+
     run = RunDir.open(run_dir, need=())
     meta = run.read_json("run.json")
     config = run.read_json("config.json")
@@ -237,18 +161,19 @@ def render(run_dir, sample_length: int = 400, unit_chars: int = 2000) -> str:
     title = f"rnnkit report: {run.path.name} ({task})"
     body = [
         f"<h1>{html.escape(title)}</h1>",
-        _table({"task": task, "rnnkit": meta.get("rnnkit", "?"), "run directory": run.path}),
+        table_html({"task": task, "rnnkit": meta.get("rnnkit", "?"), "run directory": run.path}),
         "<h2>Final metrics</h2>",
-        _table(final) if final else '<p class="note">no metrics.json: the run did not finish</p>',
+        table_html(final) if final else _note_text("no metrics.json: the run did not finish"),
         "<h2>Training</h2>",
     ]
     if records:
-        body.append(_img(curves_figure(records, clip if _num(clip) else 0.0)))
+        body.append(image_html(curves_figure(records, clip if _num(clip) else 0.0)))
     else:
         body.append('<p class="note">metrics.jsonl is empty: nothing was logged</p>')
-    if task in TASK_SECTIONS and (run.path / "model.safetensors").is_file():
+    if task in tasks.names() and (run.path / "model.safetensors").is_file():
         try:
-            sections = TASK_SECTIONS[task](run, sample_length, unit_chars)
+            owner = tasks.get(task)
+            sections = owner.report(owner.load(run.path), **options)
         except RnnkitError as err:
             sections = [("Model", lambda err=err: _note(err))]
         for name, draw in sections:
@@ -257,7 +182,7 @@ def render(run_dir, sample_length: int = 400, unit_chars: int = 2000) -> str:
             except RnnkitError as err:
                 content = _note(err)
             body.append(f"<h2>{html.escape(name)}</h2>{content}")
-    body += ["<h2>Config</h2>", _table(_flatten(config))]
+    body += ["<h2>Config</h2>", table_html(_flatten(config))]
     return (
         f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n"
@@ -266,20 +191,25 @@ def render(run_dir, sample_length: int = 400, unit_chars: int = 2000) -> str:
 
 
 def _note(err: RnnkitError) -> str:
-    return f'<p class="note">not drawn: {html.escape(str(err))}</p>'
+    return _note_text(f"not drawn: {err}")
 
 
-def write_report(run_dir, out=None, *, sample_length: int = 400, unit_chars: int = 2000) -> Path:
+def _note_text(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+def write_report(run_dir, out=None, **options) -> Path:
     """Write the run's report, one self-contained HTML file, and return its path.
 
     ``out`` defaults to ``RUN/report.html``. The page holds the final metrics, training curves
     (loss with evaluation metrics, learning rate, gradient norm and clipping threshold), the
-    task's own sections (charlm: a sample, gradient flow through time, interpretable units as
-    coloured text, gate saturation) and the config; images are inline PNG, nothing is fetched.
-    ``sample_length``: characters sampled; ``unit_chars``: validation characters the unit
-    search reads. Raises RunDirError for a missing or incomplete run directory.
+    task's own sections (`Task.report`; charlm: a sample, gradient flow through time,
+    interpretable units as coloured text, gate saturation) and the config; images are inline
+    PNG, nothing is fetched. ``options`` go to the task's sections (charlm: ``sample_length``
+    characters sampled, ``unit_chars`` validation characters the unit search reads). Raises
+    RunDirError for a missing or incomplete run directory.
     """
-    page = render(run_dir, sample_length, unit_chars)
+    page = render(run_dir, **options)
     path = Path(out) if out is not None else Path(run_dir) / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")

@@ -17,6 +17,11 @@
 `encode` runs once per source batch, `decode_step` once per target step: the decoding module
 (`rnnkit.decoding`) drives both for greedy search, beam search and sampling.
 
+The encoder is pluggable: any module ``encoder(src, lengths) -> (memory states (b, S, k),
+summary (b, k'), mask (b, S))`` (an image encoder for captioning, say) replaces the default
+`RecurrentEncoder`; the bridge and attention size themselves from ``encoder.memory_size`` and
+``encoder.summary_size``.
+
 Shapes: b batch, S source length, T target length, h hidden, e embedding, v vocabulary.
 """
 
@@ -27,15 +32,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-import rnnkit
 from rnnkit.attention import Attention
+from rnnkit.config import choice, positive
+from rnnkit.data.vocab import BOS, EOS, PAD, UNK
+from rnnkit.errors import ConfigError
+from rnnkit.models.stack import CELLS, VariantConfig, recurrent_stack
 
-PAD, BOS, EOS, UNK = 0, 1, 2, 3
-LAYERS = {"rnn": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
+__all__ = ["Seq2Seq", "Seq2SeqModelConfig", "RecurrentEncoder", "PAD", "BOS", "EOS", "UNK"]
+ATTENTIONS = ("none", "bahdanau", "dot", "general", "concat")
 
 
 @dataclass
-class Seq2SeqModelConfig:
+class Seq2SeqModelConfig(VariantConfig):
     cell: str = "lstm"  # rnn | lstm | gru
     embed: int = 64  # token embedding size (source and target)
     hidden: int = 128  # hidden units per direction and layer
@@ -45,6 +53,18 @@ class Seq2SeqModelConfig:
     attention: str = "general"  # none | bahdanau | dot | general | concat
     input_feeding: bool = True  # Luong: feed h~_{t-1} into the next decoder step
     dropout: float = 0.1  # on embeddings and before the output layer
+
+    def validate_model(self, prefix: str = "model.") -> None:
+        choice(prefix + "cell", self.cell, tuple(CELLS))
+        choice(prefix + "attention", self.attention, ATTENTIONS)
+        positive(self, "embed", "hidden", "encoder_layers", "decoder_layers", prefix=prefix)
+        self.validate_variants(self.cell, prefix)
+        if self.attention == "dot" and self.bidirectional:
+            raise ConfigError(
+                f"{prefix}attention=dot needs decoder and encoder states of one size, but the "
+                "bidirectional encoder's are twice as wide",
+                f"use {prefix}attention=general, or {prefix}bidirectional=false",
+            )
 
 
 @dataclass
@@ -77,53 +97,81 @@ class Memory:
         return Memory(self.states.index_select(0, idx), self.mask.index_select(0, idx), keys)
 
 
+class RecurrentEncoder(nn.Module):
+    """Source ids (b, S) -> states h_1..h_S (b, S, d*h), the summary [h_fwd_S; h_bwd_1] of the
+    last layer (b, d*h) and the padding mask (b, S), True on real tokens."""
+
+    def __init__(self, embed: nn.Embedding, rnn: nn.Module, drop: nn.Module, config):
+        super().__init__()
+        self.embed, self.rnn, self.drop, self.config = embed, rnn, drop, config
+        d = 2 if config.bidirectional else 1
+        self.memory_size = self.summary_size = d * config.hidden
+
+    def forward(self, src: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        c = self.config
+        states, final = self.rnn(self.drop(self.embed(src)), lengths=lengths)
+        h_n = final[0] if isinstance(final, tuple) else final  # (layers*d, b, h)
+        d = 2 if c.bidirectional else 1
+        top = h_n.view(c.encoder_layers, d, -1, c.hidden)[-1]  # the last layer: (d, b, h)
+        summary = torch.cat(list(top), dim=-1)  # [h_fwd_S; h_bwd_1]: (b, d*h)
+        mask = torch.arange(src.size(1), device=src.device) < lengths.to(src.device)[:, None]
+        return states, summary, mask
+
+
 class Seq2Seq(nn.Module):
-    def __init__(self, src_vocab: int, tgt_vocab: int, config: Seq2SeqModelConfig):
+    """The encoder-decoder of the module docstring. ``encoder``: a module to use instead of
+    the recurrent encoder over ``src_vocab`` (then ``src_vocab`` is ignored)."""
+
+    def __init__(
+        self,
+        src_vocab: int,
+        tgt_vocab: int,
+        config: Seq2SeqModelConfig,
+        encoder: nn.Module | None = None,
+    ):
         super().__init__()
         c = self.config = config
-        d = 2 if c.bidirectional else 1
-        layer = LAYERS[c.cell]
-        self.src_embed = nn.Embedding(src_vocab, c.embed, padding_idx=PAD)
-        self.tgt_embed = nn.Embedding(tgt_vocab, c.embed, padding_idx=PAD)
-        self.encoder = layer(
-            c.embed,
-            c.hidden,
-            num_layers=c.encoder_layers,
-            bidirectional=c.bidirectional,
-            batch_first=True,
-            dropout=c.dropout if c.encoder_layers > 1 else 0.0,
-        )
-        self.bridge = nn.Linear(d * c.hidden, c.decoder_layers * c.hidden)
+        stack = dict(batch_first=True, variants=c)
+        if encoder is None:  # created in this order so that a seed gives the same weights
+            src_embed = nn.Embedding(src_vocab, c.embed, padding_idx=PAD)
+            self.tgt_embed = nn.Embedding(tgt_vocab, c.embed, padding_idx=PAD)
+            rnn = recurrent_stack(
+                c.embed,
+                c.cell,
+                c.hidden,
+                c.encoder_layers,
+                bidirectional=c.bidirectional,
+                dropout=c.dropout,
+                **stack,
+            )
+            self.drop = nn.Dropout(c.dropout)
+            encoder = RecurrentEncoder(src_embed, rnn, self.drop, c)
+        else:
+            self.tgt_embed = nn.Embedding(tgt_vocab, c.embed, padding_idx=PAD)
+            self.drop = nn.Dropout(c.dropout)
+        self.encoder = encoder
+        self.bridge = nn.Linear(encoder.summary_size, c.decoder_layers * c.hidden)
         self.luong = c.attention in ("dot", "general", "concat")
-        key_size = d * c.hidden
+        key_size = encoder.memory_size
         self.feed_size = c.hidden if self.luong and c.input_feeding else 0  # h~_{t-1}
         extra = key_size if c.attention == "bahdanau" else self.feed_size  # c_t, or h~_{t-1}
-        self.decoder = layer(
-            c.embed + extra,
-            c.hidden,
-            num_layers=c.decoder_layers,
-            batch_first=True,
-            dropout=c.dropout if c.decoder_layers > 1 else 0.0,
+        self.decoder = recurrent_stack(
+            c.embed + extra, c.cell, c.hidden, c.decoder_layers, dropout=c.dropout, **stack
         )
         if c.attention != "none":
             self.attention = Attention(c.attention, c.hidden, key_size)
             self.combine = nn.Linear(key_size + c.hidden, c.hidden)  # W_c [c_t; s_t]
-        self.drop = nn.Dropout(c.dropout)
         self.out = nn.Linear(c.hidden, tgt_vocab)
+        self._register_load_state_dict_pre_hook(_rename_old_keys)
 
     # ------------------------------------------------------------------------- encoder
     def encode(self, src: Tensor, lengths: Tensor) -> tuple[Memory, DecoderState]:
         """src (b, S) token ids, lengths (b,) -> the memory and the decoder's first state."""
         c = self.config
-        states, final = self.encoder(self.drop(self.src_embed(src)), lengths=lengths)
-        h_n = final[0] if isinstance(final, tuple) else final  # (layers*d, b, h)
-        d = 2 if c.bidirectional else 1
-        top = h_n.view(c.encoder_layers, d, -1, c.hidden)[-1]  # the last layer: (d, b, h)
-        summary = torch.cat(list(top), dim=-1)  # [h_fwd_S; h_bwd_1]: (b, d*h)
+        states, summary, mask = self.encoder(src, lengths)
         s0 = torch.tanh(self.bridge(summary)).view(-1, c.decoder_layers, c.hidden)
         s0 = s0.transpose(0, 1).contiguous()  # (layers, b, h)
         rnn = (s0, torch.zeros_like(s0)) if c.cell == "lstm" else s0
-        mask = torch.arange(src.size(1), device=src.device) < lengths.to(src.device)[:, None]
         keys = self.attention.project(states) if c.attention != "none" else None
         feed = states.new_zeros(src.size(0), self.feed_size)
         return Memory(states, mask, keys), DecoderState(rnn, feed)
@@ -177,3 +225,15 @@ class Seq2Seq(nn.Module):
                     own = step_logits.argmax(-1)
                     y = torch.where(coin < teacher_forcing, y, own)
         return torch.stack(logits, dim=1)
+
+
+def _rename_old_keys(state_dict, prefix, *args) -> None:
+    """Runs saved before the encoder was its own module named it src_embed + encoder."""
+    for key in list(state_dict):
+        rest = key[len(prefix) :]
+        if rest.startswith("src_embed."):
+            state_dict[prefix + "encoder.embed." + rest[10:]] = state_dict.pop(key)
+        elif rest.startswith("encoder.") and not rest.startswith(
+            ("encoder.embed.", "encoder.rnn.")
+        ):
+            state_dict[prefix + "encoder.rnn." + rest[8:]] = state_dict.pop(key)

@@ -1,0 +1,217 @@
+"""The task contract: what every application declares, and train / resume / load / evaluate
+written once for all of them.
+
+A task is a subclass of `Task` in one file (under ``rnnkit/tasks/`` it is found by itself;
+anywhere else, importing the file registers it). It declares:
+
+    name, description           `rnnkit train NAME`, `rnnkit tasks`
+    Config                      a dataclass of sections (data, model, ..., train: a TrainConfig)
+    files                       what it saves in a run besides run.json, config.json, weights
+    prepare(config, run, data)  vocabularies and data: fitted on the data for a new run, read
+                                back from the run's files otherwise; data=False skips the corpus
+    saved(setup)                {file name: text} for ``files``, written when a run starts
+    build_model(config, setup)  the nn.Module, from the config and the vocabularies alone
+    loop(config, setup, device, rank, world)
+                                the TaskLoop the trainer runs: the step, metrics, carried state
+    score(loaded)               the metrics of `rnnkit evaluate`
+    commands                    its extra commands (`rnnkit sample`, `rnnkit translate`, ...)
+    report(loaded)              its sections of `rnnkit report`
+
+    new run:    prepare -> build_model, loop -> RunDir.create + saved files -> Trainer.fit
+    resume:     RunDir.open -> config.json -> prepare(run) -> build_model, loop -> Trainer.fit
+    load:       RunDir.open -> config.json -> prepare(run, data=False) -> build_model + weights
+    evaluate:   load -> score
+
+The CLI and the report know tasks only through this class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from rnnkit.config import build, to_dict
+from rnnkit.errors import RnnkitError
+from rnnkit.run import MODEL, RunDir
+from rnnkit.training import TaskLoop, Trainer, distributed, resolve_device
+
+__all__ = ["Task", "Command", "Loaded", "arg"]
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argparse argument: ``parser.add_argument(*flags, **options)``."""
+
+    flags: tuple[str, ...]
+    options: dict = field(default_factory=dict)
+
+
+def arg(*flags: str, **options) -> Arg:
+    return Arg(flags, options)
+
+
+@dataclass(frozen=True)
+class Command:
+    """An extra command of a task: ``rnnkit NAME RUN [args]``.
+
+    ``name`` may have two words (``"inspect gradients"``: a sub-command). ``method`` names the
+    task's method that runs it, ``method(args) -> exit status``, with the parsed arguments
+    (``args.run`` is the run directory). A command with ``needs_run=False`` takes no run
+    directory; it runs on the one task that declares it.
+    """
+
+    name: str
+    help: str
+    method: str
+    args: tuple[Arg, ...] = ()
+    needs_run: bool = True
+    run_help: str = "run directory"
+
+
+@dataclass
+class Loaded:
+    """A trained run rebuilt from its directory alone: what `Task.load` returns."""
+
+    task: Task
+    run: RunDir
+    config: Any
+    setup: Any  # what prepare(config, run, data=False) returned: vocabularies, tokenizers...
+    model: nn.Module
+
+
+class Task:
+    """The base of every task (see the module docstring for the contract)."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Config: ClassVar[type]
+    files: ClassVar[tuple[str, ...]] = ()
+    commands: ClassVar[tuple[Command, ...]] = ()
+    test_after_training: ClassVar[bool] = False  # add score() to the final metrics.json
+
+    registry: ClassVar[dict[str, type[Task]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):  # a concrete task; a later definition replaces
+            Task.registry[cls.name] = cls
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"
+
+    # ------------------------------------------------------------------------- declared
+    def prepare(self, config, run: RunDir | None = None, data: bool = True) -> Any:
+        """Vocabularies and data (see the module docstring). Default: nothing."""
+        return None
+
+    def saved(self, setup) -> dict[str, str]:
+        """The task's files of a new run, ``{name: text}``, one per name in ``files``."""
+        return {}
+
+    def build_model(self, config, setup) -> nn.Module:
+        raise NotImplementedError
+
+    def loop(self, config, setup, device: torch.device, rank: int, world: int) -> TaskLoop:
+        raise NotImplementedError
+
+    def score(self, loaded: Loaded, **options) -> dict:
+        """The metrics of `rnnkit evaluate`; default: the loop's held-out evaluation."""
+        setup = self.prepare(loaded.config, loaded.run)
+        return self.loop(loaded.config, setup, _device_of(loaded.model), 0, 1).evaluate(
+            loaded.model
+        )
+
+    def summary(self, config, setup, model: nn.Module, world: int) -> str:
+        """One line printed when training starts."""
+        params = sum(p.numel() for p in model.parameters())
+        return f"{params:,} parameters, {world} process(es)"
+
+    def report(self, loaded: Loaded, **options) -> list[tuple[str, Callable[[], str]]]:
+        """The task's sections of `rnnkit report`: [(heading, draw() -> HTML)]."""
+        return []
+
+    def migrate(self, config: dict) -> dict:
+        """A saved config.json brought up to date (renamed keys); default: as it is."""
+        return config
+
+    # ------------------------------------------------------------------------- written once
+    def train(self, config, out: str | Path, progress: bool = True) -> dict:
+        """Train into the new run directory ``out``; return the final metrics."""
+        rank, world = distributed()
+        setup = self.prepare(config)
+        model, loop = self._build(config, setup, rank, world)
+        run = None
+        if rank == 0:
+            run = RunDir.create(out, self.name, to_dict(config))
+            for name, text in self.saved(setup).items():
+                run.write_text(name, text)
+            if progress:
+                print(f"{self.name}: {self.summary(config, setup, model, world)}")
+        if world > 1:
+            torch.distributed.barrier()  # the run directory exists before any rank reads it
+            run = run or RunDir(out)
+        return self._fit(model, loop, config, run, setup, progress, resume=False)
+
+    def resume(self, path: str | Path, progress: bool = True) -> dict:
+        """Continue an interrupted run from its newest complete checkpoint, exactly."""
+        run = self.open_run(path, need=self.files)
+        config = self.config_of(run)
+        rank, world = distributed()
+        setup = self.prepare(config, run)
+        model, loop = self._build(config, setup, rank, world)
+        return self._fit(model, loop, config, run, setup, progress, resume=True)
+
+    def load(self, path: str | Path, device: str = "cpu") -> Loaded:
+        """The trained model, config and vocabularies, rebuilt from a run directory alone."""
+        run = self.open_run(path, need=(MODEL, *self.files))
+        config = self.config_of(run)
+        setup = self.prepare(config, run, data=False)
+        model = run.load_model(self.build_model(config, setup))
+        return Loaded(self, run, config, setup, model.to(device).eval())
+
+    def evaluate(self, path: str | Path, **options) -> dict:
+        """The metrics of a saved run (`score`), on the data it was trained with."""
+        return self.score(self.load(path), **options)
+
+    def open_run(self, path: str | Path, need=(MODEL,)) -> RunDir:
+        return RunDir.open(path, self.name, need=need)
+
+    def config_of(self, run: RunDir):
+        return build(self.Config, overrides=self.migrate(run.read_json("config.json")))
+
+    def command(self, name: str) -> Command:
+        """The task's command ``name``, or an error that lists the ones it has."""
+        for c in self.commands:
+            if c.name == name:
+                return c
+        have = ", ".join(c.name for c in self.commands) or "none"
+        raise RnnkitError(
+            f"`rnnkit {name}` does not apply to a {self.name!r} run (its task's commands: {have})",
+            "see `rnnkit tasks` for what each task offers",
+        )
+
+    def _build(self, config, setup, rank: int, world: int):
+        device = resolve_device(config.train.device)
+        torch.manual_seed(config.train.seed)
+        model = self.build_model(config, setup).to(device)
+        return model, self.loop(config, setup, device, rank, world)
+
+    def _fit(self, model, loop, config, run, setup, progress: bool, resume: bool) -> dict:
+        final = None
+        if self.test_after_training:
+
+            def final(model):
+                return self.score(Loaded(self, run, config, setup, model))
+
+        callbacks = tuple(getattr(loop, "callbacks", ()))
+        trainer = Trainer(model, loop, config.train, run, progress=progress, callbacks=callbacks)
+        return trainer.fit(resume=resume, final=final)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device

@@ -1,0 +1,435 @@
+"""Sequence to sequence with attention: dates, numbers to words, and real sentence pairs.
+
+Three registered tasks share this module and differ only in their defaults:
+
+    dates      "5 mars 2024" -> "2024-03-05"                      characters -> characters
+    numbers    4721 -> "quatre mille sept cent vingt et un"       characters -> words
+    translate  English -> French UI messages (gettext), or your TSV   subwords -> subwords
+
+Training minimises the cross-entropy of the next target token with teacher forcing, optionally
+scheduled (Bengio et al. 2015); evaluation decodes greedily (validation) or with beam search
+(test) and reports exact match, BLEU and chrF (sacrebleu).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rnnkit import decoding
+from rnnkit.config import choice, positive
+from rnnkit.data import pairs as pair_sources
+from rnnkit.data.batching import pad
+from rnnkit.data.tokenize import KINDS as TOKENIZERS
+from rnnkit.data.tokenize import load_tokenizer, train_tokenizer
+from rnnkit.data.vocab import BOS, EOS, PAD
+from rnnkit.errors import ConfigError, DataError
+from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqModelConfig
+from rnnkit.tasks.base import Command, Loaded, Task, arg
+from rnnkit.training import TrainConfig
+
+
+@dataclass
+class PairData:
+    source: str = "dates"  # dates | numbers | gettext | tsv
+    path: str = ""  # the TSV file (source=tsv)
+    lang: str = "fr"  # numbers: num2words language; gettext: target language (fr, de, es...)
+    to_words: bool = True  # numbers: digits -> words (false: words -> digits)
+    n: int = 40000  # pairs to generate (dates, numbers)
+    n_val: int = 500  # validation pairs (distinct sources)
+    n_test: int = 1000  # test pairs (distinct sources)
+    src_tokenizer: str = "char"  # char | word | subword
+    tgt_tokenizer: str = "char"  # char | word | subword
+    vocab_size: int = 2000  # subword and word vocabularies (0: every word)
+    max_len: int = 60  # pairs with a side longer than this many tokens are dropped
+    batch_size: int = 64  # pairs per step
+    seed: int = 0  # generation and split
+
+
+@dataclass
+class TeacherForcingConfig:
+    schedule: str = "constant"  # constant | linear | exponential | inverse_sigmoid
+    start: float = 1.0  # the ratio of true previous tokens at step 0
+    end: float = 1.0  # linear: the ratio at the last step; the others: the floor
+    decay: float = 0.999  # exponential: ratio = start * decay ** step
+    k: float = 500.0  # inverse_sigmoid: ratio = k / (k + exp(step / k))
+
+
+@dataclass
+class DecodeConfig:
+    beam: int = 5  # beam size for test evaluation and `rnnkit translate`
+    alpha: float = 0.6  # GNMT length penalty exponent (0: none)
+    max_len: int = 80  # the longest output, in tokens
+
+
+@dataclass
+class Seq2SeqConfig:
+    data: PairData = field(default_factory=PairData)
+    model: Seq2SeqModelConfig = field(default_factory=Seq2SeqModelConfig)
+    teacher: TeacherForcingConfig = field(default_factory=TeacherForcingConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=3000, eval_every=500))
+
+    def validate(self) -> None:
+        d, t = self.data, self.teacher
+        choice("data.source", d.source, ("dates", "numbers", "gettext", "tsv"))
+        choice("data.src_tokenizer", d.src_tokenizer, tuple(TOKENIZERS))
+        choice("data.tgt_tokenizer", d.tgt_tokenizer, tuple(TOKENIZERS))
+        self.model.validate_model()
+        choice(
+            "teacher.schedule", t.schedule, ("constant", "linear", "exponential", "inverse_sigmoid")
+        )
+        positive(d, "n", "batch_size", "max_len", "n_test", "n_val", prefix="data.")
+        positive(self.decode, "beam", "max_len", prefix="decode.")
+        if d.source == "tsv" and not d.path:
+            raise ConfigError("data.source=tsv needs data.path=FILE (source<TAB>target lines)")
+        self.train.validate()
+
+
+def teacher_forcing_ratio(c: TeacherForcingConfig, step: int, steps: int) -> float:
+    """The probability of feeding the true previous token at training step ``step``."""
+    if c.schedule == "linear":
+        return c.start + (c.end - c.start) * min(1.0, step / max(1, steps))
+    if c.schedule == "exponential":
+        return max(c.end, c.start * c.decay**step)
+    if c.schedule == "inverse_sigmoid":
+        return max(c.end, c.k / (c.k + math.exp(min(step / c.k, 700))))
+    return c.start
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def load_pairs(d: PairData) -> list[tuple[str, str]]:
+    if d.source == "dates":
+        return pair_sources.dates(d.n, d.seed)
+    if d.source == "numbers":
+        return pair_sources.numbers(d.n, d.seed, d.lang, to_words=d.to_words)
+    if d.source == "gettext":
+        return pair_sources.gettext_pairs(d.lang)
+    return pair_sources.tsv(d.path)
+
+
+class Encoded:
+    """Pairs as padded id tensors: src (n, S), src_len (n,), tgt (n, T+2) with BOS ... EOS."""
+
+    def __init__(self, pairs, src_tok, tgt_tok, max_len: int | None = None):
+        kept = []
+        for s, t in pairs:
+            si, ti = src_tok.encode(s), tgt_tok.encode(t)
+            if si and ti and (max_len is None or (len(si) <= max_len and len(ti) <= max_len)):
+                kept.append((s, t, si, ti))
+        if not kept:
+            raise DataError("no pair is left after tokenizing", "raise data.max_len")
+        self.text = [(s, t) for s, t, _, _ in kept]
+        self.src, self.src_len = pad([si for _, _, si, _ in kept], PAD)  # (n, S), (n,)
+        self.tgt, _ = pad([[BOS, *ti, EOS] for _, _, _, ti in kept], PAD)  # (n, T+2)
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+    def batch(self, rows: Tensor, device) -> tuple[Tensor, Tensor, Tensor]:
+        """Trimmed to the longest member: src (b, S'), src_len (b,), tgt (b, T')."""
+        lengths = self.src_len[rows]
+        src = self.src[rows, : int(lengths.max())]
+        tgt = self.tgt[rows]
+        tgt = tgt[:, : int((tgt != PAD).sum(1).max())]
+        return src.to(device), lengths, tgt.to(device)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class Seq2SeqLoop:
+    metric, higher_is_better = "val_exact", True
+
+    def __init__(
+        self,
+        train: Encoded,
+        val: Encoded,
+        tgt_tok,
+        config: Seq2SeqConfig,
+        device,
+        rank: int = 0,
+        world: int = 1,
+    ):
+        self.train, self.val, self.tgt_tok, self.c = train, val, tgt_tok, config
+        self.device, self.rank, self.world = device, rank, world
+        self.per_epoch = max(1, len(train) // config.data.batch_size)
+
+    def _rows(self, micro: int) -> Tensor:
+        """Batch ``micro``: a slice of a permutation drawn afresh, and seeded, every epoch."""
+        epoch, i = divmod(micro, self.per_epoch)
+        g = torch.Generator().manual_seed(self.c.train.seed * 1_000_003 + epoch)
+        perm = torch.randperm(len(self.train), generator=g)
+        b = self.c.data.batch_size
+        return perm[i * b : (i + 1) * b][self.rank :: self.world]
+
+    def train_step(self, model, micro: int) -> Tensor:
+        src, lengths, tgt = self.train.batch(self._rows(micro), self.device)
+        ratio = teacher_forcing_ratio(self.c.teacher, micro, self.c.train.steps)
+        g = torch.Generator().manual_seed(micro)
+        logits = model(src, lengths, tgt[:, :-1], ratio, g)  # (b, T-1, v)
+        return F.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten(), ignore_index=PAD)
+
+    def evaluate(self, model) -> dict:
+        hyps = translate_encoded(model, self.val, self.c.decode.max_len, self.tgt_tok, beam=1)
+        refs = [t for _, t in self.val.text]
+        return {"val_exact": sum(h == r for h, r in zip(hyps, refs, strict=True)) / len(refs)}
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {}  # the data order is a function of the step
+
+    def load_state_dict(self, state) -> None:
+        pass
+
+
+def translate_encoded(
+    model, data: Encoded, max_len: int, tgt_tok, beam: int = 1, alpha: float = 0.0, batch: int = 256
+) -> list[str]:
+    """Decode every source of ``data`` (greedy when beam == 1) and detokenize."""
+    model.eval()
+    out: list[str] = []
+    device = next(model.parameters()).device
+    for start in range(0, len(data), batch):
+        rows = torch.arange(start, min(start + batch, len(data)))
+        src, lengths, _ = data.batch(rows, device)
+        if beam == 1:
+            tokens, _ = decoding.greedy(model, src, lengths, max_len)
+            seqs = tokens.tolist()
+        else:
+            seqs = [
+                h[0][0] for h in decoding.beam_search(model, src, lengths, max_len, beam, alpha)
+            ]
+        out += [tgt_tok.decode(s[: s.index(EOS)] if EOS in s else s) for s in seqs]
+    return out
+
+
+def _splits(config: Seq2SeqConfig):
+    """(train, val, test) pairs: the same for a given config, at training and afterwards."""
+    d = config.data
+    return pair_sources.split(load_pairs(d), d.n_val, d.n_test, d.seed)
+
+
+# ----------------------------------------------------------------------------- the tasks
+
+
+@dataclass
+class Seq2SeqSetup:
+    src_tok: object  # tokenizers of rnnkit.data.tokenize
+    tgt_tok: object
+    train: Encoded | None = None  # None when loaded for inference
+    val: Encoded | None = None
+    n_test: int = 0
+
+
+class Seq2SeqTask(Task):
+    """The shared machinery of the three sequence-to-sequence tasks; each differs in defaults."""
+
+    files = ("src_tokenizer.json", "tgt_tokenizer.json")
+    test_after_training = True  # the final metrics hold the test split's
+    commands = (
+        Command(
+            "translate",
+            "translate text with a sequence-to-sequence run",
+            "translate_command",
+            (
+                arg("text", nargs="?", help="the input (default: each line of standard input)"),
+                arg("--beam", type=int, help="beam size (default: the run's decode.beam)"),
+                arg("--n-best", type=int, default=1, help="print this many hypotheses"),
+                arg("--attention", metavar="PNG", help="save the attention map of the best"),
+            ),
+            run_help="run directory of a dates, numbers or translate task",
+        ),
+    )
+
+    def prepare(self, config: Seq2SeqConfig, run=None, data: bool = True) -> Seq2SeqSetup:
+        d = config.data
+        if run is not None:
+            read = (run.path / name for name in self.files)
+            src_tok, tgt_tok = (load_tokenizer(p.read_text(encoding="utf-8")) for p in read)
+            if not data:
+                return Seq2SeqSetup(src_tok, tgt_tok)
+        train_p, val_p, test_p = _splits(config)
+        if run is None:
+            src_tok = train_tokenizer(d.src_tokenizer, [s for s, _ in train_p], d.vocab_size)
+            tgt_tok = train_tokenizer(d.tgt_tokenizer, [t for _, t in train_p], d.vocab_size)
+        train = Encoded(train_p, src_tok, tgt_tok, d.max_len)
+        val = Encoded(val_p, src_tok, tgt_tok)
+        return Seq2SeqSetup(src_tok, tgt_tok, train, val, len(test_p))
+
+    def saved(self, setup: Seq2SeqSetup) -> dict[str, str]:
+        return {
+            "src_tokenizer.json": setup.src_tok.to_json(),
+            "tgt_tokenizer.json": setup.tgt_tok.to_json(),
+        }
+
+    def build_model(self, config: Seq2SeqConfig, setup: Seq2SeqSetup) -> Seq2Seq:
+        return Seq2Seq(len(setup.src_tok), len(setup.tgt_tok), config.model)
+
+    def loop(self, config, setup: Seq2SeqSetup, device, rank, world) -> Seq2SeqLoop:
+        return Seq2SeqLoop(setup.train, setup.val, setup.tgt_tok, config, device, rank, world)
+
+    def summary(self, config, setup: Seq2SeqSetup, model, world: int) -> str:
+        params = sum(p.numel() for p in model.parameters())
+        return (
+            f"{len(setup.train):,} training, {len(setup.val):,} validation, "
+            f"{setup.n_test:,} test pairs; vocabularies {len(setup.src_tok)} -> "
+            f"{len(setup.tgt_tok)}; {params:,} parameters; attention {config.model.attention}"
+        )
+
+    def score(self, loaded: Loaded, **options) -> dict:
+        """Test-set exact match, BLEU and chrF with beam search, on the split made at training."""
+        import sacrebleu
+
+        model, config, setup = loaded.model, loaded.config, loaded.setup
+        test = Encoded(_splits(config)[2], setup.src_tok, setup.tgt_tok)
+        d = config.decode
+        hyps = translate_encoded(model, test, d.max_len, setup.tgt_tok, d.beam, d.alpha)
+        refs = [t for _, t in test.text]
+        return {
+            "test_exact": sum(h == r for h, r in zip(hyps, refs, strict=True)) / len(refs),
+            "test_bleu": sacrebleu.corpus_bleu(hyps, [refs]).score,
+            "test_chrf": sacrebleu.corpus_chrf(hyps, [refs]).score,
+            "test_pairs": len(refs),
+        }
+
+    # ------------------------------------------------------------------------- using a run
+    def translate(self, loaded: Loaded, text: str, beam: int | None = None, n_best: int = 1):
+        """Translate one input. Returns the n-best [(translation, score)], the attention map of
+        the best (output tokens x input tokens; None without attention) and its (input, output)
+        token labels."""
+        model, config = loaded.model, loaded.config
+        src_tok, tgt_tok = loaded.setup.src_tok, loaded.setup.tgt_tok
+        if not text.strip():
+            raise DataError("the input is empty", "give some text to translate")
+        unknown = src_tok.unknown(text)
+        if unknown:
+            shown = ", ".join(repr(u) for u in unknown[:10])
+            raise DataError(
+                f"the input has {len(unknown)} piece(s) the model never saw: {shown}",
+                "use only characters or words of the training data",
+            )
+        ids = src_tok.encode(text)
+        if len(ids) > config.data.max_len:
+            raise DataError(
+                f"the input has {len(ids)} tokens, but this model was trained on inputs of at "
+                f"most {config.data.max_len}",
+                "split it into shorter pieces",
+            )
+        src = torch.tensor([ids])
+        lengths = torch.tensor([len(ids)])
+        beam = beam or config.decode.beam
+        hyps = decoding.beam_search(
+            model,
+            src,
+            lengths,
+            config.decode.max_len,
+            beam,
+            config.decode.alpha,
+            n_best=min(n_best, beam),
+        )[0]
+        out = [(tgt_tok.decode([t for t in seq if t != EOS]), score) for seq, score in hyps]
+        best = torch.tensor([hyps[0][0]])
+        attention = None
+        if config.model.attention != "none":  # re-run the best with teacher forcing to read a_t
+            memory, state = model.encode(src, lengths)
+            rows, y = [], torch.tensor([BOS])
+            with torch.no_grad():
+                for t in range(best.size(1)):
+                    _, state, a = model.decode_step(y, state, memory)
+                    rows.append(a[0])
+                    y = best[:, t]
+            attention = torch.stack(rows)  # (T, S)
+        return out, attention, (src_tok.pieces(ids), tgt_tok.pieces(hyps[0][0]))
+
+    def translate_command(self, args) -> int:
+        """One input from the command line, or each line of standard input; a bad line gets
+        its message and the others go on."""
+        import sys
+
+        from rnnkit.errors import RnnkitError
+        from rnnkit.viz.attention import plot_attention
+
+        loaded = self.load(args.run)
+        lines = [args.text] if args.text is not None else sys.stdin.read().splitlines()
+        status = 0
+        for line in lines:
+            try:
+                hyps, attention, labels = self.translate(loaded, line, args.beam, args.n_best)
+            except RnnkitError as err:
+                hint = f" ({err.hint})" if err.hint else ""
+                print(f"rnnkit: error: {err.message}{hint}", file=sys.stderr)
+                status = 2
+                continue
+            for text, score in hyps:
+                print(text if args.n_best == 1 else f"{score:.3f}\t{text}")
+            if args.attention and attention is not None:
+                plot_attention(attention, *labels, args.attention)
+        return status
+
+    def accuracy_by_length(self, path, max_len: int | None = None) -> dict[int, tuple[int, int]]:
+        """Greedy exact match on a run's test split, by source length in tokens:
+        ``{length: (correct, total)}``. Test sources longer than training's data.max_len count."""
+        loaded = self.load(path)
+        config, setup = loaded.config, loaded.setup
+        test = Encoded(_splits(config)[2], setup.src_tok, setup.tgt_tok, max_len)
+        hyps = translate_encoded(loaded.model, test, config.decode.max_len, setup.tgt_tok)
+        table: dict[int, list[int]] = {}
+        for hyp, (_, ref), n in zip(hyps, test.text, test.src_len.tolist(), strict=True):
+            cell = table.setdefault(n, [0, 0])
+            cell[0] += hyp == ref
+            cell[1] += 1
+        return {n: (c, t) for n, (c, t) in sorted(table.items())}
+
+
+@dataclass
+class DatesConfig(Seq2SeqConfig):
+    pass  # PairData's defaults are the dates task's
+
+
+@dataclass
+class NumbersData(PairData):
+    source: str = "numbers"
+    tgt_tokenizer: str = "word"  # whole number words: "quatre", "mille", "-", "vingt"
+    n: int = 60000
+
+
+@dataclass
+class NumbersConfig(Seq2SeqConfig):
+    data: NumbersData = field(default_factory=NumbersData)
+
+
+@dataclass
+class TranslateData(PairData):
+    source: str = "gettext"
+    src_tokenizer: str = "subword"
+    tgt_tokenizer: str = "subword"
+    max_len: int = 30
+
+
+@dataclass
+class TranslateConfig(Seq2SeqConfig):
+    data: TranslateData = field(default_factory=TranslateData)
+
+
+class Dates(Seq2SeqTask):
+    name = "dates"
+    description = "date normalisation in 5 languages: '5 mars 2024' -> '2024-03-05'"
+    Config = DatesConfig
+
+
+class Numbers(Seq2SeqTask):
+    name = "numbers"
+    description = "numbers to words with num2words: 4721 -> 'quatre mille sept cent...'"
+    Config = NumbersConfig
+
+
+class Translate(Seq2SeqTask):
+    name = "translate"
+    description = "English -> French (gettext catalogues) or your own TSV pairs"
+    Config = TranslateConfig
