@@ -84,7 +84,7 @@ def _run_task_command(name: str, args) -> int:
     if not declared[1].needs_run:
         task = declared[0]
     else:
-        task = tasks.get(RunDir.open(args.run, need=()).task)
+        task = tasks.get(RunDir.task_of(args.run))
     command = task.command(name)  # an error naming the run's task when it has no such command
     return int(getattr(task, command.method)(args) or 0)
 

@@ -124,6 +124,17 @@ class RunDir:
             )
         return run
 
+    @classmethod
+    def task_of(cls, path: str | Path) -> str:
+        """The task named in a run directory's run.json (the rest may still be missing)."""
+        run = cls(path)
+        hint = "pass the directory that `rnnkit train` wrote (its --out)"
+        if not run.path.is_dir():
+            raise RunDirError(f"run directory not found: {run.path}", hint)
+        if not (run.path / "run.json").is_file():
+            raise RunDirError(f"not an rnnkit run directory (no run.json): {run.path}", hint)
+        return run.task
+
     @property
     def task(self) -> str:
         return self.read_json("run.json")["task"]

@@ -32,7 +32,7 @@ config = build(
 )
 rank, world = distributed()
 charlm = tasks.get("charlm")
-model, loop = charlm._build(config, charlm.prepare(config), rank, world)
+model, loop = charlm.build(config, rank=rank, world=world)
 assert loop.tbptt.x.size(0) == (2 if rank == 0 else 1)  # uneven shards: 2 streams and 1
 run = RunDir.create(out / "run", charlm.name, to_dict(config)) if rank == 0 else None
 torch.distributed.barrier()

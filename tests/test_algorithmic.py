@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from rnnkit import cli, tasks
-from rnnkit.config import build
+from rnnkit.config import build, to_dict
+from rnnkit.run import RunDir
 from rnnkit.data import algorithmic as gen
 from rnnkit.errors import ConfigError
 from rnnkit.tasks import algorithmic as alg
@@ -143,7 +144,7 @@ SHORT = {
 def tiny(name, **extra):
     task = tasks.get(name)
     kind = "ntm" if name in ("copy", "repeat_copy", "recall", "sort") else "lstm"
-    values = TINY | SHORT[name] | TINY_NTM | {"model.kind": kind, "model.hidden": 8} | extra
+    values = TINY | SHORT[name] | TINY_NTM | {"model.cell": kind, "model.hidden": 8} | extra
     return task, build(task.Config, overrides=values)
 
 
@@ -164,7 +165,7 @@ def test_every_task_trains_and_evaluates(name, tmp_path):
 def test_registry_lists_the_memory_tasks():
     for name in SHORT:
         task = tasks.get(name)
-        assert name == task.NAME and task.DESCRIPTION and hasattr(task, "resume")
+        assert name == task.name and task.description and hasattr(task, "resume")
 
 
 def test_cost_in_bits_is_exact():
@@ -209,7 +210,7 @@ def test_interrupt_then_resume_is_exact(tmp_path):
             trainer._stop_requested = True
 
     model, loop = task.build(config)
-    run = alg.RunDir.create(tmp_path / "cut", "copy", alg.to_dict(config))
+    run = RunDir.create(tmp_path / "cut", "copy", to_dict(config))
     Trainer(
         model, loop, config.train, run, progress=False, callbacks=(loop.curriculum_step, stop_at_3)
     ).fit()
@@ -221,7 +222,7 @@ def test_interrupt_then_resume_is_exact(tmp_path):
 
 def test_cli_trains_through_the_registry(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "adding", "--out", str(out), "--quiet", "model.kind=rnn", "data.seq_len=8"]
+    args = ["train", "adding", "--out", str(out), "--quiet", "model.cell=rnn", "data.seq_len=8"]
     args += ["train.steps=2", "eval.batches=1", "eval.batch_size=4", "model.hidden=4"]
     assert cli.main(args) == 0
     assert cli.main(["evaluate", str(out), "--json"]) == 0
@@ -231,7 +232,7 @@ def test_cli_trains_through_the_registry(tmp_path, capsys):
 @pytest.mark.parametrize(
     "override,message",
     [
-        ({"model.kind": "transformer"}, "model.kind' must be one of ntm, rnn, lstm, gru"),
+        ({"model.cell": "transformer"}, "model.cell' must be one of ntm, rnn, lstm, gru"),
         ({"eval.lengths": "10,x"}, "comma-separated integers"),
         ({"data.min_len": 5, "data.max_len": 2}, "data.max_len' must be >= data.min_len"),
     ],
@@ -271,7 +272,7 @@ def test_plots_render(tmp_path):
 
     task, config = tiny("copy", **{"train.steps": 2, "train.eval_every": 1})
     task.train(config, tmp_path / "ntm", progress=False)
-    task, config = tiny("adding", **{"train.steps": 2, "model.kind": "rnn"})
+    task, config = tiny("adding", **{"train.steps": 2, "model.cell": "rnn"})
     task.train(config, tmp_path / "rnn", progress=False)
     jobs = [
         ["sequence", str(tmp_path / "ntm"), "--length", "5"],

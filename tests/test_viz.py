@@ -111,15 +111,54 @@ def test_layer_norms_equal_restarted_runs(cell):
     assert (norms[0] > 0).all()
 
 
-def test_replay_refuses_what_it_cannot_reproduce():
-    layer = rnnkit.GRU(3, 4)
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rnnkit.LSTM(4, 5, 2, layer_norm=True, peephole=True, zoneout=0.2),
+        lambda: rnnkit.GRU(4, 5, 2, layer_norm=True, impl="fused"),
+        lambda: torch.nn.LSTM(4, 5, 2, proj_size=3),
+        lambda: torch.nn.RNN(4, 5, 2, nonlinearity="relu", batch_first=True),
+    ],
+    ids=["lstm-variants", "gru-fused", "torch-lstm-proj", "torch-relu-batch-first"],
+)
+def test_layer_norms_through_the_layers_own_loop(make):
+    """Variants, the fused path and torch.nn layers are measured on the layer's own loop: every
+    layer's dL/dh_t equals a restarted run's (eval mode), and trace's h is the layer's output."""
+    layer = make().double().eval()
+    T, b, p = 8, 3, layer.proj_size or layer.hidden_size
+    x = torch.randn(T, b, 4, dtype=torch.float64)
+    w = torch.randn(b, p, dtype=torch.float64)
+    norms = G.layer_gradient_norms(layer, x, lambda out: (out[-1] * w).sum())  # (L, T, b)
+    for t in range(T - 1):
+        xt = x.transpose(0, 1) if layer.batch_first else x
+        xs = (xt[:, : t + 1], xt[:, t + 1 :]) if layer.batch_first else (x[: t + 1], x[t + 1 :])
+        with torch.no_grad():
+            _, state = layer(xs[0])
+        lstm = isinstance(state, tuple)
+        h = (state[0] if lstm else state).clone().requires_grad_(True)
+        out, _ = layer(xs[1], (h, state[1]) if lstm else h)
+        ((out[:, -1] if layer.batch_first else out[-1]) * w).sum().backward()
+        np.testing.assert_allclose(norms[:, t], h.grad.norm(dim=-1).numpy(), rtol=1e-9)
+    out, _ = layer(x.transpose(0, 1) if layer.batch_first else x)
+    out = out.transpose(0, 1) if layer.batch_first else out
+    np.testing.assert_allclose(A.trace(layer, x)[-1]["h"], out.detach().numpy(), atol=1e-12)
+
+
+def test_measuring_refuses_what_the_loop_cannot_reproduce():
+    class Shifted(torch.nn.GRU):  # a forward of its own, which the rnnkit loop does not run
+        def forward(self, input, hx=None):
+            out, h = super().forward(input, hx)
+            return out + 0.01, h
+
     x = torch.randn(5, 2, 3)
-    out, _ = layer(x)
-    G.check_replay(layer, x, out.detach())
     with pytest.raises(RnnkitError, match="does not reproduce"):
-        G.check_replay(layer, x, out.detach() + 0.01)
+        G.layer_gradient_norms(Shifted(3, 4), x, lambda out: out[-1].sum())
+    with pytest.raises(RnnkitError, match="does not reproduce"):
+        A.trace(Shifted(3, 4), x)
     with pytest.raises(RnnkitError, match="unidirectional"):
-        G.replay(rnnkit.LSTM(3, 4, bidirectional=True), x)
+        G.layer_gradient_norms(rnnkit.LSTM(3, 4, bidirectional=True), x, lambda out: out.sum())
+    with pytest.raises(RnnkitError, match="unidirectional"):
+        A.trace(rnnkit.GRU(3, 4, bidirectional=True), x)
 
 
 def test_forget_bias_slows_the_decay():

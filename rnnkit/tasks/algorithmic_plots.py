@@ -76,7 +76,7 @@ def sequence_figure(path, length: int = 20, seed: int = 0) -> Figure:
     for ax in axes[3:]:
         ax.set_ylabel(f"locations {lo}-{hi - 1}", fontsize=8)
     axes[-1].set_xlabel("time step")
-    fig.suptitle(f"{task.NAME}, length {length}: {_label(path)}", fontsize=10)
+    fig.suptitle(f"{task.name}, length {length}: {_label(path)}", fontsize=10)
     return fig
 
 

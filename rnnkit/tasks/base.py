@@ -144,7 +144,7 @@ class Task:
         """Train into the new run directory ``out``; return the final metrics."""
         rank, world = distributed()
         setup = self.prepare(config)
-        model, loop = self._build(config, setup, rank, world)
+        model, loop = self.build(config, setup, rank, world)
         run = None
         if rank == 0:
             run = RunDir.create(out, self.name, to_dict(config))
@@ -163,7 +163,7 @@ class Task:
         config = self.config_of(run)
         rank, world = distributed()
         setup = self.prepare(config, run)
-        model, loop = self._build(config, setup, rank, world)
+        model, loop = self.build(config, setup, rank, world)
         return self._fit(model, loop, config, run, setup, progress, resume=True)
 
     def load(self, path: str | Path, device: str = "cpu") -> Loaded:
@@ -195,7 +195,11 @@ class Task:
             "see `rnnkit tasks` for what each task offers",
         )
 
-    def _build(self, config, setup, rank: int, world: int):
+    def build(self, config, setup=None, rank: int = 0, world: int = 1):
+        """The model (seeded by train.seed, on train.device) and the loop for ``config``;
+        ``setup``: what `prepare` returned (default: prepare(config) now)."""
+        if setup is None:
+            setup = self.prepare(config)
         device = resolve_device(config.train.device)
         torch.manual_seed(config.train.seed)
         model = self.build_model(config, setup).to(device)
