@@ -8,6 +8,8 @@ torch keeps its parameters and kernel, and this adds
   `rnnkit.layers.dispatch.resolve` picks: native (torch's kernel, with packing for
   ``lengths=`` and weight drop swapped into its flat weights), loop (`run_stack` over the
   step closures of each class's ``_direction``), or fused (`rnnkit.fused.run_direction`);
+* `forward_probed`, the loop with a probe added to every step's h_t: with a zero probe,
+  dL/dprobe is dL/dh_t of every layer, direction and step (`rnnkit.viz.gradients`);
 * `_prepare`, which draws one (layer, direction)'s masks in a fixed order (weight drop,
   recurrent dropout, zoneout c, zoneout h), so the loop and the fused path see the same random
   numbers.
@@ -33,6 +35,7 @@ from rnnkit.layers.unroll import (
     _mask,
     _state_shape,
     from_time_major,
+    probed,
     run_stack,
     to_time_major,
 )
@@ -221,13 +224,32 @@ class _FusedOrLoop:
         states = self._initial_states(hx, b, dl, layout.batched, x)
         return x, layout, states, _mask(lengths, x.size(0), x.device)
 
-    def _loop_forward(self, input, hx, lengths, return_states=False):
+    def forward_probed(self, input, probe: Tensor, hx=None, *, lengths=None):
+        """The loop path with ``probe`` added to every step's h_t; returns what
+        ``forward(..., return_states=True)`` returns.
+
+        probe (d*l, t, b, p), laid out as the returned ``h`` (time-major; no b for unbatched
+        input): probe[k, t] is added to layer-direction k's h_t right after its step, before
+        the next step and the layer above read it. A zero probe changes no value, and autograd
+        then gives dL/dprobe[k, t] = dL/dh_t, the total derivative through time and the layers
+        above (how `rnnkit.viz.gradients` measures gradient flow). Runs the loop whatever
+        ``impl`` says, since only the loop has per-step states to probe.
+        """
+        return self._loop_forward(input, hx, lengths, True, probe)
+
+    def _loop_forward(self, input, hx, lengths, return_states=False, probe=None):
         x, layout, states, mask = self._begin(input, hx, lengths)
         records: list[list] = [[] for _ in range(len(states))]
         outputs: list[Tensor] = []
+        if probe is not None:
+            self._check_probe(probe, x, layout.batched)
+            probe = probe if layout.batched else probe.unsqueeze(2)  # (d*l, t, b, p)
 
         def direction(k, x):
-            return self._direction(k, x, records[k] if return_states else None)
+            inputs, step = self._direction(k, x, records[k] if return_states else None)
+            if probe is None:
+                return inputs, step
+            return inputs + (probe[k],), probed(step)  # unroll slices probe[k] (t, b, p)
 
         out, finals = run_stack(
             x,
@@ -245,6 +267,17 @@ class _FusedOrLoop:
         if not return_states:
             return out, final
         return out, final, self._per_step(outputs, records, mask, layout.batched)
+
+    def _check_probe(self, probe, x, batched):
+        dl, out = len(self._suffixes()), self.proj_size or self.hidden_size
+        expected = (dl, x.size(0), x.size(1), out) if batched else (dl, x.size(0), out)
+        if not isinstance(probe, Tensor) or tuple(probe.shape) != expected:
+            got = tuple(probe.shape) if isinstance(probe, Tensor) else type(probe).__name__
+            raise ValueError(
+                f"{type(self).__name__}: Expected probe size (d*l, t, b, p) = {expected} "
+                "(no b for unbatched input), "
+                f"got {got}"
+            )
 
     def _per_step(self, outputs, records, mask, batched) -> dict[str, Tensor]:
         """Stack what the steps recorded into (d*l, t, b, .), in time order, zero on padding."""

@@ -1,10 +1,11 @@
 """The time loop and the input/output layout every layer shares.
 
 `unroll` runs ``state = step(x_t, state)`` over a sequence (forwards or backwards, with a
-padding mask), `run_stack` stacks it over layers and directions, `to_time_major` and
-`from_time_major` turn the caller's layout (batch_first, unbatched, PackedSequence,
-``lengths=``) into the loop's time-major one and back, and `_Direction` is what one (layer,
-direction) pair of `RNN`, `LSTM` or `GRU` needs for a pass.
+padding mask), `probed` adds a probe to each step's output (to read dL/dh_t), `run_stack`
+stacks it over layers and directions, `to_time_major` and `from_time_major` turn the caller's
+layout (batch_first, unbatched, PackedSequence, ``lengths=``) into the loop's time-major one
+and back, and `_Direction` is what one (layer, direction) pair of `RNN`, `LSTM` or `GRU` needs
+for a pass.
 
 Shapes: t time, b batch, i input features, h hidden features, p output features (proj_size
 or h), d directions (1 or 2), l layers. Inside the loop everything is time-major: x (t, b, i).
@@ -23,7 +24,7 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from rnnkit.variants import zoneout
 
-__all__ = ["State", "unroll", "run_stack", "to_time_major", "from_time_major"]
+__all__ = ["State", "unroll", "probed", "run_stack", "to_time_major", "from_time_major"]
 
 State = Any  # a Tensor (b, h), or a tuple of them, e.g. LSTM's (h, c)
 
@@ -74,6 +75,20 @@ def unroll(
             outputs[t] = _output_of(new)
         state = new
     return torch.stack(outputs), state
+
+
+def probed(step: Callable[[Any, State], State]) -> Callable[[tuple, State], State]:
+    """``step`` with a probe: the step's last input, a slice p_t (b, h) of a probe (t, b, h)
+    that `unroll` slices like the others, is added to the new output h_t. With p = 0 no value
+    changes and dL/dp_t = dL/dh_t, the total derivative through time (``forward_probed``)."""
+
+    def step_probed(inp: tuple, state: State) -> State:
+        new = step(inp[:-1], state)
+        if isinstance(new, tuple | list):
+            return (new[0] + inp[-1], *new[1:])  # e.g. LSTM: (h_t + p_t, c_t)
+        return new + inp[-1]
+
+    return step_probed
 
 
 def run_stack(

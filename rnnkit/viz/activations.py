@@ -6,8 +6,10 @@ coloured by the unit's value after reading it (blue -1, white 0, red +1), which 
 that track quotes, line length or nesting visible; and a gate is left- or right-saturated at a
 step when its value is below 0.1 or above 0.9 (section 4.2 of the paper).
 
-The gates exist only inside the step, so the layers are replayed here with the equations of
-`rnnkit.cells` written out (the same symbols), and checked against the layer's own output.
+The states and gates are the layer's own: its loop records them (``forward(...,
+return_states=True)``), run on `rnnkit.viz.gradients.loop_copy` of the layer (a torch.nn layer's
+state_dict in an rnnkit layer, or an rnnkit layer's copy, on the loop path in eval mode),
+checked against the layer's own output.
 
 Shapes: T time, b batch, h hidden units, L layers.
 """
@@ -18,10 +20,9 @@ import html
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from rnnkit.viz.gradients import check_replay
+from rnnkit.viz.gradients import check_copy, loop_copy
 
 __all__ = [
     "trace",
@@ -36,9 +37,10 @@ __all__ = [
 
 GATES = {"LSTM": ("i", "f", "o"), "GRU": ("r", "z")}  # the sigmoid gates of each cell
 LOW, HIGH = 0.1, 0.9  # saturation thresholds of the paper
+STEP_GATES = {"LSTM": ("i", "f", "g", "o"), "GRU": ("r", "z", "n")}  # in return_states' order
 
 
-# ----------------------------------------------------------------------------- replay
+# ----------------------------------------------------------------------------- states
 
 
 @torch.no_grad()
@@ -47,44 +49,20 @@ def trace(layer, x: Tensor) -> list[dict[str, np.ndarray]]:
 
     Returns one dict per layer (bottom first) of arrays (T, b, h): "h" always; "i", "f", "g",
     "o", "c" for an LSTM; "r", "z", "n" for a GRU. ``layer`` is a unidirectional rnnkit or
-    torch.nn RNN / LSTM / GRU; the replay is checked against its output.
+    torch.nn RNN / LSTM / GRU, run as `loop_copy` with ``return_states=True`` (the gates
+    after their non-linearities, as the cells compute them) and checked against its output.
     """
-    mode, b, x0 = layer.mode, x.size(1), x
-    out_size = getattr(layer, "proj_size", 0) or layer.hidden_size
+    out, _, states = loop_copy(layer, "the activation trace")(x, return_states=True)
+    check_copy(layer, x, out)
+    names = STEP_GATES.get(layer.mode, ())  # a vanilla RNN: h only
     layers = []
     for k in range(layer.num_layers):
-        W = {n: getattr(layer, f"{n}_l{k}", None) for n in ("weight_hh", "bias_hh", "weight_hr")}
-        gx = F.linear(x, getattr(layer, f"weight_ih_l{k}"), getattr(layer, f"bias_ih_l{k}"))
-        h, c = x.new_zeros(b, out_size), x.new_zeros(b, layer.hidden_size)
-        rec: dict[str, list[Tensor]] = {}
-        for t in range(x.size(0)):
-            gh = F.linear(h, W["weight_hh"], W["bias_hh"])  # (b, gates*h)
-            if mode == "LSTM":
-                i, f, g, o = (gx[t] + gh).chunk(4, dim=-1)
-                i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-                c = f * c + i * g
-                h = o * torch.tanh(c)
-                if W["weight_hr"] is not None:
-                    h = F.linear(h, W["weight_hr"])  # (b, p)
-                step = {"i": i, "f": f, "g": g, "o": o, "c": c}
-            elif mode == "GRU":
-                x_r, x_z, x_n = gx[t].chunk(3, dim=-1)
-                h_r, h_z, h_n = gh.chunk(3, dim=-1)
-                r = torch.sigmoid(x_r + h_r)
-                z = torch.sigmoid(x_z + h_z)
-                n = torch.tanh(x_n + r * h_n)
-                h = (1 - z) * n + z * h
-                step = {"r": r, "z": z, "n": n}
-            else:
-                pre = gx[t] + gh
-                h = torch.tanh(pre) if mode == "RNN_TANH" else torch.relu(pre)
-                step = {}
-            for name, value in {"h": h, **step}.items():
-                rec.setdefault(name, []).append(value)
-        stacked = {name: torch.stack(v) for name, v in rec.items()}  # each (T, b, h)
-        layers.append(stacked)
-        x = stacked["h"]
-    check_replay(layer, x0, x)
+        d = {"h": states["h"][k]}  # (T, b, p)
+        if names:
+            d.update(zip(names, states["gates"][k].chunk(len(names), dim=-1), strict=True))
+        if "c" in states:
+            d["c"] = states["c"][k]  # (T, b, h)
+        layers.append(d)
     return [{n: v.double().cpu().numpy() for n, v in d.items()} for d in layers]
 
 

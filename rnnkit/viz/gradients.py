@@ -8,10 +8,12 @@ so ||dL/dh_t|| against the distance k = T-1-t shows whether the signal vanishes 
 rho^k with rho < 1) or explodes (rho > 1) (Bengio et al. 1994; Pascanu et al. 2013). For a linear
 RNN h_t = W h_{t-1} + x_t with W = a Q, Q orthogonal, it is exactly a^k ||dL/dh_{T-1}||.
 
-torch's fused kernels keep no per-step states of the lower layers, so the stack is replayed here
-layer by layer with the step functions of `rnnkit.cells`, each h_t its own tensor, and
-``torch.autograd.grad`` returns dL/dh_t for all of them at once (the model's ``.grad`` fields are
-left alone). The replay is checked against the layer's own output.
+The layer's own loop computes it (`forward_probed` of `rnnkit.layers`): a zero probe p_t is
+added to every layer's h_t as the loop runs, so dL/dp_t = dL/dh_t, the total derivative through
+time and the layers above, and one ``torch.autograd.grad`` returns it for every layer and step
+(the model's ``.grad`` fields are left alone). A torch.nn layer, or an rnnkit one on its native
+or fused path, is measured on an rnnkit copy on its loop path holding the same state_dict, in
+eval mode; the copy is checked against the layer's own output.
 
 Shapes: L layers, T time, b batch, i input, h hidden. Norms are per example: (L, T, b).
 """
@@ -27,18 +29,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from rnnkit.cells import gru_step, lstm_step, rnn_step
 from rnnkit.errors import RnnkitError
+from rnnkit.layers import GRU, LSTM, RNN
+from rnnkit.layers.unroll import probed, unroll
 
 __all__ = [
-    "unroll_states",
+    "loop_copy",
+    "check_copy",
     "step_gradient_norms",
-    "replay",
     "layer_gradient_norms",
     "charlm_gradient_norms",
-    "check_replay",
     "by_distance",
     "flow_stats",
     "training_stats",
@@ -49,118 +51,102 @@ __all__ = [
 VANISHED, EXPLODED = 1e-6, 10.0  # ratio ||dL/dh_0|| / ||dL/dh_{T-1}|| per example
 
 
+# ----------------------------------------------------------------------------- the layer's loop
+
+
+def loop_copy(layer, what: str) -> RNN | LSTM | GRU:
+    """An rnnkit layer on its loop path that computes what ``layer`` (a unidirectional rnnkit or
+    torch.nn RNN / LSTM / GRU) computes: a copy of an rnnkit layer, variants and all, or a new one
+    holding a torch.nn layer's state_dict. Time-major and in eval mode (no dropout, zoneout's
+    expectation). ``what`` names the measurement in the errors."""
+    if not isinstance(layer, nn.RNNBase):
+        raise RnnkitError(
+            f"{what} needs an rnnkit or torch.nn RNN, LSTM or GRU, got {type(layer).__name__}",
+            "the per-step states come from the layer's own loop (forward(return_states=True))",
+        )
+    if layer.bidirectional:
+        raise RnnkitError(
+            f"{what} is measured for unidirectional layers only",
+            "a bidirectional layer's backward direction runs from the other end of the window",
+        )
+    if isinstance(layer, RNN | LSTM | GRU):
+        twin = copy.deepcopy(layer)
+        twin.impl = "loop"
+    else:
+        cls = {"LSTM": LSTM, "GRU": GRU}.get(layer.mode, RNN)
+        options = {"proj_size": layer.proj_size} if layer.mode == "LSTM" else {}
+        if cls is RNN:
+            options["nonlinearity"] = layer.nonlinearity
+        w = layer.weight_ih_l0
+        twin = cls(
+            layer.input_size,
+            layer.hidden_size,
+            layer.num_layers,
+            bias=layer.bias,
+            dropout=layer.dropout,
+            device=w.device,
+            dtype=w.dtype,
+            impl="loop",
+            **options,
+        )
+        twin.load_state_dict(layer.state_dict())
+    twin.batch_first = False
+    return twin.eval()
+
+
+@torch.no_grad()
+def check_copy(layer, x: Tensor, out: Tensor, steps: int = 64) -> None:
+    """Raise RnnkitError unless ``out`` (T, b, p), the top output of `loop_copy` on x (T, b, i),
+    is what ``layer`` itself computes in eval mode (to 1e-4); the first ``steps`` steps are
+    compared (the layer is causal and every step runs the same equations)."""
+    x, out = x[:steps], out[:steps]  # (t, b, i), (t, b, p)
+    training = layer.training
+    try:
+        expected, _ = layer.eval()(x.transpose(0, 1) if layer.batch_first else x)
+    finally:
+        layer.train(training)
+    if layer.batch_first:
+        expected = expected.transpose(0, 1)  # (b, t, p) -> (t, b, p)
+    err = (expected - out).abs().max().item()
+    if not err <= 1e-4 * max(1.0, expected.abs().max().item()):
+        raise RnnkitError(
+            f"{type(layer).__name__}: the rnnkit loop holding the layer's state_dict does not "
+            f"reproduce its output (max difference {err:.3g})",
+            "a subclass that changes forward cannot be measured step by step; use rnnkit's "
+            "RNN / LSTM / GRU, whose variants the loop runs itself",
+        )
+
+
 # ----------------------------------------------------------------------------- measuring
-
-
-def unroll_states(step: Callable, inputs: Tensor, state) -> tuple[list[Tensor], object]:
-    """state = step(inputs[t], state) for t = 0..T-1. Returns [h_0, ..., h_{T-1}], each (b, h)
-    (the first tensor of a tuple state, as LSTM's (h, c)), and the final state."""
-    hs = []
-    for t in range(inputs.size(0)):
-        state = step(inputs[t], state)
-        hs.append(state[0] if isinstance(state, tuple | list) else state)
-    return hs, state
-
-
-def _norms(loss: Tensor, hs: list[Tensor]) -> np.ndarray:
-    """(T, b): ||dL/dh_t|| of each example, for the h_t of one layer."""
-    grads = torch.autograd.grad(loss, hs, retain_graph=True, allow_unused=True)
-    rows = [
-        torch.zeros(h.shape[0]) if g is None else g.detach().norm(dim=-1)
-        for h, g in zip(hs, grads, strict=True)
-    ]
-    return torch.stack(rows).double().cpu().numpy()
 
 
 def step_gradient_norms(step: Callable, inputs: Tensor, state, loss_fn: Callable) -> np.ndarray:
     """||dL/dh_t|| (T, b) for any step ``state = step(x_t, state)``, e.g. a linear one.
 
-    inputs (T, b, ...); ``loss_fn(hs)`` takes hs (T, b, h) and returns a scalar. The initial
-    state is made to require grad, so that a step with constant weights still has a graph.
+    inputs (T, b, ...); ``loss_fn(hs)`` takes hs (T, b, h) and returns a scalar. The step runs
+    in `rnnkit.layers.unroll` with a zero probe p (T, b, h) added to each h_t; dL/dp_t = dL/dh_t.
     """
-    state = _tree(lambda s: s.detach().clone().requires_grad_(True), state)
-    hs, _ = unroll_states(step, inputs, state)
-    return _norms(loss_fn(torch.stack(hs)), hs)
-
-
-def _tree(fn, state):
-    return tuple(fn(s) for s in state) if isinstance(state, tuple | list) else fn(state)
-
-
-def _layer_step(layer, k: int) -> tuple[Callable, Callable]:
-    """(project, step) for layer k of a torch.nn / rnnkit RNN, LSTM or GRU, read by torch's
-    parameter names: project(x) = W_ih x + b_ih over all steps, step(gx_t, state) -> state."""
-    p = {
-        n: getattr(layer, f"{n}_l{k}", None)
-        for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
-    }
-    mode = layer.mode  # RNN_TANH, RNN_RELU, LSTM, GRU (torch.nn.RNNBase)
-
-    def project(x):
-        return F.linear(x, p["weight_ih"], p["bias_ih"])  # (T, b, gates*h)
-
-    if mode == "LSTM":
-        return project, lambda gx, s: lstm_step(
-            gx, s[0], s[1], p["weight_hh"], p["bias_hh"], p["weight_hr"]
-        )
-    if mode == "GRU":
-        return project, lambda gx, h: gru_step(gx, h, p["weight_hh"], p["bias_hh"])
-    nonlinearity = "tanh" if mode == "RNN_TANH" else "relu"
-    return project, lambda gx, h: rnn_step(gx, h, p["weight_hh"], p["bias_hh"], nonlinearity)
-
-
-def replay(layer, x: Tensor) -> tuple[Tensor, list[list[Tensor]]]:
-    """Run a unidirectional layer stack one layer and one step at a time from the zero state.
-
-    x (T, b, i), time-major whatever ``layer.batch_first`` says. Returns the top layer's output
-    (T, b, h) and hs[l][t], the h_t (b, h) of every layer l and step t, each a node of the graph.
-    Dropout between layers is left out, as in eval mode.
-    """
-    if getattr(layer, "bidirectional", False):
-        raise RnnkitError(
-            "gradient flow through time is measured for unidirectional layers only",
-            "a bidirectional layer's backward direction runs from the other end of the window",
-        )
-    b = x.size(1)
-    out_size = getattr(layer, "proj_size", 0) or layer.hidden_size
-    hs = []
-    for k in range(layer.num_layers):
-        project, step = _layer_step(layer, k)
-        h0 = x.new_zeros(b, out_size).requires_grad_(True)
-        state = (h0, x.new_zeros(b, layer.hidden_size)) if layer.mode == "LSTM" else h0
-        layer_hs, _ = unroll_states(step, project(x), state)
-        hs.append(layer_hs)
-        x = torch.stack(layer_hs)  # (T, b, h): the next layer's input
-    return x, hs
-
-
-def check_replay(layer, x: Tensor, out: Tensor, steps: int = 64) -> None:
-    """Raise RnnkitError unless ``out`` (T, b, h), replayed step by step from x (T, b, i), is
-    what ``layer`` itself computes (to 1e-4): the replay knows only the plain equations. The
-    first ``steps`` steps are compared (every step runs the same equations)."""
-    x, out = x[:steps], out[:steps]  # (t, b, i), (t, b, h): the layer is causal
-    with torch.no_grad():
-        expected, _ = layer(x.transpose(0, 1) if layer.batch_first else x)
-        if layer.batch_first:
-            expected = expected.transpose(0, 1)
-    err = (expected - out).abs().max().item()
-    if not err <= 1e-4 * max(1.0, expected.abs().max().item()):
-        raise RnnkitError(
-            f"{type(layer).__name__}: replaying the layer step by step does not reproduce its "
-            f"output (max difference {err:.3g})",
-            "the gradient probe knows the plain RNN / LSTM / GRU equations of rnnkit.cells; "
-            "options that change them (e.g. layer norm) are not supported here",
-        )
+    h0 = state[0] if isinstance(state, tuple | list) else state  # (b, h)
+    probe = h0.new_zeros(inputs.size(0), *h0.shape).requires_grad_(True)  # (T, b, h)
+    hs, _ = unroll(probed(lambda inp, s: step(inp[0], s)), (inputs, probe), state)
+    (dprobe,) = torch.autograd.grad(loss_fn(hs), probe)
+    return dprobe.norm(dim=-1).double().cpu().numpy()
 
 
 def layer_gradient_norms(layer, x: Tensor, loss_fn: Callable, check: bool = True) -> np.ndarray:
     """||dL/dh_t|| (L, T, b) of every layer and step of ``layer`` (rnnkit or torch.nn RNN, LSTM,
-    GRU) on x (T, b, i); ``loss_fn(out)`` maps the top output (T, b, h) to a scalar."""
-    out, hs = replay(layer, x)
+    GRU, unidirectional) on x (T, b, i), time-major; ``loss_fn(out)`` maps the top output
+    (T, b, h) to a scalar. Runs `loop_copy` of the layer with a zero probe on every h_t
+    (`forward_probed`); ``check``: `check_copy` its output against the layer's."""
+    twin = loop_copy(layer, "gradient flow through time")
+    T, b = x.size(0), x.size(1)
+    probe = x.new_zeros(layer.num_layers, T, b, layer.proj_size or layer.hidden_size)
+    probe.requires_grad_(True)  # (L, T, b, p)
+    out, _, _ = twin.forward_probed(x, probe)  # out (T, b, p)
     if check:
-        check_replay(layer, x, out.detach())
-    loss = loss_fn(out)
-    return np.stack([_norms(loss, layer_hs) for layer_hs in hs])
+        check_copy(layer, x, out.detach())
+    (dprobe,) = torch.autograd.grad(loss_fn(out), probe)  # dL/dh_t of every layer and step
+    return dprobe.norm(dim=-1).double().cpu().numpy()
 
 
 def charlm_gradient_norms(model, ids: Tensor, targets: Tensor, where: str = "last") -> np.ndarray:
