@@ -80,11 +80,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_task_command(name: str, args) -> int:
-    declared = _task_commands()[name]
-    if not declared[1].needs_run:
-        task = declared[0]
-    else:
-        task = tasks.get(RunDir.task_of(args.run))
+    owner, declared = _task_commands()[name]
+    task = tasks.get(RunDir.task_of(args.run)) if declared.needs_run else owner
     command = task.command(name)  # an error naming the run's task when it has no such command
     return int(getattr(task, command.method)(args) or 0)
 

@@ -11,9 +11,9 @@ from safetensors.torch import load_file
 
 from rnnkit import cli, tasks
 from rnnkit.config import build, to_dict
-from rnnkit.run import RunDir
 from rnnkit.data import algorithmic as gen
 from rnnkit.errors import ConfigError
+from rnnkit.run import RunDir
 from rnnkit.tasks import algorithmic as alg
 from rnnkit.training import Trainer
 

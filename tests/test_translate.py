@@ -5,12 +5,12 @@ import io
 import re
 
 import pytest
-from rnnkit.tasks.seq2seq import TeacherForcingConfig, teacher_forcing_ratio
 
 from rnnkit.cli import main
 from rnnkit.data import pairs
 from rnnkit.data.tokenize import load_tokenizer, train_tokenizer
 from rnnkit.errors import DataError
+from rnnkit.tasks.seq2seq import TeacherForcingConfig, teacher_forcing_ratio
 
 TEXTS = ["the cat sat.", "a dog ran, fast!", "the dog sat", "quatre-vingt-cinq mille (l'été)"]
 
