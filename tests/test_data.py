@@ -72,3 +72,42 @@ def test_stream_batches_hand_worked():
 def test_stream_batches_too_small():
     with pytest.raises(DataError, match="too small: 50 characters.*needs at least 129"):
         StreamBatches(torch.arange(50), batch_size=4, seq_len=32)
+
+
+def test_pad_hand_worked():
+    from rnnkit.data import PAD, pad
+
+    padded, lengths = pad([[5, 6, 7], [8], []], PAD)
+    assert padded.tolist() == [[5, 6, 7], [8, 0, 0], [0, 0, 0]]
+    assert lengths.tolist() == [3, 1, 0]
+    assert pad([[1]], 9, length=3)[0].tolist() == [[1, 9, 9]]
+
+
+def test_bucket_batches_cover_every_row_once_in_batches_of_similar_length():
+    from rnnkit.data import bucket_batches
+
+    lengths = torch.randint(1, 100, (1000,), generator=torch.Generator().manual_seed(0))
+    batches = bucket_batches(lengths, 10, torch.Generator().manual_seed(1), bucket=20)
+    rows = torch.cat(batches)
+    assert sorted(rows.tolist()) == list(range(1000)) and len(batches) == 100
+    # padding: a sorted bucket wastes far less than random batches of the same rows
+    waste = sum(int(lengths[b].max() * len(b) - lengths[b].sum()) for b in batches)
+    shuffled = torch.randperm(1000, generator=torch.Generator().manual_seed(1)).split(10)
+    random_waste = sum(int(lengths[b].max() * len(b) - lengths[b].sum()) for b in shuffled)
+    assert waste < random_waste / 5
+    again = bucket_batches(lengths, 10, torch.Generator().manual_seed(1), bucket=20)
+    assert all(torch.equal(a, b) for a, b in zip(batches, again, strict=True))
+
+
+def test_vocabulary_special_ids():
+    from rnnkit.data import Vocabulary
+
+    v = Vocabulary(["a", "b", "<unk>"])
+    assert (v.pad, v.bos, v.eos, v.unk, v.blank) == (0, 1, 2, 3, None)
+    assert v.ids(["a", "z", "b"]) == [4, 3, 5] and v.plain([0, 4, 2, 5]) == ["a", "b"]
+    ctc = Vocabulary(["a", "b"], specials=("blank",))
+    assert ctc.blank == 0 and ctc.pad is None and ctc.ids(["b"]) == [2]
+    with pytest.raises(DataError, match=r"'z'"):
+        ctc.ids(["z"])
+    with pytest.raises(ValueError, match="unknown special 'mask'"):
+        Vocabulary([], specials=("mask",))
