@@ -20,7 +20,9 @@ def test_a_default_stack_is_the_plain_layer_with_the_same_weights():
     ours = stack_from(8, StackConfig(cell="gru", hidden=16, layers=2))
     torch.manual_seed(0)
     plain = rnnkit.GRU(8, 16, num_layers=2, batch_first=True)
-    assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), plain.parameters()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(ours.parameters(), plain.parameters(), strict=True)
+    )
     assert ours.plan().startswith("native")
 
 
