@@ -5,6 +5,8 @@ from rnnkit.cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.layers import GRU, LSTM, RNN, Recurrent
 from rnnkit.mingru import MinGRU, MinGRUCell, MinLSTM, MinLSTMCell
 
+from rnnkit import models  # noqa: E402  reusable models on the layers above (rnnkit.models)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -20,5 +22,6 @@ __all__ = [
     "MinGRUCell",
     "MinLSTMCell",
     "extension",
+    "models",
     "__version__",
 ]
