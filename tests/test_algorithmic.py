@@ -194,7 +194,7 @@ def test_curriculum_grows_and_round_trips():
     _, fresh = task.build(config)
     fresh.load_state_dict(state)
     assert fresh.cap == 4 and fresh.running == loop.running
-    sampled = config.data.sample(8, G(), cap=2)
+    sampled = loop.source.sample(8, G(), cap=2)
     assert sampled.mask.sum(1).max() <= 2
 
 

@@ -1,7 +1,7 @@
 """Memory and long-range tasks: the NTM paper's copy, repeat copy, associative recall and priority
 sort, and the adding, copy-memory and sequential-digits tests, each its own registered task.
 
-Every task is the same machine with a different generator (`rnnkit.data.algorithmic`):
+Every task is the same machine with a different batch source (`rnnkit.data.sources`):
 
     batch_k  = generate(Generator(seed, rank, k))   batch k is fixed by (seed, k): exact resume
     y^       = model(x)                             NTM, or RNN / LSTM / GRU + linear (b, t, o)
@@ -23,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.data import sources
 from rnnkit.data.algorithmic import Batch
+from rnnkit.data.sources import Source
 from rnnkit.models.ntm import NTM
 from rnnkit.models.sequence import SequenceModel
 from rnnkit.tasks.algorithmic_config import (
@@ -71,9 +73,9 @@ def loss_of(kind: str, out: Tensor, batch: Batch) -> Tensor:
 
 
 @torch.no_grad()
-def metrics_of(kind: str, model, batches: list[Batch], data) -> dict[str, float]:
+def metrics_of(kind: str, model, batches: list[Batch], source) -> dict[str, float]:
     """Held-out metrics over ``batches``: per-sequence bits and bit errors, mse, or cross-entropy
-    and accuracy (on `data.answer_mask`, e.g. only the recalled symbols of copy memory)."""
+    and accuracy (on `source.answer_mask`, e.g. only the recalled symbols of copy memory)."""
     model.eval()
     sums: dict[str, float] = {}
     n_seq = n_scored = n_answers = 0
@@ -90,7 +92,7 @@ def metrics_of(kind: str, model, batches: list[Batch], data) -> dict[str, float]
         elif kind == "mse":
             add = {"mse": F.mse_loss(out[mask], y[mask], reduction="sum").item()}
         else:
-            answer = data.answer_mask(batch)
+            answer = source.answer_mask(batch)
             n_answers += int(answer.sum())
             add = {
                 "xent": F.cross_entropy(out[mask], y[mask], reduction="sum").item(),
@@ -117,6 +119,7 @@ class AlgorithmicLoop:
 
     def __init__(self, task: AlgorithmicTask, config, device, rank: int = 0):
         self.task, self.config, self.device, self.rank = task, config, device, rank
+        self.source = task.Source(config.data)
         self.metric, self.higher_is_better = task.metric, task.higher_is_better
         self.callbacks = (self.curriculum_step,)
         c = config.curriculum
@@ -126,7 +129,7 @@ class AlgorithmicLoop:
         self.held_out_at = {n: self.eval_batches(n) for n in config.eval.length_list()}
 
     def eval_batches(self, length: int | None) -> list[Batch]:
-        e, data = self.config.eval, self.config.data
+        e, data = self.config.eval, self.source
         out = []
         for i in range(e.batches):
             g = torch.Generator().manual_seed(batch_seed(e.seed, 0, i))
@@ -139,12 +142,12 @@ class AlgorithmicLoop:
     def train_step(self, model, micro: int) -> Tensor:
         c = self.config
         g = torch.Generator().manual_seed(batch_seed(c.train.seed, self.rank, micro))
-        batch = _to(c.data.sample(c.data.batch_size, g, cap=self.cap), self.device)
+        batch = _to(self.source.sample(c.data.batch_size, g, cap=self.cap), self.device)
         out, _ = model(batch.x)
-        return loss_of(c.data.loss, out, batch)
+        return loss_of(self.source.loss, out, batch)
 
     def evaluate(self, model) -> dict:
-        kind, data = self.config.data.loss, self.config.data
+        kind, data = self.source.loss, self.source
         metrics = metrics_of(kind, model, self.held_out, data)
         for n, batches in self.held_out_at.items():
             at = metrics_of(kind, model, batches, data)
@@ -162,7 +165,7 @@ class AlgorithmicLoop:
         self.running = (
             loss if self.running is None else c.smoothing * self.running + (1 - c.smoothing) * loss
         )
-        longest = self.config.data.longest()
+        longest = self.source.longest()
         if self.running < c.threshold and self.cap < longest:
             self.cap = min(longest, self.cap + c.grow)
             self.running = None  # judge the new length afresh
@@ -187,11 +190,12 @@ class AlgorithmicLoop:
 class AlgorithmicTask(Task):
     """The shared machinery of the memory tasks; each one names its config and metric."""
 
+    Source: type[Source]  # makes its batches from config.data (rnnkit.data.sources)
     metric: str = "cost_bits"  # the held-out metric that picks the best checkpoint
     higher_is_better: bool = False
 
     def build_model(self, config, setup=None) -> nn.Module:
-        return build_model(config.model, *config.data.sizes())
+        return build_model(config.model, *self.Source(config.data).sizes())
 
     def loop(self, config, setup, device, rank, world) -> AlgorithmicLoop:
         return AlgorithmicLoop(self, config, device, rank)
@@ -220,30 +224,35 @@ class AlgorithmicTask(Task):
 
 
 class Copy(AlgorithmicTask):
+    Source = sources.CopySource
     name = "copy"
     description = "NTM copy: reproduce 1-20 random 8-bit vectors"
     Config = CopyConfig
 
 
 class RepeatCopy(AlgorithmicTask):
+    Source = sources.RepeatCopySource
     name = "repeat_copy"
     description = "NTM repeat copy: a sequence R times, then an end marker"
     Config = RepeatCopyConfig
 
 
 class Recall(AlgorithmicTask):
+    Source = sources.RecallSource
     name = "recall"
     description = "NTM associative recall: the item after the queried one"
     Config = RecallConfig
 
 
 class Sort(AlgorithmicTask):
+    Source = sources.SortSource
     name = "sort"
     description = "NTM priority sort: the 16 of 20 vectors with the highest priorities"
     Config = SortConfig
 
 
 class Adding(AlgorithmicTask):
+    Source = sources.AddingSource
     name = "adding"
     description = "adding problem: the sum of two marked values (Hochreiter 1997)"
     Config = AddingConfig
@@ -251,6 +260,7 @@ class Adding(AlgorithmicTask):
 
 
 class CopyMemory(AlgorithmicTask):
+    Source = sources.CopyMemorySource
     name = "copy_memory"
     description = "copy memory: recall 10 symbols after a delay (Arjovsky 2016)"
     Config = CopyMemoryConfig
@@ -258,6 +268,7 @@ class CopyMemory(AlgorithmicTask):
 
 
 class Digits(AlgorithmicTask):
+    Source = sources.DigitsSource
     name = "digits"
     description = "sequential 8x8 handwritten digits, a row or a pixel per step (scikit-learn)"
     Config = DigitsConfig

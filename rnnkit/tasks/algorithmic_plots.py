@@ -51,7 +51,7 @@ def sequence_figure(path, length: int = 20, seed: int = 0) -> Figure:
     if not isinstance(model, NTM):
         raise RnnkitError(f"{path} holds a {config.model.cell} model; the figure needs an NTM")
     g = torch.Generator().manual_seed(seed)
-    batch = config.data.held_out(1, g, length)
+    batch = task.Source(config.data).held_out(1, g, length)
     trace = model.trace(batch.x)
     t = batch.x.size(1)
     panels = [
@@ -142,9 +142,10 @@ def gradients_figure(paths: list, seed: int = 0) -> Figure:
     fig = Figure(figsize=(6.0, 4.0), layout="constrained")
     ax = fig.subplots()
     for path in paths:
-        _, model, config = _load(path)
-        batch = config.data.held_out(64, torch.Generator().manual_seed(seed), None)
-        norms = input_gradient_norms(model, batch, config.data.loss)
+        task, model, config = _load(path)
+        source = task.Source(config.data)
+        batch = source.held_out(64, torch.Generator().manual_seed(seed), None)
+        norms = input_gradient_norms(model, batch, source.loss)
         ax.semilogy(np.arange(1, len(norms) + 1), norms, label=_label(path))
     ax.set_xlabel("input step t (the loss is at the last step)")
     ax.set_ylabel("|dL / dx_t|")
