@@ -7,6 +7,7 @@ rnnkit train TASK [--config FILE] [--out DIR] [key=value ...]
 rnnkit resume RUN
 rnnkit evaluate RUN [--json]
 rnnkit report RUN [--out FILE]
+rnnkit plot curves RUN [RUN ...] --metric M --out PNG
 rnnkit COMMAND [RUN] ...            a task's command
 """
 
@@ -22,6 +23,8 @@ from rnnkit import tasks
 from rnnkit.config import build, leaf_keys, parse_overrides
 from rnnkit.errors import RnnkitError
 from rnnkit.run import RunDir
+
+GROUPS = {"inspect": "look inside a trained run: see its sub-commands"}
 
 
 def _task_commands() -> dict[str, tuple[tasks.Task, tasks.Command]]:
@@ -61,13 +64,20 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("run", help="run directory")
     rep.add_argument("--out", help="HTML file (default RUN/report.html)")
 
-    groups: dict[str, argparse._SubParsersAction] = {}
+    plot = sub.add_parser("plot", help="pictures of runs: see its sub-commands")
+    groups = {"plot": plot.add_subparsers(dest="what", required=True)}
+    curves = groups["plot"].add_parser("curves", help="a held-out metric of runs side by side")
+    curves.add_argument("runs", nargs="+", help="run directories")
+    curves.add_argument("--out", required=True, help="PNG file to write")
+    curves.add_argument("--metric", required=True, help="a metric the runs logged, e.g. val_bpc")
+    curves.add_argument("--log", action="store_true", help="logarithmic y axis")
+    curves.add_argument("--labels", help="comma-separated legend labels, one per run")
     for name, (_, command) in _task_commands().items():
         words = name.split()
         parent = sub
         if len(words) == 2:  # "inspect gradients": a sub-command of a group
             if words[0] not in groups:
-                g = sub.add_parser(words[0], help=f"{words[0]}: see its sub-commands")
+                g = sub.add_parser(words[0], help=GROUPS.get(words[0], "see its sub-commands"))
                 groups[words[0]] = g.add_subparsers(dest="what", required=True)
             parent = groups[words[0]]
         c = parent.add_parser(words[-1], help=command.help)
@@ -122,6 +132,13 @@ def main(argv: list[str] | None = None) -> int:
             from rnnkit.viz.report import write_report
 
             print(f"wrote {write_report(args.run, args.out)}")
+        elif args.command == "plot" and args.what == "curves":
+            from rnnkit.viz import save_png
+            from rnnkit.viz.curves import legend_labels, metric_curves_figure
+
+            labels = legend_labels(args.runs, args.labels)
+            fig = metric_curves_figure(args.runs, args.metric, args.log, labels)
+            print(f"wrote {save_png(fig, args.out)}")
         else:
             return _run_task_command(args.task_command, args)
     except RnnkitError as err:

@@ -267,9 +267,7 @@ def test_adding_lstm_target(tmp_path):
     assert metrics["mse"] < 0.01, metrics
 
 
-def test_plots_render(tmp_path):
-    from rnnkit.tasks import algorithmic_plots as plots
-
+def test_plots_render(tmp_path, capsys):
     task, config = tiny("copy", **{"train.steps": 2, "train.eval_every": 1})
     task.train(config, tmp_path / "ntm", progress=False)
     task, config = tiny("adding", **{"train.steps": 2, "model.cell": "rnn"})
@@ -278,9 +276,19 @@ def test_plots_render(tmp_path):
         ["sequence", str(tmp_path / "ntm"), "--length", "5"],
         ["lengths", str(tmp_path / "ntm"), "--lengths", "2,6"],
         ["curves", str(tmp_path / "ntm"), "--metric", "cost_bits", "--log"],
-        ["gradients", str(tmp_path / "rnn")],
+        ["gradients", str(tmp_path / "rnn"), str(tmp_path / "ntm"), "--labels", "rnn,ntm"],
     ]
     for k, args in enumerate(jobs):
         out = tmp_path / f"{k}.png"
-        assert plots.main([*args, "--out", str(out)]) == 0
+        assert cli.main(["plot", *args, "--out", str(out)]) == 0
         assert out.read_bytes()[:4] == b"\x89PNG"
+    mistakes = [
+        (["sequence", str(tmp_path / "rnn")], "the figure needs an NTM"),
+        (["lengths", str(tmp_path / "ntm"), "--lengths", "2,x"], "--lengths must be"),
+        (["gradients", str(tmp_path / "rnn"), "--labels", "a,b"], "--labels has 2 label(s)"),
+        (["curves", str(tmp_path / "rnn"), "--metric", "nope"], "logged no 'nope'"),
+    ]
+    for args, message in mistakes:
+        out = tmp_path / "bad.png"
+        assert cli.main(["plot", *args, "--out", str(out)]) == 2, args
+        assert message in capsys.readouterr().err and not out.exists()

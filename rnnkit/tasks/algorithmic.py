@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from rnnkit.data import sources
 from rnnkit.data.algorithmic import Batch
 from rnnkit.data.sources import Source
+from rnnkit.errors import ConfigError
 from rnnkit.models.ntm import NTM
 from rnnkit.models.sequence import SequenceModel
 from rnnkit.tasks.algorithmic_config import (
@@ -38,7 +39,11 @@ from rnnkit.tasks.algorithmic_config import (
     RepeatCopyConfig,
     SortConfig,
 )
-from rnnkit.tasks.base import Loaded, Task
+from rnnkit.tasks.base import Command, Loaded, Task, arg
+
+_RUNS = arg("runs", nargs="+", help="run directories of memory tasks")
+_OUT = arg("--out", required=True, help="PNG file to write")
+_LABELS = arg("--labels", help="comma-separated legend labels, one per run")
 
 
 # ----------------------------------------------------------------------------- models
@@ -193,6 +198,38 @@ class AlgorithmicTask(Task):
     Source: type[Source]  # makes its batches from config.data (rnnkit.data.sources)
     metric: str = "cost_bits"  # the held-out metric that picks the best checkpoint
     higher_is_better: bool = False
+    commands = (
+        Command(
+            "plot sequence",
+            "an NTM run reading and writing one held-out sequence (PNG)",
+            "plot_sequence",
+            (
+                _OUT,
+                arg("--length", type=int, default=20, help="the sequence's length"),
+                arg("--seed", type=int, default=0, help="which held-out sequence"),
+            ),
+        ),
+        Command(
+            "plot lengths",
+            "error against sequence length, for memory-task runs (PNG)",
+            "plot_lengths",
+            (
+                _RUNS,
+                _OUT,
+                arg("--lengths", default="10,20,30,40,50,60", help="comma-separated lengths"),
+                arg("--metric", default="bit_errors", help="bit_errors, cost_bits, mse, ..."),
+                _LABELS,
+            ),
+            needs_run=False,
+        ),
+        Command(
+            "plot gradients",
+            "|dL/dx_t| against t: how far back the loss reaches, for memory-task runs (PNG)",
+            "plot_gradients",
+            (_RUNS, _OUT, _LABELS),
+            needs_run=False,
+        ),
+    )
 
     def build_model(self, config, setup=None) -> nn.Module:
         return build_model(config.model, *self.Source(config.data).sizes())
@@ -213,6 +250,27 @@ class AlgorithmicTask(Task):
         config.curriculum.enabled = False
         return AlgorithmicLoop(self, config, torch.device("cpu")).evaluate(loaded.model)
 
+    # ------------------------------------------------------------------------- pictures
+    def plot_sequence(self, args) -> int:
+        from rnnkit.tasks.algorithmic_inspect import sequence_figure
+
+        return _save(sequence_figure(args.run, args.length, args.seed), args.out)
+
+    def plot_lengths(self, args) -> int:
+        from rnnkit.tasks import algorithmic_inspect as inspect
+        from rnnkit.viz.curves import legend_labels
+
+        lengths = _lengths(args.lengths)
+        labels = legend_labels(args.runs, args.labels)
+        return _save(inspect.lengths_figure_of(args.runs, lengths, args.metric, labels), args.out)
+
+    def plot_gradients(self, args) -> int:
+        from rnnkit.tasks import algorithmic_inspect as inspect
+        from rnnkit.viz.curves import legend_labels
+
+        labels = legend_labels(args.runs, args.labels)
+        return _save(inspect.gradients_figure_of(args.runs, labels=labels), args.out)
+
     def migrate(self, config: dict) -> dict:
         """Runs saved before model.kind was renamed model.cell."""
         model = config.get("model")
@@ -221,6 +279,26 @@ class AlgorithmicTask(Task):
             model["cell"] = model.pop("kind")
             config = {**config, "model": model}
         return config
+
+
+def _lengths(text: str) -> list[int]:
+    try:
+        lengths = [int(n) for n in text.split(",") if n.strip()]
+    except ValueError:
+        lengths = []
+    if not lengths or min(lengths) < 1:
+        raise ConfigError(
+            f"--lengths must be comma-separated positive integers, got {text!r}",
+            "for example --lengths 10,20,40",
+        )
+    return lengths
+
+
+def _save(fig, out) -> int:
+    from rnnkit.viz import save_png
+
+    print(f"wrote {save_png(fig, out)}")
+    return 0
 
 
 class Copy(AlgorithmicTask):
