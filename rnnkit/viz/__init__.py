@@ -1,11 +1,16 @@
 """See inside a recurrent network: gradient flow, unit activations, and the run report.
 
-    rnnkit.viz.gradients     ||dL/dh_t|| per step and layer; vanishing / exploding statistics;
-                             `inspect_run(run_dir)`
-    rnnkit.viz.compare       `compare_cells(out_dir)`: RNN vs LSTM vs GRU trained side by side
+    rnnkit.viz.gradients     ||dL/dh_t|| per step and layer, from the layers' own loop;
+                             vanishing / exploding statistics
     rnnkit.viz.activations   each unit's activation over a text as coloured HTML; units that track
                              quotes, position in line or bracket depth; gate saturation
+    rnnkit.viz.attention     attention maps; exact match against source length
+    rnnkit.viz.memory        the NTM's sequence figure; error by length; |dL/dx_t| by step
+    rnnkit.viz.curves        a held-out metric of several runs side by side (`rnnkit plot curves`)
     rnnkit.viz.report        `write_report(run_dir)`: one self-contained HTML page for a run
+
+The tasks gather what to draw from their runs (`rnnkit.tasks.charlm_inspect`,
+`rnnkit.tasks.algorithmic_inspect`) and declare the commands that draw it.
 
 The submodules are imported on use (``import rnnkit.viz.report``), so ``import rnnkit.viz`` stays
 light. Figures are drawn on ``matplotlib.figure.Figure`` directly, never through pyplot, so no
