@@ -52,17 +52,22 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run directory to create (default runs/TASK-TIMESTAMP)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    changed = "read the data files named in the run's config even if they are not the ones "
+    changed += "it was trained on"
     r = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
     r.add_argument("run", help="run directory")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--allow-changed-data", action="store_true", help=changed)
 
     e = sub.add_parser("evaluate", help="evaluate a run on its held-out data")
     e.add_argument("run", help="run directory")
     e.add_argument("--json", action="store_true", help="print metrics as JSON")
+    e.add_argument("--allow-changed-data", action="store_true", help=changed)
 
     rep = sub.add_parser("report", help="write one self-contained HTML page about a run")
     rep.add_argument("run", help="run directory")
     rep.add_argument("--out", help="HTML file (default RUN/report.html)")
+    rep.add_argument("--allow-changed-data", action="store_true", help=changed)
 
     plot = sub.add_parser("plot", help="pictures of runs: see its sub-commands")
     groups = {"plot": plot.add_subparsers(dest="what", required=True)}
@@ -115,14 +120,14 @@ def main(argv: list[str] | None = None) -> int:
             config = build(task.Config, args.config, parse_overrides(args.overrides))
             out = args.out or f"runs/{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
             metrics = task.train(config, out, progress=not args.quiet)
-            if int(os.environ.get("RANK", "0")) == 0:  # one report under torchrun
-                print(f"run saved in {out}")
-                print(json.dumps(metrics))
+            return _finished(metrics, out)
         elif args.command == "resume":
             task = tasks.get(RunDir.open(args.run, need=()).task)
-            print(json.dumps(task.resume(args.run, progress=not args.quiet)))
+            metrics = task.resume(args.run, not args.quiet, args.allow_changed_data)
+            return _finished(metrics, args.run)
         elif args.command == "evaluate":
-            metrics = tasks.get(RunDir.open(args.run, need=()).task).evaluate(args.run)
+            task = tasks.get(RunDir.open(args.run, need=()).task)
+            metrics = task.evaluate(args.run, allow_changed_data=args.allow_changed_data)
             print(
                 json.dumps(metrics)
                 if args.json
@@ -131,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "report":
             from rnnkit.viz.report import write_report
 
-            print(f"wrote {write_report(args.run, args.out)}")
+            path = write_report(args.run, args.out, allow_changed_data=args.allow_changed_data)
+            print(f"wrote {path}")
         elif args.command == "plot" and args.what == "curves":
             from rnnkit.viz import save_png
             from rnnkit.viz.curves import legend_labels, metric_curves_figure
@@ -146,6 +152,25 @@ def main(argv: list[str] | None = None) -> int:
         if err.hint:
             print(f"hint: {err.hint}", file=sys.stderr)
         return 2
+    except OSError as err:  # an output path in a missing or unwritable place, say
+        where = f": {err.filename}" if err.filename else ""
+        print(f"rnnkit: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside training
+        print("\nrnnkit: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _finished(metrics: dict, run) -> int:
+    """The end of train / resume: 130 and how to go on when interrupted, else 0."""
+    if int(os.environ.get("RANK", "0")) != 0:  # one report under torchrun
+        return 130 if metrics.get("interrupted") else 0
+    if metrics.get("interrupted"):
+        print(f"interrupted: checkpoint saved; continue with `rnnkit resume {run}`")
+        return 130
+    print(f"run saved in {run}")
+    print(json.dumps(metrics))
     return 0
 
 

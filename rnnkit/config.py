@@ -7,6 +7,7 @@ values of the wrong type are errors that list what is valid, never silently igno
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from pathlib import Path
 
@@ -17,6 +18,11 @@ _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
 
 def _coerce(name: str, value, kind):
     """Convert ``value`` (a string from the command line, or a YAML scalar) to ``kind``."""
+    if value is None or isinstance(value, list | tuple | dict | set):
+        raise ConfigError(
+            f"config key {name!r} expects one {kind.__name__} value, got {value!r}",
+            f"give a single value, for example {_example(name, kind)}",
+        )
     try:
         if kind is bool:
             if isinstance(value, bool):
@@ -31,7 +37,13 @@ def _coerce(name: str, value, kind):
         if kind is float:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ConfigError(
+                    f"config key {name!r} must be a finite number, got {value!r}",
+                    f"for example {_example(name, kind)}",
+                )
+            return number
         if kind is str:
             return str(value)
     except ValueError:
@@ -40,10 +52,13 @@ def _coerce(name: str, value, kind):
         raise ConfigError(f"config key {name!r} has an unsupported type {kind}")
     raise ConfigError(
         f"config key {name!r} expects {kind.__name__}, got {value!r}",
-        "for example "
-        + {bool: f"{name}=true", int: f"{name}=3", float: f"{name}=0.001"}.get(
-            kind, f"{name}=text"
-        ),
+        f"for example {_example(name, kind)}",
+    )
+
+
+def _example(name: str, kind) -> str:
+    return {bool: f"{name}=true", int: f"{name}=3", float: f"{name}=0.001"}.get(
+        kind, f"{name}=text"
     )
 
 
@@ -71,7 +86,12 @@ def leaf_keys(cls, prefix: str = "") -> dict[str, type]:
     return keys
 
 
-def _flatten(mapping: dict, prefix: str = "") -> dict:
+def _flatten(mapping: dict, prefix: str = "", where: str = "config") -> dict:
+    if not isinstance(mapping, dict):
+        what = f"section {prefix[:-1]!r}" if prefix else "the config"
+        raise ConfigError(
+            f"{where}: {what} must be a mapping of key: value, got {type(mapping).__name__}"
+        )
     flat = {}
     for key, value in mapping.items():
         if isinstance(value, dict):
@@ -93,18 +113,19 @@ def _apply(config, values: dict, prefix: str = ""):
     return dataclasses.replace(config, **changes)
 
 
-def build(cls, file: str | Path | None = None, overrides: dict | None = None):
+def build(cls, file: str | Path | None = None, overrides: dict | None = None, where="command line"):
     """Make a ``cls`` instance from defaults, then ``file`` (YAML), then ``overrides``.
 
     Nested dataclasses are addressed with dotted keys (``train.lr=3e-3``), in YAML as nested
-    mappings. Every value is converted to its field's type; unknown keys are errors.
+    mappings. Every value is converted to its field's type; unknown keys are errors, and so are
+    non-finite numbers. ``where`` names the overrides' origin in the messages.
     """
     keys = leaf_keys(cls)
     values: dict = {}
     layers = []
     if file is not None:
-        layers.append((str(file), _flatten(_read_yaml(file))))
-    layers.append(("command line", _flatten(overrides or {})))
+        layers.append((str(file), _flatten(_read_yaml(file), where=str(file))))
+    layers.append((where, _flatten(overrides or {}, where=where)))
     for where, layer in layers:
         for key, value in layer.items():
             if key not in keys:
@@ -114,7 +135,10 @@ def build(cls, file: str | Path | None = None, overrides: dict | None = None):
                     f"unknown config key {key!r} ({where})",
                     "valid keys: " + ", ".join(near or keys),
                 )
-            values[key] = _coerce(key, value, keys[key])
+            try:
+                values[key] = _coerce(key, value, keys[key])
+            except ConfigError as err:
+                raise ConfigError(f"{err.message} ({where})", err.hint) from None
     config = _apply(cls(), values)
     check = getattr(config, "validate", None)
     if check:
@@ -130,6 +154,8 @@ def _read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not UTF-8 text: {err.reason}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):

@@ -6,10 +6,18 @@ model.safetensors  the model's parameters
 vocab.json         (or another task file) written by the task through `write_text`
 metrics.jsonl      one JSON object per logged step or evaluation
 metrics.json       the final metrics
+.lock              held (advisory flock) by the one process training the run
+
+A run directory may come from someone else, so it is a trust boundary: every write into it goes
+through `inside`, which refuses a symlink anywhere below the run directory (a link could point
+writes at any file), and a second `train` / `resume` on a run that one holds is refused with the
+holder's process id.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -47,55 +55,107 @@ class RunDir:
 
     # writing -----------------------------------------------------------------------------
     @classmethod
+    def check_new(cls, path: str | Path) -> None:
+        """Raise RunDirError unless ``path`` can become a new run directory (cheap: run it
+        before any large read)."""
+        path = Path(path)
+        hint = "choose another --out, or delete the old run first"
+        if path.is_symlink() and not path.exists():
+            raise RunDirError(f"--out {path} is a dangling symlink", hint)
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"--out {path} exists and is not a directory", hint)
+        if path.is_dir() and any(path.iterdir()):
+            raise RunDirError(f"run directory already exists and is not empty: {path}", hint)
+        parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise RunDirError(f"cannot create {path}: {parent} is not a writable directory", hint)
+
+    @classmethod
     def create(cls, path: str | Path, task: str, config: dict) -> RunDir:
         from rnnkit import __version__
 
         run = cls(path)
-        if run.path.exists() and any(run.path.iterdir()):
-            raise RunDirError(
-                f"run directory already exists and is not empty: {run.path}",
-                "choose another --out, or delete the old run first",
-            )
+        cls.check_new(path)
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_json("run.json", {"task": task, "rnnkit": __version__, "format": FORMAT})
         run.write_json("config.json", config)
-        (run.path / "metrics.jsonl").touch()
+        run.write_text("metrics.jsonl", "")
         return run
+
+    def inside(self, name: str | Path) -> Path:
+        """``self.path / name`` for writing: a RunDirError if it, or a directory between it
+        and the run directory, is a symlink, or if it would leave the run directory."""
+        rel = Path(name)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise RunDirError(f"{name} is not a path inside the run directory {self.path}")
+        step = self.path
+        for part in rel.parts:
+            step = step / part
+            if step.is_symlink():
+                raise RunDirError(
+                    f"{step} is a symlink; rnnkit never writes through a link in a run directory",
+                    f"remove the link (it points to {os.readlink(step)})",
+                )
+        return step
 
     def write_json(self, name: str, obj) -> None:
         self.write_text(name, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
     def write_text(self, name: str, text: str) -> None:
-        atomic_write_bytes(self.path / name, text.encode("utf-8"))
+        atomic_write_bytes(self.inside(name), text.encode("utf-8"))
 
     def log(self, record: dict) -> None:
-        with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+        fd = os.open(self.inside("metrics.jsonl"), flags, 0o644)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the run for one writer: a second process gets a RunDirError naming this one."""
+        fd = os.open(self.inside(".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+                raise RunDirError(
+                    f"run {self.path} is in use: process {holder} is training it",
+                    "wait for that process to finish (or stop it), then resume",
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+            yield self
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def truncate_log(self, step: int) -> None:
         """Drop the log records after ``step`` (a resumed run logs them again)."""
-        path = self.path / "metrics.jsonl"
+        path = self.inside("metrics.jsonl")
         if not path.exists():
             return
         lines = path.read_text(encoding="utf-8").splitlines()
         kept = []
         for line in lines:
             try:
-                if json.loads(line).get("step", 0) <= step:
-                    kept.append(line)
+                record = json.loads(line)
             except json.JSONDecodeError:  # a line cut short by a kill
                 break
+            at = record.get("step", 0) if isinstance(record, dict) else None
+            if isinstance(at, int) and at <= step:
+                kept.append(line)
         atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode("utf-8"))
 
     def save_model(self, model: torch.nn.Module) -> None:
         tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        target = self.inside(MODEL)
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{MODEL}.", suffix=".tmp")
         os.close(fd)
         try:
             save_file(tensors, tmp)
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
-            os.replace(tmp, self.path / MODEL)
+            os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

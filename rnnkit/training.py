@@ -214,10 +214,17 @@ class Trainer:
                     self.skipped, bad_in_row = self.skipped + 1, bad_in_row + 1
                     self._log({"step": self.step + 1, "skipped": "non-finite", "loss": loss})
                     if bad_in_row >= c.max_bad_steps:
+                        saved = self.run_dir is not None and checkpoint.available(
+                            self.checkpoint_dir_of(self.run_dir)
+                        )
                         raise RnnkitError(
                             f"training stopped: {bad_in_row} steps in a row had a non-finite "
-                            f"loss or gradient (the last at step {self.step + 1}); the last "
-                            "good checkpoint is intact",
+                            f"loss or gradient (the last at step {self.step + 1}); "
+                            + (
+                                "the last good checkpoint is intact"
+                                if saved
+                                else "no checkpoint had been saved yet"
+                            ),
                             "lower train.lr, or clip gradients (train.clip=1.0)",
                         )
                     self.optimizer.zero_grad(set_to_none=True)
@@ -251,8 +258,6 @@ class Trainer:
         self.save_checkpoint()
         if self._stop_requested:
             self.metrics["interrupted"] = True
-            if self.rank == 0:
-                print("interrupted: checkpoint saved; continue with `rnnkit resume RUN`")
         if self.run is not None:
             self.run.save_model(self.model)
             if final is not None:
@@ -357,7 +362,11 @@ class Trainer:
     # ------------------------------------------------------------------------- checkpoints
     @property
     def checkpoint_dir(self):
-        return self.run.path / "checkpoints" if self.run is not None else None
+        return self.run.inside("checkpoints") if self.run is not None else None
+
+    @staticmethod
+    def checkpoint_dir_of(run: RunDir):
+        return run.path / "checkpoints"
 
     def save_checkpoint(self) -> None:
         """Save the full state at ``self.step`` (once per step) and rotate old checkpoints."""

@@ -109,10 +109,10 @@ def test_resume_after_kills_is_bitwise_identical(tmp_path, corpus):
     for step in (23, 41):
         _interrupt_at(_cli("resume", str(run), "--quiet"), run, step)
         assert _logged_step(run) < 80
-    # 3. a Ctrl-C: saves and exits cleanly
+    # 3. a Ctrl-C: saves, and exits 130 (interrupted) rather than 0 (finished)
     proc = _cli("resume", str(run), "--quiet")
     _interrupt_at(proc, run, 57, signal.SIGINT)
-    assert proc.returncode == 0
+    assert proc.returncode == 130
     # 4. to the end
     _, err = (proc := _cli("resume", str(run), "--quiet")).communicate(timeout=300)
     assert proc.returncode == 0, err

@@ -6,6 +6,7 @@ English documentation; PSF licence), so the demo needs no download and no extra 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from rnnkit.errors import DataError
@@ -33,6 +34,8 @@ def load_text(source: str | Path | None) -> str:
         raise DataError(f"data file not found: {path}", hint)
     if path.is_dir():
         raise DataError(f"data file is a directory, expected a text file: {path}", hint)
+    if not path.is_file():  # a FIFO would hang, /dev/zero would fill the memory
+        raise DataError(f"data file is not a regular file (a device, FIFO or socket): {path}", hint)
     raw = path.read_bytes()
     if not raw.strip():
         raise DataError(f"data file is empty: {path} ({len(raw)} bytes)", hint)
@@ -49,3 +52,13 @@ def load_text(source: str | Path | None) -> str:
             f"data file is not UTF-8: byte 0x{bad} at offset {err.start} of {path}",
             "convert it first, e.g. `iconv -f latin1 -t utf-8 in.txt > out.txt`",
         ) from None
+
+
+def file_identity(path: str | Path) -> dict:
+    """What a run records of a data file it read: absolute path, size and SHA-256."""
+    path = Path(path).expanduser().resolve()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(path), "size": path.stat().st_size, "sha256": digest.hexdigest()}

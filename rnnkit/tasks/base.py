@@ -27,8 +27,10 @@ The CLI and the report know tasks only through this class.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,11 +38,14 @@ import torch
 from torch import nn
 
 from rnnkit.config import build, to_dict
-from rnnkit.errors import RnnkitError
+from rnnkit.data.text import file_identity
+from rnnkit.errors import DataError, RnnkitError, RunDirError
 from rnnkit.run import MODEL, RunDir
 from rnnkit.training import TaskLoop, Trainer, distributed, resolve_device
 
 __all__ = ["Task", "Command", "Loaded", "arg"]
+
+INPUTS = "inputs.json"  # {config key: {path, size, sha256}} of the data files a run read
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,11 @@ class Loaded:
     config: Any
     setup: Any  # what prepare(config, run, data=False) returned: vocabularies, tokenizers...
     model: nn.Module
+    allow_changed_data: bool = False  # check_inputs only checks that the files exist
+
+    def check_inputs(self) -> None:
+        """Call before reading the run's data files: `Task.verify_inputs`."""
+        self.task.verify_inputs(self.run, self.config, self.allow_changed_data)
 
 
 class Task:
@@ -135,6 +145,11 @@ class Task:
         """The task's sections of `rnnkit report`: [(heading, draw() -> HTML)]."""
         return []
 
+    def inputs(self, config) -> dict[str, str]:
+        """The user's data files this config makes the task read, ``{dotted key: path}``; a
+        run records each one (`inputs.json`) and checks it before reading it again."""
+        return {}
+
     def migrate(self, config: dict) -> dict:
         """A saved config.json brought up to date (renamed keys); default: as it is."""
         return config
@@ -143,11 +158,19 @@ class Task:
     def train(self, config, out: str | Path, progress: bool = True) -> dict:
         """Train into the new run directory ``out``; return the final metrics."""
         rank, world = distributed()
+        if rank == 0:
+            RunDir.check_new(out)  # before any large read
         setup = self.prepare(config)
         model, loop = self.build(config, setup, rank, world)
         run = None
         if rank == 0:
+            read = {key: file_identity(path) for key, path in self.inputs(config).items()}
+            for key, identity in read.items():  # absolute: the run works from any directory
+                section, _, name = key.rpartition(".")
+                setattr(attrgetter(section)(config) if section else config, name, identity["path"])
             run = RunDir.create(out, self.name, to_dict(config))
+            if read:
+                run.write_json(INPUTS, read)
             for name, text in self.saved(setup).items():
                 run.write_text(name, text)
             if progress:
@@ -157,10 +180,13 @@ class Task:
             run = run or RunDir(out)
         return self._fit(model, loop, config, run, setup, progress, resume=False)
 
-    def resume(self, path: str | Path, progress: bool = True) -> dict:
+    def resume(
+        self, path: str | Path, progress: bool = True, allow_changed_data: bool = False
+    ) -> dict:
         """Continue an interrupted run from its newest complete checkpoint, exactly."""
         run = self.open_run(path, need=self.files)
         config = self.config_of(run)
+        self.verify_inputs(run, config, allow_changed_data)
         rank, world = distributed()
         setup = self.prepare(config, run)
         model, loop = self.build(config, setup, rank, world)
@@ -174,15 +200,64 @@ class Task:
         model = run.load_model(self.build_model(config, setup))
         return Loaded(self, run, config, setup, model.to(device).eval())
 
-    def evaluate(self, path: str | Path, **options) -> dict:
-        """The metrics of a saved run (`score`), on the data it was trained with."""
-        return self.score(self.load(path), **options)
+    def evaluate(self, path: str | Path, allow_changed_data: bool = False, **options) -> dict:
+        """The metrics of a saved run (`score`), on the data it was trained with (checked
+        against what the run recorded, unless ``allow_changed_data``)."""
+        loaded = self.load(path)
+        loaded.allow_changed_data = allow_changed_data
+        loaded.check_inputs()
+        return self.score(loaded, **options)
+
+    def verify_inputs(self, run: RunDir, config, allow_changed: bool = False) -> None:
+        """Raise unless every data file the config names is the one the run was trained on
+        (same absolute path, size and SHA-256), so that a run directory from elsewhere cannot
+        make rnnkit read some other file. ``allow_changed``: only check that each is a file."""
+        expected = self.inputs(config)
+        if not expected or allow_changed:
+            return
+        hint = "pass --allow-changed-data to read it anyway"
+        if not (run.path / INPUTS).is_file():
+            raise RunDirError(
+                f"run {run.path} does not record the data it was trained on (no {INPUTS}), "
+                f"so rnnkit will not read {', '.join(map(str, expected.values()))}",
+                hint,
+            )
+        recorded = run.read_json(INPUTS)
+        for key, path in expected.items():
+            entry = recorded.get(key) if isinstance(recorded, dict) else None
+            if not isinstance(entry, dict) or not {"path", "size", "sha256"} <= set(entry):
+                raise RunDirError(f"{run.path / INPUTS} has no valid record of {key}", hint)
+            where = Path(path).expanduser().resolve()
+            if str(where) != entry["path"]:
+                raise RunDirError(
+                    f"{run.path / 'config.json'} names {key}={path}, but the run was trained "
+                    f"on {entry['path']}",
+                    hint,
+                )
+            if not where.is_file():
+                raise DataError(f"the data this run was trained on is gone: {where}", hint)
+            now = file_identity(where)
+            if (now["size"], now["sha256"]) != (entry["size"], entry["sha256"]):
+                raise DataError(
+                    f"{where} changed since training: {now['size']:,} bytes, SHA-256 "
+                    f"{now['sha256'][:12]}..., expected {entry['size']:,} bytes, "
+                    f"{entry['sha256'][:12]}...",
+                    hint,
+                )
 
     def open_run(self, path: str | Path, need=(MODEL,)) -> RunDir:
         return RunDir.open(path, self.name, need=need)
 
     def config_of(self, run: RunDir):
-        return build(self.Config, overrides=self.migrate(run.read_json("config.json")))
+        saved = run.read_json("config.json")
+        if not isinstance(saved, dict):
+            raise RunDirError(
+                f"{run.path / 'config.json'} must hold a mapping of sections, got "
+                f"{type(saved).__name__}",
+                "the file was changed after training; restore it, or train again",
+            )
+        where = str(run.path / "config.json")
+        return build(self.Config, overrides=self.migrate(saved), where=where)
 
     def command(self, name: str) -> Command:
         """The task's command ``name``, or an error that lists the ones it has."""
@@ -214,7 +289,8 @@ class Task:
 
         callbacks = tuple(getattr(loop, "callbacks", ()))
         trainer = Trainer(model, loop, config.train, run, progress=progress, callbacks=callbacks)
-        return trainer.fit(resume=resume, final=final)
+        with run.lock() if run is not None and trainer.rank == 0 else contextlib.nullcontext():
+            return trainer.fit(resume=resume, final=final)
 
 
 def _device_of(model: nn.Module) -> torch.device:

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from rnnkit.config import positive
 from rnnkit.data import CharVocab, StreamBatches, load_text
+from rnnkit.data.text import BUILTIN
 from rnnkit.decoding import check_sampling, sample_logits
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models.language import LanguageModel, LanguageModelConfig
@@ -174,6 +175,10 @@ class CharLM(Task):
         )
         val = val_batches(vocab.encode(val_text), config)
         return CharLMSetup(vocab, train, val, (len(train_text), len(val_text)))
+
+    def inputs(self, config: CharLMConfig) -> dict[str, str]:
+        path = config.data.path
+        return {} if path in ("", BUILTIN) else {"data.path": path}
 
     def saved(self, setup: CharLMSetup) -> dict[str, str]:
         return {"vocab.json": setup.vocab.to_json()}

@@ -65,6 +65,7 @@ def run_flow(run, batch: int = 16, seq_len: int | None = None):
     """Measure a charlm run's gradient flow (a run directory or a `Loaded` run); return
     (stats, figure) without writing anything. See `inspect_run` for what they hold."""
     loaded = _loaded(run)
+    loaded.check_inputs()  # the corpus is the one the run was trained on
     model, vocab, config = loaded.model, loaded.setup.vocab, loaded.config
     x, y = validation_windows(
         load_text(config.data.path), vocab, config, batch, seq_len or config.tbptt.k1
@@ -123,7 +124,11 @@ def inspect_run(run, out_dir=None, batch: int = 16, seq_len: int | None = None) 
     """
     loaded = _loaded(run)
     stats, fig = run_flow(loaded, batch, seq_len)
-    out = Path(out_dir) if out_dir is not None else loaded.run.path / "inspect"
+    out = Path(out_dir) if out_dir is not None else loaded.run.inside("inspect")
+    if out_dir is None:
+        out.mkdir(exist_ok=True)
+        for name in ("gradients.png", "gradients.json"):
+            loaded.run.inside(f"inspect/{name}")  # refuses a link planted there
     out.mkdir(parents=True, exist_ok=True)
     png = save_png(fig, out / "gradients.png")
     path = out / "gradients.json"
@@ -296,6 +301,7 @@ def report_sections(
         )
 
     def units() -> str:
+        loaded.check_inputs()
         _, val = split(load_text(config.data.path), config.data.val_fraction)
         start = val.find("\n") + 1
         text = val[start : start + unit_chars]  # the units are searched on these

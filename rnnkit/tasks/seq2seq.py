@@ -262,6 +262,9 @@ class Seq2SeqTask(Task):
         val = Encoded(val_p, src_tok, tgt_tok)
         return Seq2SeqSetup(src_tok, tgt_tok, train, val, len(test_p))
 
+    def inputs(self, config: Seq2SeqConfig) -> dict[str, str]:
+        return {"data.path": config.data.path} if config.data.source == "tsv" else {}
+
     def saved(self, setup: Seq2SeqSetup) -> dict[str, str]:
         return {
             "src_tokenizer.json": setup.src_tok.to_json(),

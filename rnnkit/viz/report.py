@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnkit.errors import RnnkitError
-from rnnkit.run import RunDir
+from rnnkit.run import RunDir, atomic_write_bytes
 from rnnkit.viz import figure, png_bytes
 
 __all__ = ["write_report", "render", "curves_figure", "image_html", "table_html"]
@@ -147,7 +147,7 @@ def _num(v) -> bool:
 # ----------------------------------------------------------------------------- the page
 
 
-def render(run_dir, **options) -> str:
+def render(run_dir, allow_changed_data: bool = False, **options) -> str:
     """The report of ``run_dir`` as one HTML string (see `write_report`)."""
     from rnnkit import tasks
 
@@ -173,7 +173,9 @@ def render(run_dir, **options) -> str:
     if task in tasks.names() and (run.path / "model.safetensors").is_file():
         try:
             owner = tasks.get(task)
-            sections = owner.report(owner.load(run.path), **options)
+            loaded = owner.load(run.path)
+            loaded.allow_changed_data = allow_changed_data  # sections check before reading data
+            sections = owner.report(loaded, **options)
         except RnnkitError as err:
             sections = [("Model", lambda err=err: _note(err))]
         for name, draw in sections:
@@ -210,7 +212,11 @@ def write_report(run_dir, out=None, **options) -> Path:
     RunDirError for a missing or incomplete run directory.
     """
     page = render(run_dir, **options)
-    path = Path(out) if out is not None else Path(run_dir) / "report.html"
+    if out is None:  # inside the run: never through a link planted there
+        path = RunDir(run_dir).inside("report.html")
+        atomic_write_bytes(path, page.encode("utf-8"))
+        return path
+    path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
