@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.checks import check_dtype
 from rnnkit.variants import (
     LN_EPS,
     Variants,
@@ -316,8 +317,10 @@ class _CellBase(nn.Module):
                 f"{name}: input.size(-1) must be equal to input_size. "
                 f"Expected {self.input_size}, got {x.size(-1)}"
             )
+        check_dtype(name, x, self.weight_ih)
 
     def _check_hidden(self, hx: Tensor, x: Tensor, size: int, what: str = "hx") -> None:
+        check_dtype(type(self).__name__, hx, self.weight_ih, what)
         expected = (x.size(0), size) if x.dim() == 2 else (size,)
         if tuple(hx.shape) != expected:
             raise ValueError(

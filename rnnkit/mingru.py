@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.checks import check_dtype
 from rnnkit.layers import from_time_major, run_stack, to_time_major, unroll
 from rnnkit.layers.dispatch import cpp_loops
 from rnnkit.scan import (
@@ -76,6 +77,8 @@ class _MinCell(nn.Module):
         name = type(self).__name__
         if x.dim() not in (1, 2):
             raise ValueError(f"{name}: Expected input to be 1D or 2D, got {x.dim()}D instead")
+        check_dtype(name, x, self.weight_ih)
+        check_dtype(name, hx, self.weight_ih, "hx")
         if x.size(-1) != self.input_size:
             raise ValueError(
                 f"{name}: input.size(-1) must be equal to input_size. "
@@ -238,6 +241,8 @@ class _MinLayer(nn.Module):
         (d*l, b, h), taken at each sequence's last step, as torch.nn.GRU does."""
         name = type(self).__name__
         x, lengths, layout = to_time_major(name, input, self.input_size, self.batch_first, lengths)
+        check_dtype(name, x, self.weight_ih_l0)
+        check_dtype(name, hx, self.weight_ih_l0, "hx")
         T, b = x.size(0), x.size(1)
         dl = self.num_layers * self.num_directions
         expected = (dl, b, self.hidden_size) if layout.batched else (dl, self.hidden_size)

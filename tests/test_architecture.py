@@ -6,7 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[1] / "rnnkit"
 BLOCKS = {
-    "errors", "config", "variants", "bptt", "extension", "cells", "layers", "fused",
+    "errors", "config", "checks", "variants", "bptt", "extension", "cells", "layers", "fused",
     "fused_cpu", "scan", "mingru", "attention", "memory", "decoding",
 }  # fmt: skip
 ENGINE = {"training", "checkpoint", "run"}

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.cells import input_projection
+from rnnkit.checks import check_dtype
 from rnnkit.layers.dispatch import check_impl, check_native, resolve
 from rnnkit.layers.unroll import (
     _check_features,
@@ -101,6 +102,11 @@ class _FusedOrLoop:
         per-step states of every layer and direction, each (d*l, t, b, .) time-major, zero on
         padding: ``h`` (outputs), LSTM ``c``, and ``gates`` after their non-linearities."""
         path, _ = self._resolve(input, return_states)
+        if path != "native":  # torch's kernel has its own message
+            name, weight = type(self).__name__, self.weight_ih_l0
+            data = input.data if isinstance(input, PackedSequence) else input
+            check_dtype(name, data, weight)
+            check_dtype(name, hx, weight, "hx")
         if path == "loop":
             return self._loop_forward(input, hx, lengths, return_states)
         if path == "fused":
