@@ -109,6 +109,12 @@ def load(root: Path, step: int | None = None) -> tuple[dict[str, torch.Tensor], 
             "the run stopped before its first checkpoint; train it again",
         )
     path = root / _name(steps[-1] if step is None else step)
+    for file in (path, path / TENSORS, path / STATE):
+        if file.is_symlink():
+            raise RunDirError(
+                f"{file} is a symlink; rnnkit never reads a checkpoint through a link",
+                "remove the link, or delete that checkpoint directory to resume from an older one",
+            )
     try:
         tensors = load_file(path / TENSORS)
         state = json.loads((path / STATE).read_text(encoding="utf-8"))

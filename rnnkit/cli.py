@@ -96,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_task_command(name: str, args) -> int:
     owner, declared = _task_commands()[name]
-    task = tasks.get(RunDir.task_of(args.run)) if declared.needs_run else owner
+    task = tasks.of_run(args.run) if declared.needs_run else owner
     command = task.command(name)  # an error naming the run's task when it has no such command
     return int(getattr(task, command.method)(args) or 0)
 
@@ -122,11 +122,13 @@ def main(argv: list[str] | None = None) -> int:
             metrics = task.train(config, out, progress=not args.quiet)
             return _finished(metrics, out)
         elif args.command == "resume":
-            task = tasks.get(RunDir.open(args.run, need=()).task)
+            RunDir.open(args.run, need=())  # a missing config.json first
+            task = tasks.of_run(args.run)
             metrics = task.resume(args.run, not args.quiet, args.allow_changed_data)
             return _finished(metrics, args.run)
         elif args.command == "evaluate":
-            task = tasks.get(RunDir.open(args.run, need=()).task)
+            RunDir.open(args.run, need=())
+            task = tasks.of_run(args.run)
             metrics = task.evaluate(args.run, allow_changed_data=args.allow_changed_data)
             print(
                 json.dumps(metrics)

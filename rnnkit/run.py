@@ -83,8 +83,8 @@ class RunDir:
         return run
 
     def inside(self, name: str | Path) -> Path:
-        """``self.path / name`` for writing: a RunDirError if it, or a directory between it
-        and the run directory, is a symlink, or if it would leave the run directory."""
+        """``self.path / name``: a RunDirError if it, or a directory between it and the run
+        directory, is a symlink, or if it would leave the run directory."""
         rel = Path(name)
         if rel.is_absolute() or ".." in rel.parts:
             raise RunDirError(f"{name} is not a path inside the run directory {self.path}")
@@ -93,7 +93,8 @@ class RunDir:
             step = step / part
             if step.is_symlink():
                 raise RunDirError(
-                    f"{step} is a symlink; rnnkit never writes through a link in a run directory",
+                    f"{step} is a symlink; rnnkit never reads or writes through a link in a "
+                    "run directory",
                     f"remove the link (it points to {os.readlink(step)})",
                 )
         return step
@@ -165,18 +166,13 @@ class RunDir:
     def open(cls, path: str | Path, task: str | None = None, need=(MODEL,)) -> RunDir:
         """Check that ``path`` is a complete run of ``task``; raise RunDirError otherwise."""
         run = cls(path)
-        hint = "pass the directory that `rnnkit train` wrote (its --out)"
-        if not run.path.is_dir():
-            raise RunDirError(f"run directory not found: {run.path}", hint)
-        if not (run.path / "run.json").is_file():
-            raise RunDirError(f"not an rnnkit run directory (no run.json): {run.path}", hint)
-        meta = run.read_json("run.json")
-        if task is not None and meta.get("task") != task:
+        name = run.task  # checks the directory and its run.json
+        if task is not None and name != task:
             raise RunDirError(
-                f"run directory {run.path} holds a {meta.get('task')!r} run, expected {task!r}",
+                f"run directory {run.path} holds a {name!r} run, expected {task!r}",
                 f"use a run trained with `rnnkit train {task}`",
             )
-        missing = [n for n in ("config.json", *need) if not (run.path / n).is_file()]
+        missing = [n for n in ("config.json", *need) if not (run.path / n).exists()]
         if missing:
             raise RunDirError(
                 f"run directory {run.path} is incomplete: missing {', '.join(missing)}",
@@ -187,27 +183,80 @@ class RunDir:
     @classmethod
     def task_of(cls, path: str | Path) -> str:
         """The task named in a run directory's run.json (the rest may still be missing)."""
-        run = cls(path)
-        hint = "pass the directory that `rnnkit train` wrote (its --out)"
-        if not run.path.is_dir():
-            raise RunDirError(f"run directory not found: {run.path}", hint)
-        if not (run.path / "run.json").is_file():
-            raise RunDirError(f"not an rnnkit run directory (no run.json): {run.path}", hint)
-        return run.task
+        return cls(path).task
 
     @property
     def task(self) -> str:
-        return self.read_json("run.json")["task"]
+        """The task named in run.json (a RunDirError for a missing or malformed one)."""
+        hint = "pass the directory that `rnnkit train` wrote (its --out)"
+        if not self.path.is_dir():
+            raise RunDirError(f"run directory not found: {self.path}", hint)
+        if not (self.path / "run.json").exists() and not (self.path / "run.json").is_symlink():
+            raise RunDirError(f"not an rnnkit run directory (no run.json): {self.path}", hint)
+        name = self.read_json("run.json", dict).get("task")
+        if not isinstance(name, str) or not name:
+            raise RunDirError(
+                f"{self.path / 'run.json'} names no task (its 'task' is {name!r})",
+                "the file was changed after training; restore it, or train again",
+            )
+        return name
 
-    def read_json(self, name: str):
+    def file(self, name: str | Path) -> Path:
+        """A file of the run, for reading: a RunDirError if it is missing, a symlink (a run
+        from elsewhere could point it anywhere) or not a regular file."""
+        path = self.inside(name)
+        if not path.exists():
+            raise RunDirError(
+                f"{path} is missing",
+                "the run is incomplete or was changed after training; train again",
+            )
+        if not path.is_file():
+            raise RunDirError(f"{path} is not a regular file", "restore it, or train again")
+        return path
+
+    def read_text(self, name: str | Path) -> str:
+        path = self.file(name)
         try:
-            return json.loads((self.path / name).read_text(encoding="utf-8"))
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise RunDirError(f"{path} is not UTF-8 text: {err.reason}") from None
+
+    def read_json(self, name: str | Path, kind: type | None = None):
+        """The JSON content of a run file; ``kind`` (dict or list): the type it must have."""
+        path = self.file(name)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise RunDirError(f"{self.path / name} is not valid JSON: {err}") from None
+            raise RunDirError(
+                f"{path} is not valid JSON: {err}",
+                "the file is truncated or was changed after training; restore it, or train again",
+            ) from None
+        if kind is not None and not isinstance(data, kind):
+            raise RunDirError(
+                f"{path} must hold a JSON {'object' if kind is dict else 'array'}, got "
+                f"{type(data).__name__}",
+                "the file was changed after training; restore it, or train again",
+            )
+        return data
+
+    def read_records(self, name: str = "metrics.jsonl") -> list[dict]:
+        """The records of a log, a JSON object with an integer "step" a line; other lines (one a
+        kill cut short, or a changed file's) are skipped. A missing log is empty."""
+        if not (self.path / name).exists() and not (self.path / name).is_symlink():
+            return []
+        records = []
+        for line in self.read_text(name).splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and type(record.get("step")) is int:
+                records.append(record)
+        return records
 
     def load_model(self, model: torch.nn.Module) -> torch.nn.Module:
         try:
-            tensors = load_file(self.path / MODEL)
+            tensors = load_file(self.file(MODEL))
         except (SafetensorError, OSError) as err:
             raise RunDirError(
                 f"{self.path / MODEL} could not be read: {err}",

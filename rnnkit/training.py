@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from rnnkit import checkpoint
 from rnnkit.config import choice, positive
-from rnnkit.errors import ConfigError, RnnkitError
+from rnnkit.errors import ConfigError, RnnkitError, RunDirError
 from rnnkit.run import RunDir
 
 
@@ -398,7 +398,22 @@ class Trainer:
             if self.run is not None:
                 self.run.truncate_log(0)
             return
-        tensors, state = checkpoint.load(root)
+        tensors, state = checkpoint.load(self.run_dir.inside("checkpoints"))
+        try:
+            self._restore_from(tensors, state)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
+            newest = root / f"step-{checkpoint.available(root)[-1]:07d}"
+            raise RunDirError(
+                f"checkpoint {newest} does not fit this run ({type(err).__name__}: {err})",
+                "it is corrupted or from another run; delete that directory to resume from an "
+                "older checkpoint",
+            ) from None
+        if self.run is not None:
+            self.run.truncate_log(self.step)
+
+    def _restore_from(self, tensors: dict, state: dict) -> None:
+        if not isinstance(state, dict):
+            raise TypeError(f"state.json holds a {type(state).__name__}, not an object")
 
         def part(prefix):
             return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -413,8 +428,11 @@ class Trainer:
         self.evals_without_gain = state["evals_without_gain"]
         self.plateau_scale, self.skipped = state["plateau_scale"], state["skipped"]
         self.metrics = state["metrics"]
-        if self.run is not None:
-            self.run.truncate_log(self.step)
+        counts = (self.step, self.best_step, self.evals_without_gain, self.skipped)
+        if not all(isinstance(n, int) and n >= 0 for n in counts):
+            raise TypeError("its step counters are not counts")
+        if not isinstance(self.metrics, dict):
+            raise TypeError("its metrics are not an object")
 
 
 class TruncatedBPTT:

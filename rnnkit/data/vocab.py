@@ -111,4 +111,20 @@ class CharVocab(Vocabulary):
 
     @classmethod
     def load(cls, path: str | Path) -> CharVocab:
-        return cls(json.loads(Path(path).read_text(encoding="utf-8"))["chars"])
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")), str(path))
+
+    @classmethod
+    def from_dict(cls, data, where: str = "vocabulary") -> CharVocab:
+        """From ``{"chars": [...]}``, checked: distinct single characters."""
+        chars = data.get("chars") if isinstance(data, dict) else None
+        if (
+            not isinstance(chars, list)
+            or not chars
+            or not all(isinstance(c, str) and len(c) == 1 for c in chars)
+            or len(set(chars)) != len(chars)
+        ):
+            raise DataError(
+                f'{where} must hold {{"chars": [distinct single characters]}}',
+                "the file was changed after training; restore it, or train again",
+            )
+        return cls(chars)

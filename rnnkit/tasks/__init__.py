@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from rnnkit.errors import ConfigError
+from rnnkit.errors import ConfigError, RunDirError
 from rnnkit.tasks.base import Command, Loaded, Task, arg
 
 _instances: dict[str, Task] = {}
@@ -49,11 +49,22 @@ def all_tasks() -> list[Task]:
     return [get(name) for name in names()]
 
 
-def load(path, device: str = "cpu") -> Loaded:
-    """The trained run at ``path``, rebuilt by its own task (named in its run.json)."""
+def of_run(path) -> Task:
+    """The task named in the run directory's run.json (a RunDirError if it names none known)."""
     from rnnkit.run import RunDir
 
-    return get(RunDir.open(path, need=()).task).load(path, device)
+    name = RunDir.task_of(path)
+    if name not in names():
+        raise RunDirError(
+            f"{path}/run.json names an unknown task {name!r}",
+            "valid tasks: " + ", ".join(names()),
+        )
+    return get(name)
 
 
-__all__ = ["Task", "Command", "Loaded", "arg", "get", "names", "all_tasks", "load"]
+def load(path, device: str = "cpu") -> Loaded:
+    """The trained run at ``path``, rebuilt by its own task (named in its run.json)."""
+    return of_run(path).load(path, device)
+
+
+__all__ = ["Task", "Command", "Loaded", "arg", "get", "names", "all_tasks", "of_run", "load"]

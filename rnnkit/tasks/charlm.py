@@ -164,7 +164,9 @@ class CharLM(Task):
 
     # ------------------------------------------------------------------------- the contract
     def prepare(self, config: CharLMConfig, run=None, data: bool = True) -> CharLMSetup:
-        vocab = CharVocab.load(run.path / "vocab.json") if run is not None else None
+        vocab = None
+        if run is not None:
+            vocab = CharVocab.from_dict(run.read_json("vocab.json"), str(run.path / "vocab.json"))
         if not data:
             return CharLMSetup(vocab)
         text = load_text(config.data.path)

@@ -19,12 +19,12 @@ from rnnkit.config import build
 from rnnkit.data import CharVocab, StreamBatches, load_text
 from rnnkit.errors import RunDirError
 from rnnkit.models.language import LanguageModel
+from rnnkit.run import RunDir
 from rnnkit.tasks.base import Loaded
 from rnnkit.tasks.charlm import CharLMConfig, split
 from rnnkit.viz import figure, save_png
 from rnnkit.viz.gradients import (
     _plot_training,
-    _read_jsonl,
     by_distance,
     charlm_gradient_norms,
     flow_stats,
@@ -41,16 +41,15 @@ def _loaded(run) -> Loaded:
     """A loaded character-model run, from a Loaded or a run directory."""
     if isinstance(run, Loaded):
         return run
-    from rnnkit.run import RunDir
-    from rnnkit.tasks import get
+    from rnnkit.tasks import of_run
 
-    task = RunDir.open(run).task
-    if task != "charlm":
+    task = of_run(run)
+    if task.name != "charlm":
         raise RunDirError(
-            f"gradient inspection needs a charlm run, {run} holds a {task!r} run",
+            f"gradient inspection needs a charlm run, {run} holds a {task.name!r} run",
             "use a run trained with `rnnkit train charlm`",
         )
-    return get(task).load(run)
+    return task.load(run)
 
 
 def validation_windows(text: str, vocab, config, batch: int, seq_len: int) -> tuple[Tensor, Tensor]:
@@ -71,7 +70,7 @@ def run_flow(run, batch: int = 16, seq_len: int | None = None):
         load_text(config.data.path), vocab, config, batch, seq_len or config.tbptt.k1
     )
     norms = charlm_gradient_norms(model, x, y, where="last")  # (L, T, b)
-    records = _read_jsonl(loaded.run.path / "metrics.jsonl")
+    records = loaded.run.read_records()
     clip = config.train.clip
     stats = {
         "cell": config.model.cell,
@@ -96,7 +95,7 @@ def run_flow(run, batch: int = 16, seq_len: int | None = None):
         "(band: 10-90 % of the batch)",
         fontsize=10,
     )
-    if records:
+    if stats["training"]["steps"]:
         _plot_training(right, records, clip)
         clipped = 100 * stats["training"]["clipped_fraction"]
         what = f"clipped at {clip:g} in {clipped:.0f}% of steps" if clip > 0 else "no clipping"
@@ -222,7 +221,7 @@ def compare_cells(
             charlm_gradient_norms(model, x, y)[-1]
         )
 
-    records = {name: _read_jsonl(path / "metrics.jsonl") for name, path in runs.items()}
+    records = {name: RunDir(path).read_records() for name, path in runs.items()}
     stats = {
         "curves": {name: _stats_of_mean(mean) for name, mean in curves.items()},
         "by_distance": {name: mean.tolist() for name, mean in curves.items()},

@@ -27,7 +27,7 @@ from rnnkit.data.batching import pad
 from rnnkit.data.tokenize import KINDS as TOKENIZERS
 from rnnkit.data.tokenize import load_tokenizer, train_tokenizer
 from rnnkit.data.vocab import BOS, EOS, PAD
-from rnnkit.errors import ConfigError, DataError
+from rnnkit.errors import ConfigError, DataError, RunDirError
 from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqModelConfig
 from rnnkit.tasks.base import Command, Loaded, Task, arg
 from rnnkit.training import TrainConfig
@@ -227,6 +227,17 @@ class Seq2SeqSetup:
     n_test: int = 0
 
 
+def _read_tokenizer(run, name: str):
+    text = run.read_text(name)
+    try:
+        return load_tokenizer(text)
+    except Exception as err:  # noqa: BLE001 - any malformed content, from json or tokenizers
+        raise RunDirError(
+            f"{run.path / name} is not a tokenizer rnnkit wrote ({type(err).__name__}: {err})",
+            "the file was changed after training; restore it, or train again",
+        ) from None
+
+
 class Seq2SeqTask(Task):
     """The shared machinery of the three sequence-to-sequence tasks; each differs in defaults."""
 
@@ -250,8 +261,7 @@ class Seq2SeqTask(Task):
     def prepare(self, config: Seq2SeqConfig, run=None, data: bool = True) -> Seq2SeqSetup:
         d = config.data
         if run is not None:
-            read = (run.path / name for name in self.files)
-            src_tok, tgt_tok = (load_tokenizer(p.read_text(encoding="utf-8")) for p in read)
+            src_tok, tgt_tok = (_read_tokenizer(run, name) for name in self.files)
             if not data:
                 return Seq2SeqSetup(src_tok, tgt_tok)
         train_p, val_p, test_p = _splits(config)

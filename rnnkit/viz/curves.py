@@ -3,7 +3,6 @@ metric against the training examples seen (steps x batch_size x accumulate)."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -32,19 +31,13 @@ def run_label(path, labels: dict | None = None) -> str:
     """The legend label of a run: ``labels[path]``, else "cell (directory name)"."""
     if labels and str(path) in labels:
         return labels[str(path)]
-    model = RunDir(path).read_json("config.json").get("model", {})
+    model = RunDir(path).read_json("config.json", dict).get("model", {})
+    model = model if isinstance(model, dict) else {}
     return f"{model.get('cell', model.get('kind', '?'))} ({Path(path).name})"
 
 
 def _records(path) -> list[dict]:
-    lines = (Path(path) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    out = []
-    for line in lines:
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut short by an interrupted run
-    return out
+    return RunDir(path).read_records()
 
 
 def metric_curves_figure(paths: list, metric: str, log: bool = False, labels=None) -> Figure:

@@ -72,15 +72,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def _records(run: RunDir) -> list[dict]:
-    path = run.path / "metrics.jsonl"
-    records = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut short by an interrupted run
-    return records
+    return run.read_records()
 
 
 # ----------------------------------------------------------------------------- training curves
@@ -152,9 +144,10 @@ def render(run_dir, allow_changed_data: bool = False, **options) -> str:
     from rnnkit import tasks
 
     run = RunDir.open(run_dir, need=())
-    meta = run.read_json("run.json")
-    config = run.read_json("config.json")
-    final = run.read_json("metrics.json") if (run.path / "metrics.json").is_file() else {}
+    meta = run.read_json("run.json", dict)
+    config = run.read_json("config.json", dict)
+    has_final = (run.path / "metrics.json").exists() or (run.path / "metrics.json").is_symlink()
+    final = run.read_json("metrics.json", dict) if has_final else {}
     records = _records(run)
     clip = _flatten(config).get("train.clip", _flatten(config).get("clip", 0.0))
     task = meta.get("task", "?")
@@ -170,9 +163,10 @@ def render(run_dir, allow_changed_data: bool = False, **options) -> str:
         body.append(image_html(curves_figure(records, clip if _num(clip) else 0.0)))
     else:
         body.append('<p class="note">metrics.jsonl is empty: nothing was logged</p>')
-    if task in tasks.names() and (run.path / "model.safetensors").is_file():
+    owner = tasks.of_run(run.path)
+    owner.config_of(run)  # a config.json the task cannot read is an error, not a note
+    if (run.path / "model.safetensors").exists():
         try:
-            owner = tasks.get(task)
             loaded = owner.load(run.path)
             loaded.allow_changed_data = allow_changed_data  # sections check before reading data
             sections = owner.report(loaded, **options)
