@@ -103,9 +103,12 @@ def _run_task_command(name: str, args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and (args.command != "train" or any(a.startswith("-") for a in extra)):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra and (args.command != "train" or any(a.startswith("-") for a in extra)):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as stop:  # --help (0), or a malformed option: usage and the message (2)
+        return stop.code if isinstance(stop.code, int) else 2
     if extra:  # key=value overrides given after an option such as --out
         args.overrides += extra
     try:

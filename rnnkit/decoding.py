@@ -5,6 +5,8 @@ Shapes: b batch, v vocabulary.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -13,9 +15,10 @@ from rnnkit.errors import ConfigError
 
 def check_sampling(temperature: float, top_k: int) -> None:
     """Raise a ConfigError for a negative temperature or top_k."""
-    if temperature < 0:
+    if not (math.isfinite(temperature) and temperature >= 0):
         raise ConfigError(
-            f"temperature must be >= 0, got {temperature}", "0 is greedy; 1 samples as trained"
+            f"temperature must be >= 0 and finite, got {temperature}",
+            "0 is greedy; 1 samples as trained",
         )
     if top_k < 0:
         raise ConfigError(f"top_k must be >= 0, got {top_k}", "0 keeps the whole vocabulary")

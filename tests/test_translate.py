@@ -5,6 +5,7 @@ import io
 import re
 
 import pytest
+import torch
 
 from rnnkit.cli import main
 from rnnkit.data import pairs
@@ -175,3 +176,27 @@ def test_accuracy_by_length_counts_every_test_pair(run, tmp_path):
     assert set(table) == {2}  # every source is two words
     png = plot_length_study({"a": table}, 4, tmp_path / "len.png")
     assert png.stat().st_size > 1000
+
+
+def test_batched_translation_equals_one_at_a_time(run, capsys):
+    """`rnnkit translate` decodes standard input in batches: the same hypotheses and scores as
+    decoding each line alone, attention only when asked, and n-best beyond the beam refused."""
+    from rnnkit import tasks
+    from rnnkit.errors import ConfigError
+
+    task = tasks.get("translate")
+    loaded = task.load(run)
+    lines = [f"{a} {b}" for a, b in zip(WORDS, WORDS[3:] + WORDS[:3], strict=True)]
+    together = task.translate_many(loaded, lines, n_best=2)
+    for line, (hyps, attention, labels) in zip(lines, together, strict=True):
+        alone, _, _ = task.translate(loaded, line, n_best=2, attention=False)
+        assert [h for h, _ in hyps] == [h for h, _ in alone]
+        assert [s for _, s in hyps] == pytest.approx([s for _, s in alone], abs=1e-5)
+        assert attention is None and [p.strip() for p in labels[0]] == line.split()
+    hyps, attention, _ = task.translate(loaded, lines[0], attention=True)
+    assert attention.shape == (len(hyps[0][0].split()) + 1, 2)  # output tokens + EOS, by inputs
+    torch.testing.assert_close(attention.sum(-1), torch.ones(attention.size(0)))
+    with pytest.raises(ConfigError, match="--n-best 4 asks for more hypotheses than the beam"):
+        task.translate_many(loaded, lines, beam=3, n_best=4)
+    assert main(["translate", str(run), "red cat", "--n-best", "0"]) == 2  # argparse's usage
+    assert "--n-best: must be in [1, 1000], got 0" in capsys.readouterr().err

@@ -39,7 +39,7 @@ from rnnkit.tasks.algorithmic_config import (
     RepeatCopyConfig,
     SortConfig,
 )
-from rnnkit.tasks.base import Command, Loaded, Task, arg
+from rnnkit.tasks.base import Command, Loaded, Task, arg, whole
 
 _RUNS = arg("runs", nargs="+", help="run directories of memory tasks")
 _OUT = arg("--out", required=True, help="PNG file to write")
@@ -205,8 +205,8 @@ class AlgorithmicTask(Task):
             "plot_sequence",
             (
                 _OUT,
-                arg("--length", type=int, default=20, help="the sequence's length"),
-                arg("--seed", type=int, default=0, help="which held-out sequence"),
+                arg("--length", type=whole(1, 10**4), default=20, help="the sequence's length"),
+                arg("--seed", type=whole(0, 2**63 - 1), default=0, help="which sequence"),
             ),
         ),
         Command(

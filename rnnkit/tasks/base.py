@@ -27,7 +27,9 @@ The CLI and the report know tasks only through this class.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -43,7 +45,7 @@ from rnnkit.errors import DataError, RnnkitError, RunDirError
 from rnnkit.run import MODEL, RunDir
 from rnnkit.training import TaskLoop, Trainer, distributed, resolve_device
 
-__all__ = ["Task", "Command", "Loaded", "arg"]
+__all__ = ["Task", "Command", "Loaded", "arg", "whole", "finite"]
 
 INPUTS = "inputs.json"  # {config key: {path, size, sha256}} of the data files a run read
 
@@ -58,6 +60,36 @@ class Arg:
 
 def arg(*flags: str, **options) -> Arg:
     return Arg(flags, options)
+
+
+def whole(low: int = 0, high: int = 10**9):
+    """An argparse type: an integer in [low, high], else a message that says so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in [{low}, {high}], got {value}")
+        return value
+
+    return parse
+
+
+def finite(low: float = 0.0, high: float = 1e6):
+    """An argparse type: a finite number in [low, high] (NaN and infinities refused)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"must be a number in [{low:g}, {high:g}], got {text}")
+        return value
+
+    return parse
 
 
 @dataclass(frozen=True)

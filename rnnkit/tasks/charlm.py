@@ -27,7 +27,7 @@ from rnnkit.data.text import BUILTIN
 from rnnkit.decoding import check_sampling, sample_logits
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models.language import LanguageModel, LanguageModelConfig
-from rnnkit.tasks.base import Command, Loaded, Task, arg
+from rnnkit.tasks.base import Command, Loaded, Task, arg, whole
 from rnnkit.training import TBPTTConfig, TrainConfig, TruncatedBPTT
 
 
@@ -137,7 +137,7 @@ class CharLM(Task):
                 arg("--length", type=int, default=500, help="characters to generate"),
                 arg("--temperature", type=float, default=1.0, help="0 is greedy; <1 is safer"),
                 arg("--top-k", type=int, default=0, help="sample among the k likeliest (0: all)"),
-                arg("--seed", type=int, default=0, help="random seed (same seed, same text)"),
+                arg("--seed", type=whole(0, 2**63 - 1), default=0, help="same seed, same text"),
             ),
         ),
         Command(
@@ -146,7 +146,7 @@ class CharLM(Task):
             "inspect_gradients",
             (
                 arg("--out", help="output directory (default RUN/inspect)"),
-                arg("--batch", type=int, default=16, help="validation windows to average over"),
+                arg("--batch", type=whole(1, 4096), default=16, help="validation windows"),
             ),
         ),
         Command(
@@ -155,7 +155,7 @@ class CharLM(Task):
             "inspect_compare",
             (
                 arg("out", help="new output directory"),
-                arg("--steps", type=int, default=200, help="training steps per cell"),
+                arg("--steps", type=whole(1, 10**6), default=200, help="steps per cell"),
                 arg("--data", default="pydoc", help="corpus (default: the built-in one)"),
             ),
             needs_run=False,
@@ -231,8 +231,8 @@ class CharLM(Task):
         """Feed ``prime`` through the model, then draw ``length`` characters. Same seed, same
         text. The default prime is a newline, or the vocabulary's first character."""
         check_sampling(temperature, top_k)
-        if length < 0:
-            raise ConfigError(f"length must be >= 0, got {length}")
+        if not 0 <= length <= 10**7:
+            raise ConfigError(f"length must be in [0, 10000000], got {length}")
         loaded = path if isinstance(path, Loaded) else self.load(path)
         model, vocab = loaded.model, loaded.setup.vocab
         if prime is None:

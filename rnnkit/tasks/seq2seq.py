@@ -27,9 +27,9 @@ from rnnkit.data.batching import pad
 from rnnkit.data.tokenize import KINDS as TOKENIZERS
 from rnnkit.data.tokenize import load_tokenizer, train_tokenizer
 from rnnkit.data.vocab import BOS, EOS, PAD
-from rnnkit.errors import ConfigError, DataError, RunDirError
+from rnnkit.errors import ConfigError, DataError, RnnkitError, RunDirError
 from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqModelConfig
-from rnnkit.tasks.base import Command, Loaded, Task, arg
+from rnnkit.tasks.base import Command, Loaded, Task, arg, whole
 from rnnkit.training import TrainConfig
 
 
@@ -250,8 +250,8 @@ class Seq2SeqTask(Task):
             "translate_command",
             (
                 arg("text", nargs="?", help="the input (default: each line of standard input)"),
-                arg("--beam", type=int, help="beam size (default: the run's decode.beam)"),
-                arg("--n-best", type=int, default=1, help="print this many hypotheses"),
+                arg("--beam", type=whole(1, 1000), help="beam size (default: the run's)"),
+                arg("--n-best", type=whole(1, 1000), default=1, help="print this many, <= beam"),
                 arg("--attention", metavar="PNG", help="save the attention map of the best"),
             ),
             run_help="run directory of a dates, numbers or translate task",
@@ -312,12 +312,54 @@ class Seq2SeqTask(Task):
         }
 
     # ------------------------------------------------------------------------- using a run
-    def translate(self, loaded: Loaded, text: str, beam: int | None = None, n_best: int = 1):
+    def translate(
+        self, loaded: Loaded, text: str, beam: int | None = None, n_best: int = 1, attention=True
+    ):
         """Translate one input. Returns the n-best [(translation, score)], the attention map of
-        the best (output tokens x input tokens; None without attention) and its (input, output)
-        token labels."""
-        model, config = loaded.model, loaded.config
-        src_tok, tgt_tok = loaded.setup.src_tok, loaded.setup.tgt_tok
+        the best (output tokens x input tokens; None without attention, or when not asked for)
+        and its (input, output) token labels."""
+        out = self.translate_many(loaded, [text], beam, n_best, attention)[0]
+        if isinstance(out, RnnkitError):
+            raise out
+        return out
+
+    def translate_many(
+        self,
+        loaded: Loaded,
+        texts: list[str],
+        beam: int | None = None,
+        n_best: int = 1,
+        attention: bool = False,
+        batch: int = 64,
+    ) -> list:
+        """Translate many inputs, ``batch`` at a time through one beam search each. Returns
+        per input what `translate` does, or the DataError that input got (the others go on)."""
+        config = loaded.config
+        beam = beam or config.decode.beam
+        if n_best > beam:
+            raise ConfigError(
+                f"--n-best {n_best} asks for more hypotheses than the beam keeps ({beam})",
+                f"raise --beam to at least {n_best}, or ask for fewer",
+            )
+        results: list = [None] * len(texts)
+        ready = []
+        for i, text in enumerate(texts):
+            try:
+                ready.append((i, self._source_ids(loaded, text)))
+            except DataError as err:
+                results[i] = err
+        for start in range(0, len(ready), batch):
+            chunk = ready[start : start + batch]
+            src, lengths = pad([ids for _, ids in chunk], PAD)
+            hyps = decoding.beam_search(
+                loaded.model, src, lengths, config.decode.max_len, beam, config.decode.alpha, n_best
+            )
+            for (i, ids), best in zip(chunk, hyps, strict=True):
+                results[i] = self._result(loaded, ids, best, attention)
+        return results
+
+    def _source_ids(self, loaded: Loaded, text: str) -> list[int]:
+        src_tok, config = loaded.setup.src_tok, loaded.config
         if not text.strip():
             raise DataError("the input is empty", "give some text to translate")
         unknown = src_tok.unknown(text)
@@ -334,54 +376,46 @@ class Seq2SeqTask(Task):
                 f"most {config.data.max_len}",
                 "split it into shorter pieces",
             )
-        src = torch.tensor([ids])
-        lengths = torch.tensor([len(ids)])
-        beam = beam or config.decode.beam
-        hyps = decoding.beam_search(
-            model,
-            src,
-            lengths,
-            config.decode.max_len,
-            beam,
-            config.decode.alpha,
-            n_best=min(n_best, beam),
-        )[0]
+        return ids
+
+    @torch.no_grad()
+    def _result(self, loaded: Loaded, ids: list[int], hyps, attention: bool):
+        model, tgt_tok = loaded.model, loaded.setup.tgt_tok
         out = [(tgt_tok.decode([t for t in seq if t != EOS]), score) for seq, score in hyps]
-        best = torch.tensor([hyps[0][0]])
-        attention = None
-        if config.model.attention != "none":  # re-run the best with teacher forcing to read a_t
-            memory, state = model.encode(src, lengths)
-            rows, y = [], torch.tensor([BOS])
-            with torch.no_grad():
-                for t in range(best.size(1)):
-                    _, state, a = model.decode_step(y, state, memory)
-                    rows.append(a[0])
-                    y = best[:, t]
-            attention = torch.stack(rows)  # (T, S)
-        return out, attention, (src_tok.pieces(ids), tgt_tok.pieces(hyps[0][0]))
+        labels = (loaded.setup.src_tok.pieces(ids), tgt_tok.pieces(hyps[0][0]))
+        if not attention or loaded.config.model.attention == "none":
+            return out, None, labels
+        # re-run the best with teacher forcing to read its attention weights a_t
+        src, best = torch.tensor([ids]), torch.tensor([hyps[0][0]])
+        memory, state = model.encode(src, torch.tensor([len(ids)]))
+        rows, y = [], torch.tensor([BOS])
+        for t in range(best.size(1)):
+            _, state, a = model.decode_step(y, state, memory)
+            rows.append(a[0])
+            y = best[:, t]
+        return out, torch.stack(rows), labels  # attention (T, S)
 
     def translate_command(self, args) -> int:
-        """One input from the command line, or each line of standard input; a bad line gets
-        its message and the others go on."""
+        """One input from the command line, or each line of standard input, decoded in
+        batches; a bad line gets its message and the others go on."""
         import sys
 
-        from rnnkit.errors import RnnkitError
         from rnnkit.viz.attention import plot_attention
 
         loaded = self.load(args.run)
         lines = [args.text] if args.text is not None else sys.stdin.read().splitlines()
+        draw = bool(args.attention)
         status = 0
-        for line in lines:
-            try:
-                hyps, attention, labels = self.translate(loaded, line, args.beam, args.n_best)
-            except RnnkitError as err:
-                hint = f" ({err.hint})" if err.hint else ""
-                print(f"rnnkit: error: {err.message}{hint}", file=sys.stderr)
+        for result in self.translate_many(loaded, lines, args.beam, args.n_best, draw):
+            if isinstance(result, RnnkitError):
+                hint = f" ({result.hint})" if result.hint else ""
+                print(f"rnnkit: error: {result.message}{hint}", file=sys.stderr)
                 status = 2
                 continue
+            hyps, attention, labels = result
             for text, score in hyps:
                 print(text if args.n_best == 1 else f"{score:.3f}\t{text}")
-            if args.attention and attention is not None:
+            if draw and attention is not None:
                 plot_attention(attention, *labels, args.attention)
         return status
 
