@@ -4,8 +4,13 @@ import os
 # waits. Set before torch starts its pool; subprocesses (resume, torchrun tests) inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import tempfile  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+# Encoded corpora are cached by content; the tests keep theirs apart from the user's cache.
+os.environ["RNNKIT_DATA_CACHE"] = tempfile.mkdtemp(prefix="rnnkit-test-corpora-")
 
 
 @pytest.fixture(autouse=True)

@@ -111,3 +111,30 @@ def test_vocabulary_special_ids():
         ctc.ids(["z"])
     with pytest.raises(ValueError, match="unknown special 'mask'"):
         Vocabulary([], specials=("mask",))
+
+
+def test_char_corpus_streams_equal_the_whole_text_and_is_cached(tmp_path, monkeypatch):
+    from rnnkit.data import corpus
+
+    monkeypatch.setattr(corpus, "CHUNK", 7)  # multi-byte characters cut across chunks
+    text = "héllo wörld, ça va? 日本語 ok\n" * 50
+    (tmp_path / "t.txt").write_text(text, encoding="utf-8")
+    vocab, ids = corpus.char_corpus(tmp_path / "t.txt")
+    assert vocab.chars == CharVocab.from_text(text).chars
+    assert ids.tolist() == CharVocab.from_text(text).encode(text).tolist()
+    from rnnkit.data.text import file_identity
+
+    identity = file_identity(tmp_path / "t.txt")
+    cached = corpus.cache_dir() / f"{identity['sha256'][:32]}-{identity['size']}" / "ids.bin"
+    stamp = cached.stat().st_mtime_ns
+    again_vocab, again = corpus.char_corpus(tmp_path / "t.txt")
+    assert cached.stat().st_mtime_ns == stamp and again.tolist() == ids.tolist()
+    (tmp_path / "bad.txt").write_bytes(b"abc" * 5 + b"\xff" + b"abc")
+    with pytest.raises(DataError, match=r"not UTF-8: byte 0xff at offset 15"):
+        corpus.char_corpus(tmp_path / "bad.txt")
+    (tmp_path / "blank.txt").write_text(" \n\n ")
+    with pytest.raises(DataError, match="empty"):
+        corpus.char_corpus(tmp_path / "blank.txt")
+    (tmp_path / "nul.txt").write_bytes(b"ab\x00cd")
+    with pytest.raises(DataError, match="binary"):
+        corpus.char_corpus(tmp_path / "nul.txt")

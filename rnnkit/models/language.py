@@ -48,5 +48,5 @@ class LanguageModel(nn.Module):
 
     def forward(self, ids: Tensor, state=None):
         """ids (b, t) -> logits (b, t, v) and the final state."""
-        h, state = self.rnn(self.embed(ids), state)  # (b, t, h)
+        h, state = self.rnn(self.embed(ids.long()), state)  # (b, t, h); ids may be int16
         return self.head(self.drop(h)), state

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.config import positive
-from rnnkit.data import CharVocab, StreamBatches, load_text
+from rnnkit.data import CharVocab, StreamBatches
+from rnnkit.data.corpus import char_corpus
 from rnnkit.data.text import BUILTIN
 from rnnkit.decoding import check_sampling, sample_logits
 from rnnkit.errors import ConfigError, DataError
@@ -57,6 +58,21 @@ class CharLMConfig:
         self.train.validate()
 
 
+def corpus_split(config: CharLMConfig, vocab: CharVocab | None = None):
+    """(training ids, validation ids, the corpus's vocabulary): the corpus encoded once and
+    memory-mapped (`rnnkit.data.corpus`), its tail held out. ``vocab``: a run's vocabulary,
+    which must be the corpus's."""
+    corpus_vocab, ids = char_corpus(config.data.path)
+    if vocab is not None and vocab.chars != corpus_vocab.chars:
+        raise DataError(
+            f"the corpus {config.data.path} has other characters than the run's vocabulary",
+            "use the corpus the run was trained on",
+        )
+    ids = torch.from_numpy(ids)  # (n,), int16 or int32, backed by the file
+    cut = int(len(ids) * (1 - config.data.val_fraction))
+    return ids[:cut], ids[cut:], corpus_vocab
+
+
 def split(text: str, val_fraction: float) -> tuple[str, str]:
     """The head of the corpus for training, its tail for validation."""
     cut = int(len(text) * (1 - val_fraction))
@@ -84,7 +100,7 @@ def bits_per_char(model, batches: StreamBatches) -> float:
     device = next(model.parameters()).device
     state, nats, count = None, 0.0, 0
     for x, y in batches:
-        x, y = x.to(device), y.to(device)
+        x, y = x.to(device), y.to(device).long()
         logits, state = model(x, state)
         nats += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
         count += y.numel()
@@ -92,7 +108,7 @@ def bits_per_char(model, batches: StreamBatches) -> float:
 
 
 def _cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
-    return F.cross_entropy(logits.flatten(0, 1), y.flatten())  # (b*t, v) against (b*t,)
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten().long())  # (b*t, v), (b*t,)
 
 
 class CharLMLoop:
@@ -169,14 +185,10 @@ class CharLM(Task):
             vocab = CharVocab.from_dict(run.read_json("vocab.json"), str(run.path / "vocab.json"))
         if not data:
             return CharLMSetup(vocab)
-        text = load_text(config.data.path)
-        vocab = vocab or CharVocab.from_text(text)
-        train_text, val_text = split(text, config.data.val_fraction)
-        train = StreamBatches(
-            vocab.encode(train_text), config.data.batch_size, config.tbptt.k1, "training split"
-        )
-        val = val_batches(vocab.encode(val_text), config)
-        return CharLMSetup(vocab, train, val, (len(train_text), len(val_text)))
+        train_ids, val_ids, corpus_vocab = corpus_split(config, vocab)
+        train = StreamBatches(train_ids, config.data.batch_size, config.tbptt.k1, "training split")
+        val = val_batches(val_ids, config)
+        return CharLMSetup(vocab or corpus_vocab, train, val, (len(train_ids), len(val_ids)))
 
     def inputs(self, config: CharLMConfig) -> dict[str, str]:
         path = config.data.path
@@ -200,9 +212,8 @@ class CharLM(Task):
     def score(self, loaded: Loaded, **options) -> dict:
         """Validation bits per character, on the split the run was trained with."""
         config = loaded.config
-        _, val_text = split(load_text(config.data.path), config.data.val_fraction)
-        batches = val_batches(loaded.setup.vocab.encode(val_text), config)
-        return {"val_bpc": bits_per_char(loaded.model, batches)}
+        _, val_ids, _ = corpus_split(config, loaded.setup.vocab)
+        return {"val_bpc": bits_per_char(loaded.model, val_batches(val_ids, config))}
 
     def summary(self, config, setup: CharLMSetup, model, world: int) -> str:
         n_train, n_val = setup.sizes
