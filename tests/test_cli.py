@@ -98,7 +98,7 @@ def test_bad_inputs(tmp_path, corpus, run, capsys):
         capsys,
         ["train", "charlm", "--out", out, f"data.path={corpus}", "tbptt.k1=5000"],
         "too small",
-        "lower batch_size or seq_len",
+        "lower data.batch_size or tbptt.k1",
     )
     _fails(
         capsys,

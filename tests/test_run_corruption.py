@@ -121,7 +121,7 @@ def test_every_corrupted_file(trained, tmp_path, command):
 
 @pytest.mark.parametrize("command", ["report", "inspect"])
 def test_every_corrupted_file_drawing_sampled(trained, tmp_path, command):
-    check(trained, tmp_path, command, 7)
+    check(trained, tmp_path, command, 13)
 
 
 @pytest.mark.slow

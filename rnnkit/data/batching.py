@@ -19,14 +19,21 @@ from rnnkit.errors import DataError
 class StreamBatches:
     """Consecutive (x, y) windows of shape (b, t) over b parallel streams of ``ids``."""
 
-    def __init__(self, ids: torch.Tensor, batch_size: int, seq_len: int, what: str = "corpus"):
+    def __init__(
+        self,
+        ids: torch.Tensor,
+        batch_size: int,
+        seq_len: int,
+        what: str = "corpus",
+        hint: str = "lower batch_size or seq_len, or use a larger text file",
+    ):
         per_stream = (ids.numel() - 1) // batch_size  # each stream needs one extra target
         if per_stream < seq_len:
             need = batch_size * seq_len + 1
             raise DataError(
                 f"the {what} is too small: {ids.numel():,} characters, but batch_size="
                 f"{batch_size} x seq_len={seq_len} needs at least {need:,}",
-                "lower batch_size or seq_len, or use a larger text file",
+                hint,
             )
         n = per_stream * batch_size
         self.x = ids[:n].view(batch_size, per_stream)  # (b, n/b)

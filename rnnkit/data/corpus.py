@@ -30,7 +30,7 @@ from rnnkit.errors import DataError
 __all__ = ["char_corpus", "cache_dir"]
 
 CHUNK = 1 << 22  # bytes read at a time
-HINT = "pass a UTF-8 text file, or data=pydoc for the built-in corpus"
+HINT = "pass a UTF-8 text file, or data.path=pydoc for the built-in corpus"
 
 
 def cache_dir() -> Path:

@@ -29,7 +29,7 @@ def load_text(source: str | Path | None) -> str:
     if source is None or str(source) in ("", BUILTIN):
         return builtin_corpus()
     path = Path(source).expanduser()
-    hint = "pass a UTF-8 text file, or data=pydoc for the built-in corpus"
+    hint = "pass a UTF-8 text file, or data.path=pydoc for the built-in corpus"
     if not path.exists():
         raise DataError(f"data file not found: {path}", hint)
     if path.is_dir():

@@ -87,10 +87,13 @@ class CharLMSetup:
     sizes: tuple[int, int] = (0, 0)  # training and validation characters
 
 
+TOO_SMALL = "lower data.batch_size or tbptt.k1 (the window), or use a larger text file"
+
+
 def val_batches(ids: Tensor, config: CharLMConfig) -> StreamBatches:
     k1 = config.tbptt.k1
     streams = max(1, min(config.data.batch_size, (ids.numel() - 1) // k1))
-    return StreamBatches(ids, streams, k1, what="validation split")
+    return StreamBatches(ids, streams, k1, "validation split", TOO_SMALL)
 
 
 @torch.no_grad()
@@ -186,7 +189,9 @@ class CharLM(Task):
         if not data:
             return CharLMSetup(vocab)
         train_ids, val_ids, corpus_vocab = corpus_split(config, vocab)
-        train = StreamBatches(train_ids, config.data.batch_size, config.tbptt.k1, "training split")
+        train = StreamBatches(
+            train_ids, config.data.batch_size, config.tbptt.k1, "training split", TOO_SMALL
+        )
         val = val_batches(val_ids, config)
         return CharLMSetup(vocab or corpus_vocab, train, val, (len(train_ids), len(val_ids)))
 
