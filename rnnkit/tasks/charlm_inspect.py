@@ -21,7 +21,7 @@ from rnnkit.errors import RunDirError
 from rnnkit.models.language import LanguageModel
 from rnnkit.run import RunDir
 from rnnkit.tasks.base import Loaded
-from rnnkit.tasks.charlm import CharLMConfig, split
+from rnnkit.tasks.charlm import CharLMConfig, corpus_split, split
 from rnnkit.viz import figure, save_png
 from rnnkit.viz.gradients import (
     _plot_training,
@@ -66,9 +66,10 @@ def run_flow(run, batch: int = 16, seq_len: int | None = None):
     loaded = _loaded(run)
     loaded.check_inputs()  # the corpus is the one the run was trained on
     model, vocab, config = loaded.model, loaded.setup.vocab, loaded.config
-    x, y = validation_windows(
-        load_text(config.data.path), vocab, config, batch, seq_len or config.tbptt.k1
-    )
+    _, val_ids, _ = corpus_split(config, vocab)  # memory-mapped: no corpus read whole
+    seq_len = seq_len or config.tbptt.k1
+    streams = max(1, min(batch, (val_ids.numel() - 1) // seq_len))
+    x, y = (t.long() for t in StreamBatches(val_ids, streams, seq_len, "validation split")[0])
     norms = charlm_gradient_norms(model, x, y, where="last")  # (L, T, b)
     records = loaded.run.read_records()
     clip = config.train.clip
@@ -301,7 +302,8 @@ def report_sections(
 
     def units() -> str:
         loaded.check_inputs()
-        _, val = split(load_text(config.data.path), config.data.val_fraction)
+        _, val_ids, _ = corpus_split(config, vocab)
+        val = vocab.decode(val_ids[: unit_chars + 4096].tolist())  # the head of the split
         start = val.find("\n") + 1
         text = val[start : start + unit_chars]  # the units are searched on these
         shown = text[:700]  # and drawn on the first 700 characters
