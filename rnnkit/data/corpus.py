@@ -23,14 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnkit.data.text import BUILTIN, builtin_corpus, file_identity
+from rnnkit.data.text import BUILTIN, HINT, builtin_corpus, check_data_file, file_identity
 from rnnkit.data.vocab import CharVocab
 from rnnkit.errors import DataError
 
 __all__ = ["char_corpus", "cache_dir"]
 
 CHUNK = 1 << 22  # bytes read at a time
-HINT = "pass a UTF-8 text file, or data.path=pydoc for the built-in corpus"
 
 
 def cache_dir() -> Path:
@@ -78,12 +77,7 @@ def _cached(where: Path) -> tuple[CharVocab, np.ndarray]:
 
 
 def _check(path: Path) -> Path:
-    if not path.exists():
-        raise DataError(f"data file not found: {path}", HINT)
-    if path.is_dir():
-        raise DataError(f"data file is a directory, expected a text file: {path}", HINT)
-    if not path.is_file():  # a FIFO would hang, /dev/zero would fill the disk
-        raise DataError(f"data file is not a regular file (a device, FIFO or socket): {path}", HINT)
+    path = check_data_file(path)
     with open(path, "rb") as f:
         head = f.read(1 << 20)
     if b"\x00" in head:

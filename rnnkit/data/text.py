@@ -21,6 +21,22 @@ def builtin_corpus() -> str:
     return "\n\n".join(topics[key].strip() for key in sorted(topics)) + "\n"
 
 
+HINT = "pass a UTF-8 text file, or data.path=pydoc for the built-in corpus"
+
+
+def check_data_file(source: str | Path) -> Path:
+    """``source`` as a path, or a DataError: missing, a directory, or not a regular file (a
+    FIFO would hang, /dev/zero would fill the memory)."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataError(f"data file not found: {path}", HINT)
+    if path.is_dir():
+        raise DataError(f"data file is a directory, expected a text file: {path}", HINT)
+    if not path.is_file():
+        raise DataError(f"data file is not a regular file (a device, FIFO or socket): {path}", HINT)
+    return path
+
+
 def load_text(source: str | Path | None) -> str:
     """Read a corpus: ``None``, ``""`` or ``"pydoc"`` gives the built-in one, else a UTF-8 file.
 
@@ -28,14 +44,8 @@ def load_text(source: str | Path | None) -> str:
     """
     if source is None or str(source) in ("", BUILTIN):
         return builtin_corpus()
-    path = Path(source).expanduser()
-    hint = "pass a UTF-8 text file, or data.path=pydoc for the built-in corpus"
-    if not path.exists():
-        raise DataError(f"data file not found: {path}", hint)
-    if path.is_dir():
-        raise DataError(f"data file is a directory, expected a text file: {path}", hint)
-    if not path.is_file():  # a FIFO would hang, /dev/zero would fill the memory
-        raise DataError(f"data file is not a regular file (a device, FIFO or socket): {path}", hint)
+    path = check_data_file(source)
+    hint = HINT
     raw = path.read_bytes()
     if not raw.strip():
         raise DataError(f"data file is empty: {path} ({len(raw)} bytes)", hint)
