@@ -59,6 +59,7 @@ class TrainConfig:
     keep_last: int = 2  # checkpoints kept besides the best one
     max_bad_steps: int = 10  # non-finite steps in a row that stop the run
     seed: int = 0  # seeds initialisation, dropout and data order
+    max_minutes: float = 0.0  # stop after this much training time (0: no limit), as at `steps`
     device: str = "auto"  # auto | cpu | cuda
 
     def validate(self, prefix: str = "train.") -> None:
@@ -71,6 +72,7 @@ class TrainConfig:
         positive(self, "max_bad_steps", "gamma", prefix=prefix)
         positive(
             self,
+            "max_minutes",
             "warmup",
             "clip",
             "eval_every",
@@ -238,7 +240,9 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", steps_s=f"{rate:.2f}", refresh=False)
                 improved = False
-                if (c.eval_every and self.step % c.eval_every == 0) or self.step == c.steps:
+                out_of_time = c.max_minutes and time.perf_counter() - start >= 60 * c.max_minutes
+                last = self.step == c.steps or out_of_time
+                if (c.eval_every and self.step % c.eval_every == 0) or last:
                     metrics, improved = self._evaluate(bar)
                     record |= metrics
                 self._log(record, tb)
@@ -246,6 +250,11 @@ class Trainer:
                     cb(self, record)
                 if improved or (c.checkpoint_every and self.step % c.checkpoint_every == 0):
                     self.save_checkpoint()
+                if out_of_time:
+                    if self.progress:
+                        bar.write(f"time limit: {c.max_minutes:g} minutes of training")
+                    self.metrics["stopped"] = "time limit"
+                    break
                 if self._should_stop_early():
                     if self.progress:
                         bar.write(f"early stop: no gain in {c.early_stop} evaluations")

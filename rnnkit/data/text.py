@@ -65,8 +65,17 @@ def load_text(source: str | Path | None) -> str:
 
 
 def file_identity(path: str | Path) -> dict:
-    """What a run records of a data file it read: absolute path, size and SHA-256."""
+    """What a run records of a data file it read: absolute path, size and SHA-256. For a
+    folder: the total size, and the SHA-256 of every regular file's relative path and digest
+    in sorted order (links are not followed)."""
     path = Path(path).expanduser().resolve()
+    if path.is_dir():
+        digest, size = hashlib.sha256(), 0
+        for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink()):
+            inner = file_identity(f)
+            size += inner["size"]
+            digest.update(f"{f.relative_to(path).as_posix()}\0{inner['sha256']}\n".encode())
+        return {"path": str(path), "size": size, "sha256": digest.hexdigest()}
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

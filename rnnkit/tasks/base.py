@@ -16,6 +16,9 @@ anywhere else, importing the file registers it). It declares:
     score(loaded)               the metrics of `rnnkit evaluate`
     commands                    its extra commands (`rnnkit sample`, `rnnkit translate`, ...)
     report(loaded)              its sections of `rnnkit report`
+    fit_outside(model, config, setup, run, progress)
+                                optional: train with another library (gensim's word2vec)
+                                instead of the trainer; save the model, return the metrics
 
     new run:    prepare -> build_model, loop -> RunDir.create + saved files -> Trainer.fit
     resume:     RunDir.open -> config.json -> prepare(run) -> build_model, loop -> Trainer.fit
@@ -266,7 +269,7 @@ class Task:
                     f"on {entry['path']}",
                     hint,
                 )
-            if not where.is_file():
+            if not (where.is_file() or where.is_dir()):
                 raise DataError(f"the data this run was trained on is gone: {where}", hint)
             now = file_identity(where)
             if (now["size"], now["sha256"]) != (entry["size"], entry["sha256"]):
@@ -313,6 +316,9 @@ class Task:
         return model, self.loop(config, setup, device, rank, world)
 
     def _fit(self, model, loop, config, run, setup, progress: bool, resume: bool) -> dict:
+        if run is not None and hasattr(self, "fit_outside"):
+            with run.lock():
+                return self.fit_outside(model, config, setup, run, progress)
         final = None
         if self.test_after_training:
 

@@ -153,7 +153,11 @@ class CharLM(Task):
             "sample_command",
             (
                 arg("--prime", help="text to start from (default: a newline)"),
-                arg("--length", type=int, default=500, help="characters to generate"),
+                arg(
+                    "--length",
+                    type=whole(0, 10**7),
+                    help="characters (words, for a word model) to generate (default 500 / 50)",
+                ),
                 arg("--temperature", type=float, default=1.0, help="0 is greedy; <1 is safer"),
                 arg("--top-k", type=int, default=0, help="sample among the k likeliest (0: all)"),
                 arg("--seed", type=whole(0, 2**63 - 1), default=0, help="same seed, same text"),
@@ -268,7 +272,14 @@ class CharLM(Task):
 
     def sample_command(self, args) -> int:
         print(
-            self.sample(args.run, args.prime, args.length, args.temperature, args.top_k, args.seed)
+            self.sample(
+                args.run,
+                args.prime,
+                500 if args.length is None else args.length,
+                args.temperature,
+                args.top_k,
+                args.seed,
+            )
         )
         return 0
 

@@ -158,11 +158,12 @@ def charlm_gradient_norms(model, ids: Tensor, targets: Tensor, where: str = "las
     """
     model = copy.deepcopy(model).double()  # float64: a vanished gradient reads 1e-40, not 0
     x = model.embed(ids).transpose(0, 1)  # (T, b, e)
+    head = model.head if hasattr(model, "head") else model.read_out  # tied: W = E
 
     def loss_fn(out):  # (T, b, h)
         if where == "last":
-            return F.cross_entropy(model.head(out[-1]), targets[:, -1], reduction="sum")
-        logits = model.head(out).transpose(0, 1)  # (b, T, v)
+            return F.cross_entropy(head(out[-1]), targets[:, -1], reduction="sum")
+        logits = head(out).transpose(0, 1)  # (b, T, v)
         return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
 
     return layer_gradient_norms(model.rnn, x, loss_fn)
