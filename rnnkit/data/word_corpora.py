@@ -27,7 +27,7 @@ SPLITS = ("train", "valid", "test")
 def tail_split(lines: list[str], valid: float = 0.05, test: float = 0.05) -> dict[str, list[str]]:
     """Lines cut in order: the head to train, then valid, then test."""
     n = len(lines)
-    a, b = int(n * (1 - valid - test)), int(n * (1 - test))
+    a, b = round(n * (1 - valid - test)), round(n * (1 - test))
     return {"train": lines[:a], "valid": lines[a:b], "test": lines[b:]}
 
 
