@@ -19,6 +19,10 @@ $(VENV)/.installed: pyproject.toml $(wildcard rnnkit/csrc/*)
 	@# the C++ time loops of the fused path, built once (about 20 s) and cached; without a
 	@# compiler rnnkit runs the same function in Python and says so in layer.plan()
 	-$(PY) -m rnnkit.extension
+	@# the sentiment data: the vaderSentiment sdist (the wheel lacks it), read with tarfile by
+	@# rnnkit/data/sentiment.py; kept outside the repo; offline, the sentiment tests skip
+	-@d="$${RNNKIT_DOWNLOADS:-$$HOME/.cache/rnnkit/downloads}"; test -f "$$d/vaderSentiment-3.3.2.tar.gz" || \
+		$(PY) -m pip download --quiet --no-deps --no-binary :all: vaderSentiment==3.3.2 -d "$$d"
 	@touch $@
 
 demo: $(VENV)/.installed
