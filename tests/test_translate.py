@@ -200,3 +200,46 @@ def test_batched_translation_equals_one_at_a_time(run, capsys):
         task.translate_many(loaded, lines, beam=3, n_best=4)
     assert main(["translate", str(run), "red cat", "--n-best", "0"]) == 2  # argparse's usage
     assert "--n-best: must be in [1, 1000], got 0" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- Bible verse pairs
+
+
+def _bible_or_skip():
+    from rnnkit.data import bible
+
+    try:
+        return bible.verse_pairs()
+    except DataError as err:
+        pytest.skip(f"the Bible modules are not installed: {err.hint}")  # names the apt-get
+
+
+def test_bible_pairs_validate_and_test_on_held_out_books():
+    from rnnkit.data import bible
+    from rnnkit.tasks.seq2seq import PairData, bible_splits
+
+    books_of: dict[str, set[str]] = {}  # a few verses recur word for word in several books
+    for ref, en, _ in _bible_or_skip():
+        books_of.setdefault(en, set()).add(ref.rpartition(" ")[0])
+    d = PairData(source="bible", n_val=40, n_test=60, seed=1)
+    train, val, test = bible_splits(d)
+    assert len(val) == 40 and len(test) == 60 and len(train) > 20_000
+    for part, got in (("valid", val), ("test", test), ("train", train)):
+        assert all(part in {bible.split_of(b) for b in books_of[en]} for en, _ in got), part
+    assert bible_splits(d) == (train, val, test)  # the same split at training and afterwards
+
+
+def test_translate_bible_runs_and_scores_held_out_books(tmp_path, capsys):
+    import json
+
+    _bible_or_skip()
+    out = tmp_path / "run"
+    args = ["train", "translate", "--out", str(out), "data.source=bible", "data.max_len=40"]
+    args += ["data.n_val=8", "data.n_test=8", "data.vocab_size=300", "model.hidden=16"]
+    args += ["model.embed=8", "train.steps=2", "train.eval_every=2", "train.checkpoint_every=0"]
+    args += ["decode.beam=2", "decode.max_len=8"]
+    assert main(args) == 0
+    assert re.search(r"\d[\d,]* longer than data.max_len=40 dropped", capsys.readouterr().out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_pairs"] == 8 and 0 <= metrics["test_chrf"] <= 100
+    assert "test_bleu" in metrics

@@ -4,16 +4,24 @@ Three registered tasks share this module and differ only in their defaults:
 
     dates      "5 mars 2024" -> "2024-03-05"                      characters -> characters
     numbers    4721 -> "quatre mille sept cent vingt et un"       characters -> words
-    translate  English -> French UI messages (gettext), or your TSV   subwords -> subwords
+    translate  English -> French UI messages (gettext), English -> Spanish Bible verses
+               (data.source=bible), or your TSV                   subwords -> subwords
 
 Training minimises the cross-entropy of the next target token with teacher forcing, optionally
 scheduled (Bengio et al. 2015); evaluation decodes greedily (validation) or with beam search
 (test) and reports exact match, BLEU and chrF (sacrebleu).
+
+The Bible pairs (`rnnkit.data.bible.verse_pairs`: World English Bible -> Reina-Valera 1909,
+Debian sword-text-web and sword-text-sparv) are split by whole books, not by pairs: training
+on the training books, validation and test on up to data.n_val / data.n_test verses (a seeded
+sample, in order) of the held-out books of `rnnkit.data.bible.SPLIT`, so the test BLEU and
+chrF are on books the model never saw.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, field
 
 import torch
@@ -22,6 +30,7 @@ from torch import Tensor
 
 from rnnkit import decoding
 from rnnkit.config import choice, positive
+from rnnkit.data import bible
 from rnnkit.data import pairs as pair_sources
 from rnnkit.data.batching import pad
 from rnnkit.data.tokenize import KINDS as TOKENIZERS
@@ -35,7 +44,7 @@ from rnnkit.training import TrainConfig
 
 @dataclass
 class PairData:
-    source: str = "dates"  # dates | numbers | gettext | tsv
+    source: str = "dates"  # dates | numbers | gettext | bible | tsv
     path: str = ""  # the TSV file (source=tsv)
     lang: str = "fr"  # numbers: num2words language; gettext: target language (fr, de, es...)
     to_words: bool = True  # numbers: digits -> words (false: words -> digits)
@@ -45,7 +54,7 @@ class PairData:
     src_tokenizer: str = "char"  # char | word | subword
     tgt_tokenizer: str = "char"  # char | word | subword
     vocab_size: int = 2000  # subword and word vocabularies (0: every word)
-    max_len: int = 60  # pairs with a side longer than this many tokens are dropped
+    max_len: int = 60  # training pairs with a side longer than this many tokens are dropped
     batch_size: int = 64  # pairs per step
     seed: int = 0  # generation and split
 
@@ -76,7 +85,7 @@ class Seq2SeqConfig:
 
     def validate(self) -> None:
         d, t = self.data, self.teacher
-        choice("data.source", d.source, ("dates", "numbers", "gettext", "tsv"))
+        choice("data.source", d.source, ("dates", "numbers", "gettext", "bible", "tsv"))
         choice("data.src_tokenizer", d.src_tokenizer, tuple(TOKENIZERS))
         choice("data.tgt_tokenizer", d.tgt_tokenizer, tuple(TOKENIZERS))
         self.model.validate_model()
@@ -111,17 +120,36 @@ def load_pairs(d: PairData) -> list[tuple[str, str]]:
         return pair_sources.numbers(d.n, d.seed, d.lang, to_words=d.to_words)
     if d.source == "gettext":
         return pair_sources.gettext_pairs(d.lang)
+    if d.source == "bible":
+        return [(en, es) for _, en, es in bible.verse_pairs("WEB", "SpaRV")]
     return pair_sources.tsv(d.path)
+
+
+def bible_splits(d: PairData):
+    """(train, val, test) Bible verse pairs by book (`rnnkit.data.bible.SPLIT`): every pair of
+    the training books; up to ``n_val`` / ``n_test`` pairs of the held-out books, drawn with
+    ``seed`` and kept in canonical order."""
+    parts: dict[str, list[tuple[str, str]]] = {"train": [], "valid": [], "test": []}
+    for ref, en, es in bible.verse_pairs("WEB", "SpaRV"):
+        parts[bible.split_of(ref.rpartition(" ")[0])].append((en, es))
+    rng = random.Random(d.seed)
+
+    def sample(pairs, n):
+        return [pairs[i] for i in sorted(rng.sample(range(len(pairs)), min(n, len(pairs))))]
+
+    return parts["train"], sample(parts["valid"], d.n_val), sample(parts["test"], d.n_test)
 
 
 class Encoded:
     """Pairs as padded id tensors: src (n, S), src_len (n,), tgt (n, T+2) with BOS ... EOS."""
 
     def __init__(self, pairs, src_tok, tgt_tok, max_len: int | None = None):
-        kept = []
+        kept, self.too_long = [], 0  # too_long: pairs dropped for a side over max_len
         for s, t in pairs:
             si, ti = src_tok.encode(s), tgt_tok.encode(t)
-            if si and ti and (max_len is None or (len(si) <= max_len and len(ti) <= max_len)):
+            if max_len is not None and (len(si) > max_len or len(ti) > max_len):
+                self.too_long += 1
+            elif si and ti:
                 kept.append((s, t, si, ti))
         if not kept:
             raise DataError("no pair is left after tokenizing", "raise data.max_len")
@@ -212,6 +240,8 @@ def translate_encoded(
 def _splits(config: Seq2SeqConfig):
     """(train, val, test) pairs: the same for a given config, at training and afterwards."""
     d = config.data
+    if d.source == "bible":
+        return bible_splits(d)
     return pair_sources.split(load_pairs(d), d.n_val, d.n_test, d.seed)
 
 
@@ -289,8 +319,11 @@ class Seq2SeqTask(Task):
 
     def summary(self, config, setup: Seq2SeqSetup, model, world: int) -> str:
         params = sum(p.numel() for p in model.parameters())
+        dropped = setup.train.too_long
+        too_long = f" ({dropped:,} longer than data.max_len={config.data.max_len} dropped)"
         return (
-            f"{len(setup.train):,} training, {len(setup.val):,} validation, "
+            f"{len(setup.train):,} training{too_long if dropped else ''}, "
+            f"{len(setup.val):,} validation, "
             f"{setup.n_test:,} test pairs; vocabularies {len(setup.src_tok)} -> "
             f"{len(setup.tgt_tok)}; {params:,} parameters; attention {config.model.attention}"
         )
@@ -478,5 +511,5 @@ class Numbers(Seq2SeqTask):
 
 class Translate(Seq2SeqTask):
     name = "translate"
-    description = "English -> French (gettext catalogues) or your own TSV pairs"
+    description = "English -> French (gettext), English -> Spanish (Bible verses) or your TSV"
     Config = TranslateConfig
