@@ -168,3 +168,20 @@ def test_report_has_the_results_and_the_contrast_pairs(run, tmp_path):
     text = page.read_text()
     assert "TF-IDF + logistic regression" in text and "Contrast pairs" in text
     assert "<span" in text and ">phone</span>" in text  # the pairs, coloured word by word
+
+
+@needs_data
+def test_character_input_reads_characters():
+    from rnnkit.config import build
+    from rnnkit.tasks import get
+
+    task = get("sentiment")
+    config = build(
+        task.Config, overrides={"data.input": "char", "model.hidden": 8, "model.embed": 8}
+    )
+    setup = task.prepare(config)
+    assert setup.vocab.kind == "char" and len(setup.vocab) < 200
+    model, loop = task.build(config, setup)
+    loss = loop.train_step(model, 0)
+    assert loss.ndim == 0 and loss.item() == pytest.approx(np.log(2), abs=0.2)
+    assert 0 <= loop.evaluate(model)["val_accuracy"] <= 1

@@ -49,6 +49,7 @@ class SentimentData:
     max_size: int = 0  # vocabulary limit, specials included (0: all)
     batch_size: int = 32
     split_seed: int = 0  # the fixed stratified split (80/10/10)
+    also_train: str = ""  # other domains whose training splits join this one's: "tweets,amazon"
 
 
 @dataclass
@@ -73,6 +74,9 @@ class SentimentConfig:
         default_factory=lambda: TrainConfig(steps=1500, lr=2e-3, eval_every=100, clip=5.0)
     )
 
+    def extra_domains(self) -> list[str]:
+        return [x.strip() for x in self.data.also_train.split(",") if x.strip()]
+
     def validate(self) -> None:
         from rnnkit.data.sentiment import DOMAINS
 
@@ -80,6 +84,8 @@ class SentimentConfig:
         choice("data.domain", d.domain, DOMAINS)
         choice("data.target", d.target, ("polarity", "rating"))
         choice("data.input", d.input, ("word", "char"))
+        for extra in self.extra_domains():
+            choice("data.also_train", extra, tuple(x for x in DOMAINS if x != d.domain))
         positive(d, "batch_size", "min_count", prefix="data.")
         positive(d, "max_size", prefix="data.", allow_zero=True)
         m.validate_model()
@@ -254,7 +260,14 @@ class Sentiment(Task):
             return SentimentSetup(vocab)
         from rnnkit.data.sentiment import sentiment_split
 
-        raw = sentiment_split(config.data.domain, config.data.target, config.data.split_seed)
+        d = config.data
+        raw = sentiment_split(d.domain, d.target, d.split_seed)
+        for extra in config.extra_domains():  # more training sentences, the same held-out ones
+            texts, y = sentiment_split(extra, d.target, d.split_seed)["train"]
+            raw["train"] = (
+                list(raw["train"][0]) + list(texts),
+                np.concatenate([raw["train"][1], y]),
+            )
         texts, y = raw["train"]
         vocab = vocab or make_vocab(config, list(texts))
         splits, dropped = {}, 0
