@@ -165,14 +165,19 @@ def split_indices(
 
 
 def sentiment_split(
-    domain: str = "movies", target: str = "polarity", seed: int = 0, fractions=(0.8, 0.1, 0.1)
-) -> dict[str, tuple[list[str], np.ndarray]]:
+    domain: str = "movies",
+    target: str = "polarity",
+    seed: int = 0,
+    fractions=(0.8, 0.1, 0.1),
+    with_ratings: bool = False,
+) -> dict[str, tuple]:
     """``{"train" | "valid" | "test": (texts, y)}`` for ``domain``.
 
     ``target="polarity"``: y int64 in {0, 1} (`polarity`: zero ratings dropped), stratified by
     label. ``target="rating"``: y float32, the mean rating of every sentence, stratified by its
     sign (-1, 0, +1). Sentences whose texts agree after lower-casing and collapsing spaces stay
-    in one split (movies has 2 such repeats, amazon 11, nyt 71).
+    in one split (movies has 2 such repeats, amazon 11, nyt 71). ``with_ratings``: each value
+    is (texts, y, mean ratings float32), the ratings of the same sentences.
     """
     if target not in TARGETS:
         raise ConfigError(f"unknown sentiment target {target!r}; choose one of {TARGETS}")
@@ -181,13 +186,16 @@ def sentiment_split(
         items = polarity(rated)
         texts = [t for t, _ in items]
         y = np.array([lab for _, lab in items], dtype=np.int64)
+        ratings = np.array([r for _, r in rated if r != 0], dtype=np.float32)
         strata = y
     else:
         texts = [t for t, _ in rated]
-        y = np.array([r for _, r in rated], dtype=np.float32)
+        y = ratings = np.array([r for _, r in rated], dtype=np.float32)
         strata = np.sign(y).astype(np.int64)
     groups = [" ".join(t.lower().split()) for t in texts]
     parts = split_indices(strata, seed, fractions, groups)
+    if with_ratings:
+        return {n: ([texts[i] for i in idx], y[idx], ratings[idx]) for n, idx in parts.items()}
     return {name: ([texts[i] for i in idx], y[idx]) for name, idx in parts.items()}
 
 

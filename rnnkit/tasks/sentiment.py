@@ -6,6 +6,8 @@ and says positive or negative, or the rating itself.
     s = pool(h_1..h_T)    last | mean | max | attention over the real steps        (b, 2h)
     polarity:  p(y | x) = softmax(W s + b)         y in {negative, positive}       (b, 2)
     rating:    r = w . s + b                       the mean human rating, -4..4     (b,)
+    polarity with model.rating_loss = lambda: both heads, and
+        loss = CE + lambda * MSE(r, rating / 4)   (the graded ratings say more than their sign)
 
 Data: the human-rated sentences shipped in the vaderSentiment 3.3.2 source distribution
 (`rnnkit.data.sentiment`: movie-review snippets, tweets, Amazon reviews, New York Times),
@@ -64,6 +66,7 @@ class SentimentModel(SequenceModelConfig):
     vectors: str = ""  # a word2vec / GloVe text file to start the embedding from
     freeze_vectors: bool = False
     lexicon: bool = False  # append each word's VADER lexicon valence (rnnkit.data.lexicon)
+    rating_loss: float = 0.0  # polarity: weight of a second head regressing the mean rating
 
 
 @dataclass
@@ -91,6 +94,13 @@ class SentimentConfig:
         m.validate_model()
         choice("model.head", m.head, POOLS)
         positive(m, "embed", prefix="model.")
+        positive(m, "rating_loss", prefix="model.", allow_zero=True)
+        if m.rating_loss and d.target != "polarity":
+            raise ConfigError(
+                "config key 'model.rating_loss' is for data.target=polarity (a rating target "
+                "is the rating already)",
+                "drop model.rating_loss",
+            )
         if m.vectors and d.input != "word":
             raise ConfigError(
                 "config key 'model.vectors' needs data.input=word", "drop model.vectors"
@@ -110,6 +120,7 @@ class Split:
     texts: list[str]
     ids: list[list[int]]
     y: np.ndarray  # (n,) int labels or float ratings
+    ratings: np.ndarray  # (n,) the mean human ratings of the same sentences
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -148,11 +159,17 @@ def encode(vocab, texts: list[str]) -> list[list[int]]:
 
 
 def batch_of(split: Split, rows, device, regression: bool):
-    """Padded ids (b, L), lengths (b,) and targets (b,) of ``rows`` of ``split``."""
+    """Padded ids (b, L), lengths (b,), targets (b,) and ratings (b,) of ``rows``."""
     rows = [int(r) for r in rows]
     x, lengths = pad([split.ids[r] for r in rows], 0)
     y = torch.as_tensor(split.y[rows], dtype=torch.float32 if regression else torch.long)
-    return x.to(device), lengths, y.to(device)
+    ratings = torch.as_tensor(split.ratings[rows], dtype=torch.float32)
+    return x.to(device), lengths, y.to(device), ratings.to(device)
+
+
+def score_of(y: Tensor, regression: bool) -> Tensor:
+    """The model's outputs (b, o) -> the rating (regression) or p(positive) (b,)."""
+    return y[:, 0] if regression else torch.softmax(y[:, :2], -1)[:, 1]
 
 
 @torch.no_grad()
@@ -173,7 +190,7 @@ def predict(model, vocab, texts: list[str], regression: bool, batch: int = 256):
         rows = order[start : start + batch]
         x, lengths = pad([ids[r] for r in rows], vocab.pad)
         y, _ = model(x.to(device), lengths=lengths)
-        out.append(y.squeeze(-1) if regression else torch.softmax(y, -1)[:, 1])
+        out.append(score_of(y, regression))
     scores = torch.empty(len(ids))
     scores[torch.as_tensor(order)] = torch.cat(out).float().cpu()
     scores = scores.numpy()
@@ -205,13 +222,15 @@ class SentimentLoop:
         return self._batches[i][self.rank :: self.world]
 
     def train_step(self, model, micro: int) -> Tensor:
-        x, lengths, y = batch_of(
-            self.setup.splits["train"], self._rows(micro), self.device, self.regression
-        )
-        out, _ = model(x, lengths=lengths)
+        split = self.setup.splits["train"]
+        x, lengths, y, ratings = batch_of(split, self._rows(micro), self.device, self.regression)
+        out, _ = model(x, lengths=lengths)  # (b, o)
         if self.regression:
-            return F.mse_loss(out.squeeze(-1), y)
-        return F.cross_entropy(out, y)
+            return F.mse_loss(out[:, 0], y)
+        loss = F.cross_entropy(out[:, :2], y)
+        if self.c.model.rating_loss:
+            loss = loss + self.c.model.rating_loss * F.mse_loss(out[:, 2], ratings / 4)
+        return loss
 
     def evaluate(self, model) -> dict:
         val = self.setup.splits["valid"]
@@ -261,22 +280,24 @@ class Sentiment(Task):
         from rnnkit.data.sentiment import sentiment_split
 
         d = config.data
-        raw = sentiment_split(d.domain, d.target, d.split_seed)
+        raw = sentiment_split(d.domain, d.target, d.split_seed, with_ratings=True)
         for extra in config.extra_domains():  # more training sentences, the same held-out ones
-            texts, y = sentiment_split(extra, d.target, d.split_seed)["train"]
-            raw["train"] = (
-                list(raw["train"][0]) + list(texts),
-                np.concatenate([raw["train"][1], y]),
+            more = sentiment_split(extra, d.target, d.split_seed, with_ratings=True)["train"]
+            raw["train"] = tuple(
+                list(a) + list(b) if isinstance(a, list) else np.concatenate([a, b])
+                for a, b in zip(raw["train"], more, strict=True)
             )
-        texts, y = raw["train"]
-        vocab = vocab or make_vocab(config, list(texts))
+        vocab = vocab or make_vocab(config, list(raw["train"][0]))
         splits, dropped = {}, 0
-        for name, (texts, y) in raw.items():
+        for name, (texts, y, ratings) in raw.items():
             ids = encode(vocab, list(texts))
             keep = [i for i, seq in enumerate(ids) if seq]
             dropped += len(ids) - len(keep)
             splits[name] = Split(
-                [texts[i] for i in keep], [ids[i] for i in keep], np.asarray(y)[keep]
+                [texts[i] for i in keep],
+                [ids[i] for i in keep],
+                np.asarray(y)[keep],
+                np.asarray(ratings)[keep],
             )
         setup = SentimentSetup(vocab, splits, dropped)
         if config.model.lexicon and run is None:  # a saved run has them in its weights
@@ -299,6 +320,7 @@ class Sentiment(Task):
 
     def build_model(self, config: SentimentConfig, setup: SentimentSetup) -> SequenceModel:
         outputs = 1 if config.data.target == "rating" else len(LABELS)
+        outputs += 1 if config.data.target == "polarity" and config.model.rating_loss else 0
         vocab, m = setup.vocab, config.model
         model = SequenceModel(
             len(vocab), outputs, m, vocab=True, embed=m.embed, padding_idx=vocab.pad,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from rnnkit.data.batching import pad
-from rnnkit.tasks.sentiment import LABELS, encode, predict
+from rnnkit.tasks.sentiment import LABELS, encode, predict, score_of
 
 TFIDF, BAG = "tfidf_logreg", "bag_of_embeddings"
 
@@ -80,7 +80,7 @@ def occlusion(model, vocab, text: str, regression: bool) -> tuple[list[str], np.
     variants = [v or [vocab.unk] for v in variants]  # a one-word text: against <unk>
     x, lengths = pad(variants, vocab.pad)
     y, _ = model(x.to(next(model.parameters()).device), lengths=lengths)
-    s = y.squeeze(-1) if regression else torch.softmax(y, -1)[:, 1]
+    s = score_of(y, regression)
     s = s.float().cpu().numpy()
     return tokens, s[0] - s[1:], float(s[0])
 
