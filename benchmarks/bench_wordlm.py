@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
@@ -94,7 +93,10 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}; load before: {os.getloadavg()[0]:.2f}"
     )
-    print(f"vocabulary {len(vocab):,}; words " + ", ".join(f"{k} {v.numel():,}" for k, v in ids.items()))
+    print(
+        f"vocabulary {len(vocab):,}; words "
+        + ", ".join(f"{k} {v.numel():,}" for k, v in ids.items())
+    )
 
     z = train_zaremba(ids, len(vocab), args.minutes)
     zaremba = {
