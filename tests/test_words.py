@@ -165,3 +165,44 @@ def test_word_run_trains_samples_and_evaluates_from_the_cli(tmp_path, capsys):
     assert main(["sample", str(out), "--prime", "!!!?"]) == 0  # punctuation is words too
     assert main(["sample", str(out), "--prime", "   "]) == 2
     assert "no words" in capsys.readouterr().err
+
+
+def test_pretrained_vectors_start_the_embedding_and_can_be_frozen(tmp_path, capsys):
+    from rnnkit.config import build
+    from rnnkit.data.vectors import format_vectors
+
+    path = corpus(tmp_path)
+    words = ["the", "a", "k", "zebra"]  # "zebra" is not in the corpus
+    table = np.arange(32, dtype=np.float32).reshape(4, 8) / 10
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text(format_vectors(words, table), encoding="utf-8")
+    task = get("wordlm")
+    overrides = {
+        "data.corpus": str(path),
+        "model.hidden": 8,
+        "model.embed": 8,
+        "model.layers": 1,
+        "model.vectors": str(vectors),
+        "model.freeze_vectors": True,
+        "data.batch_size": 4,
+        "tbptt.k1": 10,
+        "train.steps": 3,
+        "train.eval_every": 3,
+    }
+    config = build(task.Config, overrides=overrides)
+    setup = task.prepare(config)
+    assert setup.coverage["covered"] == 3  # the, a, k
+    model = task.build_model(config, setup)
+    for w, row in zip(words[:3], table[:3], strict=True):
+        assert torch.equal(model.embed.weight[setup.vocab.index[w]], torch.from_numpy(row))
+    assert not model.embed.weight.requires_grad
+    out = tmp_path / "run"
+    task.train(config, out, progress=True)
+    assert "vectors cover 3 of" in capsys.readouterr().out
+    loaded = task.load(out)  # the weights come from the run, not from the vector file
+    vectors.unlink()
+    assert torch.equal(loaded.model.embed.weight[setup.vocab.index["the"]], torch.tensor(table[0]))
+    vectors.write_text(format_vectors(words, table), encoding="utf-8")
+    small = build(task.Config, overrides=overrides | {"model.embed": 4, "model.hidden": 4})
+    with pytest.raises(DataError, match="dimension|expects"):
+        task.build_model(small, task.prepare(small))

@@ -96,9 +96,15 @@ def val_batches(ids: Tensor, config: CharLMConfig) -> StreamBatches:
     return StreamBatches(ids, streams, k1, "validation split", TOO_SMALL)
 
 
-@torch.no_grad()
 def bits_per_char(model, batches: StreamBatches) -> float:
     """Mean cross-entropy over every character of ``batches`` in bits, the state carried."""
+    return mean_cross_entropy(model, batches) / math.log(2)
+
+
+@torch.no_grad()
+def mean_cross_entropy(model, batches: StreamBatches) -> float:
+    """-1/N sum log p(next token) over every token of ``batches`` in nats, the state carried
+    from window to window."""
     model.eval()
     device = next(model.parameters()).device
     state, nats, count = None, 0.0, 0
@@ -107,7 +113,7 @@ def bits_per_char(model, batches: StreamBatches) -> float:
         logits, state = model(x, state)
         nats += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
         count += y.numel()
-    return nats / count / math.log(2)
+    return nats / count
 
 
 def _cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
@@ -115,11 +121,12 @@ def _cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
 
 
 class CharLMLoop:
-    """What the trainer runs for the character model: TBPTT over this process's streams."""
+    """What the trainer runs for a language model: TBPTT over this process's streams of
+    ``setup.train``, scored on ``setup.val`` (the word model's loop only changes the score)."""
 
     metric, higher_is_better = "val_bpc", False
 
-    def __init__(self, setup: CharLMSetup, config: CharLMConfig, device, rank=0, world=1):
+    def __init__(self, setup, config, device, rank=0, world=1):
         train = setup.train
         x, y = train.x[rank::world].to(device), train.y[rank::world].to(device)  # its streams
         self.tbptt = TruncatedBPTT(x, y, config.tbptt)

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.config import positive
@@ -35,8 +34,8 @@ from rnnkit.decoding import check_sampling, sample_logits
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models.language import LanguageModel, LanguageModelConfig
 from rnnkit.tasks.base import Command, Loaded, Task
-from rnnkit.tasks.charlm import CharLM
-from rnnkit.training import TBPTTConfig, TrainConfig, TruncatedBPTT
+from rnnkit.tasks.charlm import CharLM, CharLMLoop, mean_cross_entropy
+from rnnkit.training import TBPTTConfig, TrainConfig
 
 
 @dataclass
@@ -87,6 +86,7 @@ class WordLMConfig:
 class WordLMSetup:
     vocab: WordVocab
     train: StreamBatches | None = None
+    val: StreamBatches | None = None
     splits: dict[str, Tensor] = field(default_factory=dict)  # valid / test ids (n,)
     unknown: dict[str, tuple[int, int]] = field(default_factory=dict)  # split -> (unk, words)
     vectors: Tensor | None = None  # the starting embedding, when model.vectors is set
@@ -102,44 +102,18 @@ def split_batches(ids: Tensor, config: WordLMConfig, name: str) -> StreamBatches
     return StreamBatches(ids, streams, k1, f"{name} split", TOO_SMALL)
 
 
-@torch.no_grad()
 def perplexity(model, batches: StreamBatches) -> float:
     """exp(mean cross-entropy in nats) over every word of ``batches``, the state carried."""
-    model.eval()
-    device = next(model.parameters()).device
-    state, nats, count = None, 0.0, 0
-    for x, y in batches:
-        x, y = x.to(device), y.to(device).long()
-        logits, state = model(x, state)
-        nats += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
-        count += y.numel()
-    return math.exp(nats / count)
+    return math.exp(mean_cross_entropy(model, batches))
 
 
-def _cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
-    return F.cross_entropy(logits.flatten(0, 1), y.flatten().long())  # (b*t, v), (b*t,)
+class WordLMLoop(CharLMLoop):
+    """The character model's TBPTT loop, scored by validation perplexity."""
 
-
-class WordLMLoop:
     metric, higher_is_better = "val_ppl", False
-
-    def __init__(self, setup: WordLMSetup, config: WordLMConfig, device, rank=0, world=1):
-        train = setup.train
-        x, y = train.x[rank::world].to(device), train.y[rank::world].to(device)
-        self.tbptt = TruncatedBPTT(x, y, config.tbptt)
-        self.val = split_batches(setup.splits["valid"], config, "validation")
-
-    def train_step(self, model, micro: int) -> Tensor:
-        return self.tbptt.loss(model, micro % len(self.tbptt), _cross_entropy)
 
     def evaluate(self, model) -> dict:
         return {"val_ppl": perplexity(model, self.val)}
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return self.tbptt.state_dict()
-
-    def load_state_dict(self, state) -> None:
-        self.tbptt.load_state_dict(state)
 
 
 def encode_splits(config: WordLMConfig, vocab: WordVocab | None = None):
@@ -178,7 +152,10 @@ class WordLM(Task):
         train = StreamBatches(
             ids["train"], config.data.batch_size, config.tbptt.k1, "training split", TOO_SMALL
         )
-        setup = WordLMSetup(vocab, train, {"valid": ids["valid"], "test": ids["test"]}, unknown)
+        val = split_batches(ids["valid"], config, "validation")
+        setup = WordLMSetup(
+            vocab, train, val, {"valid": ids["valid"], "test": ids["test"]}, unknown
+        )
         if config.model.vectors and run is None:  # a new run starts from them; a saved run has
             from rnnkit.data.vectors import embedding_from_vectors  # its own weights
 
