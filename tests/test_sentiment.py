@@ -185,3 +185,32 @@ def test_character_input_reads_characters():
     loss = loop.train_step(model, 0)
     assert loss.ndim == 0 and loss.item() == pytest.approx(np.log(2), abs=0.2)
     assert 0 <= loop.evaluate(model)["val_accuracy"] <= 1
+
+
+@needs_data
+def test_a_wide_and_deep_run_saves_its_bag_and_classifies_the_same_after_loading(tmp_path):
+    from rnnkit.tasks import get
+
+    out = tmp_path / "wide"
+    args = ["train", "sentiment", "model.hidden=8", "model.embed=8", "model.ngrams=2",
+            "model.ngram_buckets=512", "model.ngram_dropout=0.2", "data.min_count=3",
+            "train.steps=20", "train.eval_every=20", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    task = get("sentiment")
+    loaded = task.load(out)
+    bag = loaded.model.wide
+    assert bag.n == 2 and bag.V.weight.shape[0] == len(loaded.setup.vocab) + 512
+    assert bag.V.weight.abs().sum() > 0  # trained away from its zero start
+    texts = ["a fine , moving film", "dull and far too long"]
+    first = task.classify(loaded, texts)
+    again = task.classify(task.load(out), texts)
+    assert [r["p_positive"] for r in first] == [r["p_positive"] for r in again]
+
+
+def test_ngrams_need_word_input():
+    from rnnkit.config import build
+    from rnnkit.errors import ConfigError
+    from rnnkit.tasks import get
+
+    with pytest.raises(ConfigError, match="model.ngrams"):
+        build(get("sentiment").Config, overrides={"data.input": "char", "model.ngrams": 2})

@@ -10,6 +10,10 @@ many-to-many architectures of the course in one module.
     head "attention":  e_t = v . tanh(A h_t + a),  alpha = softmax_t(e_t) over the real steps,
                   y = W sum_t alpha_t h_t    (Yang et al. 2016's attention pooling)   (b, o)
 
+A pooled head may add a ``wide`` part, any module (ids (b, t), lengths (b,)) -> (b, o) whose
+scores join the read-out: y = W pool(h) + b + wide(w_1..w_T) (a wide-and-deep model; the
+n-gram bag of `rnnkit.models.ngrams`, say).
+
 With a bidirectional stack, "last" reads [h_fwd at the last real step; h_bwd at step 0], the
 two states that have seen the whole sequence. ``lengths`` (b,) marks the real steps of a
 padded batch; it defaults to every step, and padding never reaches a pooled head.
@@ -66,6 +70,7 @@ class SequenceModel(nn.Module):
         embed: int = 0,
         padding_idx: int | None = None,
         token_features: int = 0,
+        wide: nn.Module | None = None,
     ):
         super().__init__()
         self.config = config
@@ -87,6 +92,10 @@ class SequenceModel(nn.Module):
         if getattr(config, "head_dropout", 0.0):
             self.drop = nn.Dropout(config.head_dropout)
         self.head = nn.Linear(d * config.hidden, output_size)
+        if wide is not None:
+            if config.head == "step" or not vocab:
+                raise ConfigError("a wide part needs token ids and a pooled head")
+            self.wide = wide
 
     def forward(
         self,
@@ -117,6 +126,10 @@ class SequenceModel(nn.Module):
         if hasattr(self, "drop"):
             pooled = self.drop(pooled)
         y = self.head(pooled)
+        if hasattr(self, "wide"):
+            b, t = ids.shape
+            full = torch.full((b,), t, dtype=torch.long)
+            y = y + self.wide(ids, full if lengths is None else lengths)
         return (y, state, alpha) if return_weights else (y, state)
 
     def pool(self, h: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:

@@ -67,6 +67,9 @@ class SentimentModel(SequenceModelConfig):
     freeze_vectors: bool = False
     lexicon: bool = False  # append each word's VADER lexicon valence (rnnkit.data.lexicon)
     rating_loss: float = 0.0  # polarity: weight of a second head regressing the mean rating
+    ngrams: int = 0  # n > 0: a linear bag of the 1..n-grams joins the read-out (wide and deep)
+    ngram_buckets: int = 262144  # hashed rows shared by the 2..n-grams
+    ngram_dropout: float = 0.0  # drop each n-gram occurrence in training with this probability
 
 
 @dataclass
@@ -94,7 +97,14 @@ class SentimentConfig:
         m.validate_model()
         choice("model.head", m.head, POOLS)
         positive(m, "embed", prefix="model.")
-        positive(m, "rating_loss", prefix="model.", allow_zero=True)
+        positive(m, "rating_loss", "ngrams", prefix="model.", allow_zero=True)
+        positive(m, "ngram_buckets", prefix="model.")
+        if not 0 <= m.ngram_dropout < 1:
+            raise ConfigError(
+                f"config key 'model.ngram_dropout' must be in [0, 1), got {m.ngram_dropout}"
+            )
+        if m.ngrams and d.input != "word":
+            raise ConfigError("config key 'model.ngrams' needs data.input=word", "drop it")
         if m.rating_loss and d.target != "polarity":
             raise ConfigError(
                 "config key 'model.rating_loss' is for data.target=polarity (a rating target "
@@ -322,9 +332,14 @@ class Sentiment(Task):
         outputs = 1 if config.data.target == "rating" else len(LABELS)
         outputs += 1 if config.data.target == "polarity" and config.model.rating_loss else 0
         vocab, m = setup.vocab, config.model
+        wide = None
+        if m.ngrams:
+            from rnnkit.models.ngrams import NgramBag
+
+            wide = NgramBag(len(vocab), outputs, m.ngrams, m.ngram_buckets, m.ngram_dropout)
         model = SequenceModel(
             len(vocab), outputs, m, vocab=True, embed=m.embed, padding_idx=vocab.pad,
-            token_features=2 if m.lexicon else 0,
+            token_features=2 if m.lexicon else 0, wide=wide,
         )  # fmt: skip
         if setup.lexicon is not None:
             model.token_features.copy_(torch.from_numpy(setup.lexicon))
