@@ -206,3 +206,16 @@ def test_pretrained_vectors_start_the_embedding_and_can_be_frozen(tmp_path, caps
     small = build(task.Config, overrides=overrides | {"model.embed": 4, "model.hidden": 4})
     with pytest.raises(DataError, match="dimension|expects"):
         task.build_model(small, task.prepare(small))
+
+
+def test_the_python_docs_corpus_or_the_command_that_installs_it():
+    from rnnkit.data.word_corpora import PYTHON_DOCS, word_corpus
+
+    if not PYTHON_DOCS.is_dir():
+        with pytest.raises(DataError, match="apt-get install python3.11-doc"):
+            word_corpus("python-docs")
+        pytest.skip("python3.11-doc is not installed: only its message was checked")
+    split = word_corpus("python-docs")
+    words = {k: sum(len(line.split()) for line in v) for k, v in split.items()}
+    assert words["train"] > 500_000 and words["valid"] > 10_000 and words["test"] > 10_000
+    assert any("def " in line for line in split["train"])  # reST with code in it
