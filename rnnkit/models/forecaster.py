@@ -1,0 +1,179 @@
+"""Probabilistic forecasting with a recurrent network: DeepAR's autoregressive likelihood model
+(Salinas et al. 2020) and MQ-RNN's direct quantile head with forking sequences (Wen et al. 2017).
+
+A window of one series is P + C + H values: P of lag history, C of context, H to forecast. With
+loc and scale from the observed part (per-series scaling; `unscale` inverts it exactly):
+
+    z_t = (y_t - loc) / scale                                               (b, W)
+    x_s = [z_{s-1}; z_{s-m}; sin 2 pi phi_s; cos 2 pi phi_s; log scale / 10]        (b, T, 5)
+          step s's inputs, s = P .. W-1; m the series' season, phi_s its phase (month / 12)
+    h_s = RNN(x_P .. x_s)                                                  (b, T, hidden)
+    "gaussian":  z_s ~ N(mu_s, sigma_s),  mu_s = w . h_s,  sigma_s = softplus(v . h_s) + 1e-3
+    "student_t": z_s ~ t(nu_s, mu_s, sigma_s),  nu_s = 2 + softplus(u . h_s)
+        loss: - mean_s log p(z_s | h_s) over every step (teacher forcing: z_{s-1} is observed)
+        forecast: run the context, then draw z_s, feed it back as z_{s-1} (and later as z_{s-m}):
+        S sample paths -> y = loc + scale z; the point forecast is the paths' median
+    "quantile":  q_s = (H, Q) quantiles of z_s .. z_{s+H-1} at once from h_s (a fork at every
+        context step), kept ordered by q_{., j+1} = q_{., j} + softplus(.);
+        loss: the pinball loss over the forks, horizons and quantile levels
+        forecast: the fork at the last context step
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.models.stack import StackConfig, stack_from
+
+LIKELIHOODS = ("gaussian", "student_t", "quantile")
+FEATURES = 5  # z_{s-1}, z_{s-m}, sin, cos, log scale
+
+
+@dataclass
+class ForecasterConfig(StackConfig):
+    cell: str = "lstm"
+    hidden: int = 40
+    layers: int = 2
+    dropout: float = 0.1
+    likelihood: str = "gaussian"  # gaussian | student_t | quantile
+    samples: int = 200  # sample paths per forecast (gaussian, student_t)
+
+
+def scale_of(y: Tensor) -> tuple[Tensor, Tensor]:
+    """y (b, n) observed values -> loc, scale (b, 1): their mean and standard deviation, the
+    scale kept above 1e-3 |loc| (and 1e-8) so a constant series still divides."""
+    loc = y.mean(1, keepdim=True)
+    spread = y.std(1, keepdim=True, unbiased=False)
+    return loc, torch.maximum(spread, 1e-3 * loc.abs() + 1e-8)
+
+
+def unscale(z: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
+    """The inverse of z = (y - loc) / scale."""
+    return z * scale + loc
+
+
+class Forecaster(nn.Module):
+    """Windows (b, P + C + H) -> a training loss; histories -> forecasts (see the module doc)."""
+
+    def __init__(self, config: ForecasterConfig, quantiles: tuple[float, ...], horizon: int):
+        super().__init__()
+        self.config, self.horizon = config, horizon
+        self.register_buffer("levels", torch.tensor(quantiles, dtype=torch.float32))
+        self.rnn = stack_from(FEATURES, config)
+        self.drop = nn.Dropout(config.dropout)
+        outputs = {"gaussian": 2, "student_t": 3, "quantile": horizon * len(quantiles)}
+        self.out = nn.Linear(config.hidden, outputs[config.likelihood])
+
+    # ------------------------------------------------------------------------- pieces
+    def inputs(self, z: Tensor, phase: Tensor, season: Tensor, log_scale: Tensor, start: int):
+        """z (b, W) scaled values, phase (b, W), season (b,) -> inputs x_s (b, W - start, 5)
+        for s = start .. W-1. z_{s-m} reads z_{s-1} where s - m falls before the window."""
+        b, w = z.shape
+        s = torch.arange(start, w, device=z.device)
+        lag = (s[None, :] - season[:, None]).clamp(min=0)  # (b, T)
+        angle = 2 * math.pi * phase[:, start:]
+        return torch.stack(
+            [
+                z[:, start - 1 : w - 1],
+                torch.gather(z, 1, lag),
+                torch.sin(angle),
+                torch.cos(angle),
+                log_scale.expand(b, w - start) / 10,
+            ],
+            dim=-1,
+        )
+
+    def distribution(self, h: Tensor):
+        """h (..., hidden) -> the predictive distribution of z (gaussian, student_t)."""
+        o = self.out(self.drop(h))
+        mu, sigma = o[..., 0], F.softplus(o[..., 1]) + 1e-3
+        if self.config.likelihood == "student_t":
+            return torch.distributions.StudentT(2 + F.softplus(o[..., 2]), mu, sigma)
+        return torch.distributions.Normal(mu, sigma)
+
+    def quantile_paths(self, h: Tensor) -> Tensor:
+        """h (..., hidden) -> ordered quantiles (..., H, Q) of the next H scaled values."""
+        o = self.out(self.drop(h)).unflatten(-1, (self.horizon, len(self.levels)))
+        steps = torch.cat([o[..., :1], F.softplus(o[..., 1:])], dim=-1)
+        return steps.cumsum(-1)
+
+    # ------------------------------------------------------------------------- training
+    def loss(self, y: Tensor, phase: Tensor, season: Tensor, observed: int, start: int) -> Tensor:
+        """y (b, W) windows in data units, phase (b, W), season (b,); loc / scale from the first
+        ``observed`` values; steps start .. W-1 are modelled. -> the mean loss."""
+        loc, scale = scale_of(y[:, :observed])
+        z = (y - loc) / scale
+        h, _ = self.rnn(self.inputs(z, phase, season, scale.log(), start))  # (b, T, hidden)
+        if self.config.likelihood != "quantile":
+            return -self.distribution(h).log_prob(z[:, start:]).mean()
+        forks = z.shape[1] - start - self.horizon + 1  # the steps whose H targets all exist
+        q = self.quantile_paths(h[:, :forks])  # (b, forks, H, Q)
+        targets = z[:, start:].unfold(1, self.horizon, 1)[:, :forks]  # (b, forks, H)
+        return pinball_loss(q, targets, self.levels)
+
+    # ------------------------------------------------------------------------- forecasting
+    @torch.no_grad()
+    def forecast(
+        self,
+        y: Tensor,
+        phase: Tensor,
+        season: Tensor,
+        horizon: int,
+        *,
+        start: int,
+        seed: int | None = None,
+    ) -> dict[str, Tensor]:
+        """y (b, n) histories (the last n values, n > start), phase (b, n + horizon), season (b,)
+        -> {"samples": (S, b, horizon)} (gaussian, student_t) or {"quantiles": (b, horizon, Q)},
+        in data units. ``seed`` makes the sample paths reproducible without touching the global
+        random state."""
+        loc, scale = scale_of(y)
+        z = (y - loc) / scale
+        b, n = z.shape
+        log_scale = scale.log()
+        if self.config.likelihood == "quantile":
+            if horizon > self.horizon:
+                raise ValueError(f"a quantile model forecasts at most {self.horizon} steps")
+            zz = torch.cat([z, z.new_zeros(b, 1)], 1)  # step n's input needs z_{n-1} only
+            h, _ = self.rnn(self.inputs(zz, phase[:, : n + 1], season, log_scale, start))
+            q = self.quantile_paths(h[:, -1])[:, :horizon]  # (b, horizon, Q)
+            return {"quantiles": unscale(q, loc[..., None], scale[..., None])}
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            return {"samples": self._paths(z, phase, season, horizon, start, loc, scale)}
+
+    def _paths(self, z, phase, season, horizon: int, start: int, loc, scale) -> Tensor:
+        """S autoregressive sample paths (S, b, horizon) in data units."""
+        b, n = z.shape
+        log_scale = scale.log()
+        s = self.config.samples
+        rep = lambda t: t.repeat_interleave(s, 0) if t.dim() else t  # noqa: E731
+        path = rep(torch.cat([z, z.new_zeros(b, horizon)], 1))  # (S*b, n + horizon)
+        phase, season, log_scale = rep(phase), rep(season), rep(log_scale)
+        h, state = self.rnn(
+            self.inputs(path[:, : n + 1], phase[:, : n + 1], season, log_scale, start)
+        )
+        h = h[:, -1]
+        for k in range(horizon):
+            path[:, n + k] = self.distribution(h).sample()
+            if k + 1 == horizon:
+                break
+            step = n + k + 1
+            x = self.inputs(path[:, : step + 1], phase[:, : step + 1], season, log_scale, step)
+            h, state = self.rnn(x, state)
+            h = h[:, -1]
+        z_future = path[:, n:].view(b, s, horizon).transpose(0, 1)  # (S, b, horizon)
+        return unscale(z_future, loc, scale)
+
+
+def pinball_loss(q: Tensor, y: Tensor, levels: Tensor) -> Tensor:
+    """q (..., Q) predicted quantiles at ``levels`` (Q,), y (...) -> the mean pinball loss
+    max(tau (y - q), (tau - 1)(y - q))."""
+    diff = y[..., None] - q
+    return torch.maximum(levels * diff, (levels - 1) * diff).mean()

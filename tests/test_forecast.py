@@ -1,0 +1,179 @@
+"""The forecasting task: windows never see the future, forecasts condition on the past only,
+and the CLI end to end (train -> forecast -> backtest -> report) with clear errors."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from rnnkit.cli import main
+from rnnkit.config import build
+from rnnkit.data.series import AIRLINE
+from rnnkit.tasks import get
+
+TINY = {"model.hidden": 8, "model.layers": 1, "model.samples": 20, "data.batch_size": 8}
+
+
+def airline_csv(path, values=None, name="passengers"):
+    from rnnkit.data.series import load_datasets
+
+    s = load_datasets("airline")
+    values = s.values("airline") if values is None else values
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["month", name])
+        for d, v in zip(s.dates("airline"), values, strict=True):
+            w.writerow([d.date().isoformat(), v])
+    return path
+
+
+def setup_of(tmp_path, **overrides):
+    task = get("forecast")
+    path = airline_csv(tmp_path / "a.csv", np.arange(144.0))  # each value is its own index
+    config = build(
+        task.Config,
+        overrides={"data.csv": str(path), "data.date": "month", "data.target": "passengers"}
+        | TINY
+        | overrides,
+    )
+    return task, config, task.prepare(config)
+
+
+def test_training_windows_end_before_the_validation_values(tmp_path):
+    task, config, setup = setup_of(tmp_path)
+    model, loop = task.build(config, setup)
+    (series,) = setup.series
+    h = config.data.horizon
+    assert series.origins == [108, 120, 132]  # three windows, a horizon apart, the last at n - H
+    seen = max(loop.batch(micro)[0].max().item() for micro in range(200))
+    assert seen == series.origins[0] - h - 1  # the last training value, and no later one
+
+
+def test_forecasts_see_nothing_after_their_origin(tmp_path):
+    task, config, setup = setup_of(tmp_path)
+    model = task.build_model(config, setup)
+    from rnnkit.tasks.forecast import forecast_at
+
+    (series,) = setup.series
+    for o in series.origins:
+        before = forecast_at(model, setup, config, [(0, o)], 12, seed=3)[0]
+        planted = series.values.copy()
+        series.values[o:] = 1e9  # a value no input may see
+        after = forecast_at(model, setup, config, [(0, o)], 12, seed=3)[0]
+        series.values[:] = planted
+        for k in before:
+            np.testing.assert_array_equal(before[k], after[k])
+        assert before["mean"].max() < 1e6
+
+
+def test_validation_forecasts_the_values_just_before_the_first_origin(tmp_path, monkeypatch):
+    task, config, setup = setup_of(tmp_path)
+    model, loop = task.build(config, setup)
+    import rnnkit.tasks.forecast as fc
+
+    seen = []
+    real = fc.forecast_at
+    monkeypatch.setattr(fc, "forecast_at", lambda m, s, c, rows, *a, **k: seen.append(rows)
+                        or real(m, s, c, rows, *a, **k))  # fmt: skip
+    scores = loop.evaluate(model)
+    assert seen == [[(0, 96)]] and np.isfinite(scores["val_mase"])
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("forecast") / "run"
+    args = ["train", "forecast", "data.dataset=airline,sunspots", "train.steps=30",
+            "train.eval_every=15", "--out", str(out), "--quiet"]  # fmt: skip
+    args += [f"{k}={v}" for k, v in TINY.items()]
+    assert main(args) == 0
+    return out
+
+
+def test_a_run_backtests_the_model_beside_every_baseline(run):
+    import json
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    for model in ("rnnkit", "naive", "seasonal_naive", "drift", "auto_ets", "auto_arima"):
+        for m in ("mase", "smape", "crps", "coverage_80"):
+            assert np.isfinite(metrics[f"{model}_{m}"]), (model, m)
+        assert f"{model}_mase.airline" in metrics and f"{model}_mase.sunspots" in metrics
+
+
+def test_forecast_command_writes_csv_and_plot(run, tmp_path, capsys):
+    out, png = tmp_path / "fc.csv", tmp_path / "fc.png"
+    args = ["forecast", str(run), "--horizon", "24", "--out", str(out), "--plot", str(png)]
+    assert main(args) == 0
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert len(rows) == 48 and rows[0]["unique_id"] == "airline"  # and 24 years of sunspots
+    assert rows[0]["ds"].startswith("1961-01-01")  # the month after the data
+    for r in rows:
+        assert float(r["lo-95"]) <= float(r["lo-80"]) <= float(r["mean"]) <= float(r["hi-80"])
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    again = tmp_path / "again.csv"
+    assert main(["forecast", str(run), "--horizon", "24", "--out", str(again)]) == 0
+    assert again.read_text() == out.read_text()  # seeded sample paths
+
+
+def test_forecast_a_new_csv_with_the_run(run, tmp_path, capsys):
+    from rnnkit.tasks import get
+
+    path = airline_csv(tmp_path / "new.csv", name="y")
+    text = path.read_text().replace("month", "ds")
+    path.write_text(text)
+    out, _ = get("forecast").forecast(run, 6, str(path))
+    dates, f = out["y"]
+    assert len(dates) == 6 and f["mean"].shape == (6,)
+
+
+def test_backtest_command_writes_table_scores_and_plots(run, tmp_path, capsys):
+    md, sc, plots = tmp_path / "bt.md", tmp_path / "bt.csv", tmp_path / "plots"
+    args = ["backtest", str(run), "--markdown", str(md), "--csv", str(sc), "--plots", str(plots)]
+    assert main(args) == 0
+    assert "auto_ets" in md.read_text() and "mean" in md.read_text()
+    assert {p.name for p in plots.iterdir()} == {"airline.png", "sunspots.png"}
+    rows = list(csv.DictReader(sc.read_text().splitlines()))
+    assert {r["model"] for r in rows} >= {"rnnkit", "auto_arima"}
+
+
+def test_report_has_the_backtest(run, tmp_path):
+    page = tmp_path / "r.html"
+    assert main(["report", str(run), "--out", str(page)]) == 0
+    text = page.read_text()
+    assert "Rolling-origin backtest" in text and "data:image/png;base64" in text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"data.horizon": 0}, "data.horizon"),
+        ({"data.context": 200}, "fewer than the 272"),
+        ({"data.target": "sales"}, "sales"),
+        ({"model.likelihood": "poisson"}, "model.likelihood"),
+    ],
+)
+def test_bad_settings_get_one_clear_message(tmp_path, capsys, overrides, message):
+    path = airline_csv(tmp_path / "a.csv")
+    args = ["train", "forecast", f"data.csv={path}", "data.date=month", "train.steps=2",
+            "data.target=passengers", "--out", str(tmp_path / "r"), "--quiet"]  # fmt: skip
+    args += [f"{k}={v}" for k, v in overrides.items()]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_quantile_model_refuses_a_longer_horizon(tmp_path, capsys):
+    out = tmp_path / "q"
+    args = ["train", "forecast", "data.dataset=airline", "model.likelihood=quantile",
+            "train.steps=5", "train.eval_every=5", "--out", str(out), "--quiet"]  # fmt: skip
+    args += [f"{k}={v}" for k, v in TINY.items()]
+    assert main(args) == 0
+    assert main(["forecast", str(out), "--horizon", "13"]) == 2
+    assert "at most 12" in capsys.readouterr().err
+    assert main(["forecast", str(out), "--horizon", "0"]) == 2
+
+
+def test_airline_is_the_published_series():
+    values = [v for year in AIRLINE for v in year]
+    assert len(values) == 144 and sum(values) == 40363 and max(values) == 622
