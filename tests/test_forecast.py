@@ -177,3 +177,18 @@ def test_quantile_model_refuses_a_longer_horizon(tmp_path, capsys):
 def test_airline_is_the_published_series():
     values = [v for year in AIRLINE for v in year]
     assert len(values) == 144 and sum(values) == 40363 and max(values) == 622
+
+
+def test_negative_binomial_forecasts_counts_and_refuses_real_values(tmp_path, capsys):
+    out = tmp_path / "nb"
+    args = ["train", "forecast", "data.dataset=airline", "model.likelihood=negbin",
+            "train.steps=5", "train.eval_every=5", "--out", str(out), "--quiet"]  # fmt: skip
+    args += [f"{k}={v}" for k, v in TINY.items()]
+    assert main(args) == 0
+    fc, _ = get("forecast").forecast(out, 6)
+    f = fc["airline"][1]
+    assert np.array_equal(f["samples"], np.round(f["samples"])) and f["samples"].min() >= 0
+    bad = args[:2] + ["data.dataset=elnino"] + args[3:]
+    bad[bad.index(str(out))] = str(tmp_path / "nb2")
+    assert main(bad) == 2
+    assert "needs counts" in capsys.readouterr().err

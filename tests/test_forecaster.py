@@ -81,3 +81,26 @@ def test_forecasts_are_reproducible_ordered_and_in_data_units(likelihood):
         assert (out.diff(dim=-1) >= 0).all()  # ordered quantiles
         with pytest.raises(ValueError, match="at most 6"):
             model.forecast(y, torch.rand(3, 37), season, 7, start=12)
+
+
+def test_negative_binomial_head_recovers_the_mean_and_dispersion_of_counts():
+    torch.manual_seed(2)
+    mean, alpha, w = 20.0, 0.1, 30
+    gamma = torch.distributions.Gamma(1 / alpha, 1 / (alpha * mean)).sample((40000,))
+    y = torch.poisson(gamma)  # NB(mean 20, alpha 0.1): variance 20 + 0.1 * 400 = 60
+    model = Forecaster(ForecasterConfig(hidden=8, layers=1, dropout=0.0, likelihood="negbin"),
+                       (0.1, 0.5, 0.9), horizon=4)  # fmt: skip
+    opt = torch.optim.Adam(model.parameters(), 2e-2)
+    ones = torch.ones(64, dtype=torch.long)
+    for _ in range(200):
+        win = torch.stack([y[e - w : e] for e in torch.randint(w, len(y), (64,))])
+        loss = model.loss(win, torch.zeros_like(win), ones, observed=26, start=1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    win = torch.stack([y[e - w : e] for e in torch.randint(w, len(y), (32,))])
+    paths = model.forecast(win, torch.zeros(32, w + 6), ones[:32], 6, start=1, seed=0)["samples"]
+    assert torch.equal(paths, paths.round()) and paths.min() >= 0  # counts
+    assert paths.mean().item() == pytest.approx(mean, rel=0.1)
+    assert paths.var().item() == pytest.approx(mean + alpha * mean**2, rel=0.25)

@@ -10,9 +10,14 @@ loc and scale from the observed part (per-series scaling; `unscale` inverts it e
     h_s = RNN(x_P .. x_s)                                                  (b, T, hidden)
     "gaussian":  z_s ~ N(mu_s, sigma_s),  mu_s = w . h_s,  sigma_s = softplus(v . h_s) + 1e-3
     "student_t": z_s ~ t(nu_s, mu_s, sigma_s),  nu_s = 2 + softplus(u . h_s)
+    "negbin":    counts, with loc = 0 and scale = 1 + mean of the observed values (DeepAR's):
+                 y_s ~ NB(mean m_s, shape alpha_s),  m_s = scale softplus(w . h_s),
+                 alpha_s = softplus(v . h_s) / sqrt(scale);  Var y = m + alpha m^2
         loss: - mean_s log p(z_s | h_s) over every step (teacher forcing: z_{s-1} is observed)
         forecast: run the context, then draw z_s, feed it back as z_{s-1} (and later as z_{s-m}):
-        S sample paths -> y = loc + scale z; the point forecast is the paths' median
+        S sample paths -> y = loc + scale z; the point forecast is the paths' median. With
+        mc_dropout, the read-out's dropout stays on while sampling, so the paths also spread
+        over the model's own uncertainty (Gal and Ghahramani 2016; Zhu and Laptev 2017)
     "quantile":  q_s = (H, Q) quantiles of z_s .. z_{s+H-1} at once from h_s (a fork at every
         context step), kept ordered by q_{., j+1} = q_{., j} + softplus(.);
         loss: the pinball loss over the forks, horizons and quantile levels
@@ -30,7 +35,7 @@ from torch import Tensor, nn
 
 from rnnkit.models.stack import StackConfig, stack_from
 
-LIKELIHOODS = ("gaussian", "student_t", "quantile")
+LIKELIHOODS = ("gaussian", "student_t", "negbin", "quantile")
 FEATURES = 5  # z_{s-1}, z_{s-m}, sin, cos, log scale
 
 
@@ -40,8 +45,9 @@ class ForecasterConfig(StackConfig):
     hidden: int = 40
     layers: int = 2
     dropout: float = 0.1
-    likelihood: str = "gaussian"  # gaussian | student_t | quantile
+    likelihood: str = "gaussian"  # gaussian | student_t | negbin (counts) | quantile
     samples: int = 200  # sample paths per forecast (gaussian, student_t)
+    mc_dropout: bool = False  # keep the read-out dropout on while sampling (model uncertainty)
 
 
 def scale_of(y: Tensor) -> tuple[Tensor, Tensor]:
@@ -66,10 +72,17 @@ class Forecaster(nn.Module):
         self.register_buffer("levels", torch.tensor(quantiles, dtype=torch.float32))
         self.rnn = stack_from(FEATURES, config)
         self.drop = nn.Dropout(config.dropout)
-        outputs = {"gaussian": 2, "student_t": 3, "quantile": horizon * len(quantiles)}
+        outputs = {"gaussian": 2, "student_t": 3, "negbin": 2, "quantile": horizon * len(quantiles)}
         self.out = nn.Linear(config.hidden, outputs[config.likelihood])
 
     # ------------------------------------------------------------------------- pieces
+    def scaling(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """loc, scale (b, 1) of observed values y (b, n): their mean and standard deviation, or
+        for counts (negbin) 0 and 1 + their mean, so that z = y / scale stays a count's ratio."""
+        if self.config.likelihood == "negbin":
+            return torch.zeros_like(y[:, :1]), 1 + y.mean(1, keepdim=True)
+        return scale_of(y)
+
     def inputs(self, z: Tensor, phase: Tensor, season: Tensor, log_scale: Tensor, start: int):
         """z (b, W) scaled values, phase (b, W), season (b,) -> inputs x_s (b, W - start, 5)
         for s = start .. W-1. z_{s-m} reads z_{s-1} where s - m falls before the window."""
@@ -88,10 +101,17 @@ class Forecaster(nn.Module):
             dim=-1,
         )
 
-    def distribution(self, h: Tensor):
-        """h (..., hidden) -> the predictive distribution of z (gaussian, student_t)."""
+    def distribution(self, h: Tensor, loc: Tensor | float = 0.0, scale: Tensor | float = 1.0):
+        """h (..., hidden) -> the predictive distribution of y = loc + scale z (gaussian,
+        student_t, negbin); with the default loc and scale, of z itself."""
         o = self.out(self.drop(h))
-        mu, sigma = o[..., 0], F.softplus(o[..., 1]) + 1e-3
+        if self.config.likelihood == "negbin":
+            mean = scale * F.softplus(o[..., 0]) + 1e-6
+            alpha = F.softplus(o[..., 1]) / scale**0.5 + 1e-6
+            return torch.distributions.NegativeBinomial(
+                1 / alpha, mean * alpha / (1 + mean * alpha)
+            )
+        mu, sigma = loc + scale * o[..., 0], scale * (F.softplus(o[..., 1]) + 1e-3)
         if self.config.likelihood == "student_t":
             return torch.distributions.StudentT(2 + F.softplus(o[..., 2]), mu, sigma)
         return torch.distributions.Normal(mu, sigma)
@@ -106,9 +126,11 @@ class Forecaster(nn.Module):
     def loss(self, y: Tensor, phase: Tensor, season: Tensor, observed: int, start: int) -> Tensor:
         """y (b, W) windows in data units, phase (b, W), season (b,); loc / scale from the first
         ``observed`` values; steps start .. W-1 are modelled. -> the mean loss."""
-        loc, scale = scale_of(y[:, :observed])
+        loc, scale = self.scaling(y[:, :observed])
         z = (y - loc) / scale
         h, _ = self.rnn(self.inputs(z, phase, season, scale.log(), start))  # (b, T, hidden)
+        if self.config.likelihood == "negbin":  # in counts: the NB needs them
+            return -self.distribution(h, loc, scale).log_prob(y[:, start:]).mean()
         if self.config.likelihood != "quantile":
             return -self.distribution(h).log_prob(z[:, start:]).mean()
         forks = z.shape[1] - start - self.horizon + 1  # the steps whose H targets all exist
@@ -132,7 +154,7 @@ class Forecaster(nn.Module):
         -> {"samples": (S, b, horizon)} (gaussian, student_t) or {"quantiles": (b, horizon, Q)},
         in data units. ``seed`` makes the sample paths reproducible without touching the global
         random state."""
-        loc, scale = scale_of(y)
+        loc, scale = self.scaling(y)
         z = (y - loc) / scale
         b, n = z.shape
         log_scale = scale.log()
@@ -146,7 +168,11 @@ class Forecaster(nn.Module):
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)
-            return {"samples": self._paths(z, phase, season, horizon, start, loc, scale)}
+            self.drop.train(self.config.mc_dropout)  # a fresh mask per path and step
+            try:
+                return {"samples": self._paths(z, phase, season, horizon, start, loc, scale)}
+            finally:
+                self.drop.train(self.training)
 
     def _paths(self, z, phase, season, horizon: int, start: int, loc, scale) -> Tensor:
         """S autoregressive sample paths (S, b, horizon) in data units."""
@@ -160,14 +186,23 @@ class Forecaster(nn.Module):
             self.inputs(path[:, : n + 1], phase[:, : n + 1], season, log_scale, start)
         )
         h = h[:, -1]
+        counts = self.config.likelihood == "negbin"
+        scale_s = rep(scale)[:, 0]  # (S*b,)  (loc is 0 for counts)
+        drawn = []  # counts exactly as drawn
         for k in range(horizon):
-            path[:, n + k] = self.distribution(h).sample()
+            if counts:  # drawn as counts, fed back as z = y / scale
+                drawn.append(self.distribution(h, 0.0, scale_s).sample())
+                path[:, n + k] = drawn[-1] / scale_s
+            else:
+                path[:, n + k] = self.distribution(h).sample()
             if k + 1 == horizon:
                 break
             step = n + k + 1
             x = self.inputs(path[:, : step + 1], phase[:, : step + 1], season, log_scale, step)
             h, state = self.rnn(x, state)
             h = h[:, -1]
+        if counts:
+            return torch.stack(drawn, 1).view(b, s, horizon).transpose(0, 1)
         z_future = path[:, n:].view(b, s, horizon).transpose(0, 1)  # (S, b, horizon)
         return unscale(z_future, loc, scale)
 

@@ -3,7 +3,8 @@ and rolling-origin backtests beside the statistical models practitioners use.
 
     data    a long-format frame (unique_id, ds, y) from statsmodels' bundled series, the airline
             passengers, or the user's CSV (`rnnkit.data.series`)
-    model   DeepAR's autoregressive Gaussian / Student-t model or MQ-RNN's quantile forks
+    model   DeepAR's autoregressive Gaussian / Student-t / negative-binomial model or MQ-RNN's
+            quantile forks
             (`rnnkit.models.forecaster`) over windows of P lag + C context + H horizon values
     split   per series, with n values and the backtest's origins o_1 < ... < o_K
             (`rolling_origins`: o_K = n - H, each `data.step` apart):
@@ -52,7 +53,8 @@ class ForecastData:
 
 @dataclass
 class ForecastModel(ForecasterConfig):
-    pass
+    likelihood: str = "student_t"
+    dropout: float = 0.3
 
 
 @dataclass
@@ -60,7 +62,9 @@ class ForecastConfig:
     data: ForecastData = field(default_factory=ForecastData)
     model: ForecastModel = field(default_factory=ForecastModel)
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(steps=1500, lr=3e-3, eval_every=100, clip=10.0)
+        default_factory=lambda: TrainConfig(
+            steps=1000, lr=3e-3, schedule="cosine", min_lr=1e-4, eval_every=100, clip=10.0
+        )
     )
 
     def validate(self) -> None:
@@ -154,6 +158,18 @@ def build_setup(raw, d: ForecastData) -> ForecastSetup:
             Series(uid, values, raw.dates(uid), raw.freqs[uid], raw.seasons[uid], origins)
         )
     return ForecastSetup(series, lag, list(raw.notes))
+
+
+def check_counts(series: list[Series]) -> None:
+    """A negative-binomial model reads counts: every value a whole number >= 0."""
+    for s in series:
+        bad = np.flatnonzero((s.values < 0) | (s.values != np.round(s.values)))
+        if len(bad):
+            raise DataError(
+                f"model.likelihood=negbin needs counts (whole numbers >= 0), but series "
+                f"{s.uid!r} has {s.values[bad[0]]!r} at {s.dates[bad[0]].date()}",
+                "use model.likelihood=student_t or gaussian for real-valued series",
+            )
 
 
 # ----------------------------------------------------------------------------- forecasting
@@ -349,7 +365,10 @@ class Forecast(Task):
     def prepare(self, config: ForecastConfig, run=None, data: bool = True) -> ForecastSetup:
         if not data:
             return ForecastSetup()
-        return build_setup(load_series(config.data), config.data)
+        setup = build_setup(load_series(config.data), config.data)
+        if config.model.likelihood == "negbin":
+            check_counts(setup.series)
+        return setup
 
     def inputs(self, config: ForecastConfig) -> dict[str, str]:
         return {"data.csv": config.data.csv} if config.data.csv else {}
@@ -408,6 +427,8 @@ class Forecast(Task):
             Series(u, raw.values(u), raw.dates(u), raw.freqs[u], raw.seasons[u], [])
             for u in raw.ids()
         ]
+        if c.model.likelihood == "negbin":
+            check_counts(series)
         setup = ForecastSetup(series, lag, list(raw.notes))
         rows = [(i, len(s.values)) for i, s in enumerate(series)]
         fc = forecast_at(loaded.model, setup, c, rows, horizon, seed=seed)
