@@ -7,6 +7,7 @@ import csv
 
 import numpy as np
 import pytest
+import torch
 
 from rnnkit.cli import main
 from rnnkit.config import build
@@ -192,3 +193,30 @@ def test_negative_binomial_forecasts_counts_and_refuses_real_values(tmp_path, ca
     bad[bad.index(str(out))] = str(tmp_path / "nb2")
     assert main(bad) == 2
     assert "needs counts" in capsys.readouterr().err
+
+
+def test_refit_trains_per_origin_and_its_first_model_is_the_runs(tmp_path):
+    from rnnkit.tasks.forecast import backtest, forecast_at, train_for_origin
+
+    out = tmp_path / "run"
+    args = ["train", "forecast", "data.dataset=airline", "train.steps=8", "train.eval_every=4",
+            "--out", str(out), "--quiet"]  # fmt: skip
+    args += [f"{k}={v}" for k, v in TINY.items()]
+    assert main(args) == 0
+    task = get("forecast")
+    loaded = task.load(out)
+    setup = task.prepare(loaded.config)
+    rows = [(0, setup.series[0].origins[0])]
+    again = train_for_origin(loaded.config, setup, 0)  # the same windows, seed and steps
+    for a, b in zip(loaded.model.state_dict().values(), again.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    later = train_for_origin(loaded.config, setup, 2)  # more data: other weights
+    assert not torch.equal(later.out.weight, again.out.weight)
+    first = forecast_at(loaded.model, setup, loaded.config, rows, 12)[0]
+    from dataclasses import replace
+
+    c = loaded.config
+    refit = backtest(loaded.model, setup, replace(c, data=replace(c.data, refit=True)), ())
+    np.testing.assert_array_equal(
+        refit["forecasts"][("airline", rows[0][1])]["mean"], first["mean"]
+    )

@@ -9,7 +9,9 @@ and rolling-origin backtests beside the statistical models practitioners use.
     split   per series, with n values and the backtest's origins o_1 < ... < o_K
             (`rolling_origins`: o_K = n - H, each `data.step` apart):
                 training windows end by o_1 - H;  validation forecasts values o_1 - H .. o_1 - 1;
-                the backtest forecasts o_k .. o_k + H - 1 from the values before o_k (no refit)
+                the backtest forecasts o_k .. o_k + H - 1 from the values before o_k, with the
+                run's model, or with data.refit a model trained afresh for each origin the same
+                way (windows ending by o_k - H, validation o_k - H .. o_k - 1)
     scores  MAE, RMSE, sMAPE, MASE, CRPS and 50 / 80 / 95% interval coverage of the model and of
             naive, seasonal naive, drift, AutoETS and AutoARIMA (statsforecast, refit at every
             origin) on the same origins (`rnnkit.tasks.forecast_eval`)
@@ -21,7 +23,7 @@ and rolling-origin backtests beside the statistical models practitioners use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,7 @@ class ForecastData:
     horizon: int = 12  # H: values forecast at once
     windows: int = 3  # backtest origins per series
     step: int = 0  # values between backtest origins (0: the horizon)
+    refit: bool = False  # backtest: train a fresh model for every origin (else the run's model)
     batch_size: int = 64  # training windows per step
 
 
@@ -239,13 +242,15 @@ class ForecastLoop:
 
     metric, higher_is_better = "val_mase", False
 
-    def __init__(self, setup: ForecastSetup, config: ForecastConfig, device, rank=0, world=1):
+    def __init__(
+        self, setup: ForecastSetup, config: ForecastConfig, device, rank=0, world=1, origin=0
+    ):
         self.setup, self.c, self.device = setup, config, device
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.origin = rank, world, origin
         h = config.data.horizon
         self.length = setup.lag + config.data.context + h  # P + C + H
         # the last value a training window may reach, per series: before the validation values
-        self.ends = [s.origins[0] - h for s in setup.series]
+        self.ends = [s.origins[origin] - h for s in setup.series]
         self.phases = [s.phase() for s in setup.series]
 
     def batch(self, micro: int):
@@ -267,7 +272,7 @@ class ForecastLoop:
         from rnnkit.tasks.forecast_eval import score_forecast
 
         h = self.c.data.horizon
-        rows = [(i, s.origins[0] - h) for i, s in enumerate(self.setup.series)]
+        rows = [(i, s.origins[self.origin] - h) for i, s in enumerate(self.setup.series)]
         forecasts = forecast_at(model, self.setup, self.c, rows, h, seed=0)
         scores = [
             score_forecast(s.values[end : end + h], f, s.values[:end], s.season)
@@ -294,7 +299,15 @@ def backtest(model, setup: ForecastSetup, c: ForecastConfig, baselines=None) -> 
     h = c.data.horizon
     names = BASELINES if baselines is None else baselines
     rows = [(i, o) for i, s in enumerate(setup.series) for o in s.origins]
-    ours = forecast_at(model, setup, c, rows, h, seed=0)
+    if c.data.refit:
+        by_origin = {}
+        for k in range(c.data.windows):
+            fresh = train_for_origin(c, setup, k)
+            at = [(i, s.origins[k]) for i, s in enumerate(setup.series)]
+            by_origin |= dict(zip(at, forecast_at(fresh, setup, c, at, h, seed=0), strict=True))
+        ours = [by_origin[r] for r in rows]
+    else:
+        ours = forecast_at(model, setup, c, rows, h, seed=0)
     per: dict[str, dict[str, list[dict]]] = {MODEL: {}}
     for name in names:
         per[name] = {}
@@ -311,6 +324,20 @@ def backtest(model, setup: ForecastSetup, c: ForecastConfig, baselines=None) -> 
         m: {uid: _mean_scores(scores) for uid, scores in by.items()} for m, by in per.items()
     }
     return {"results": results, "forecasts": kept}
+
+
+def train_for_origin(c: ForecastConfig, setup: ForecastSetup, k: int) -> Forecaster:
+    """A model trained as `rnnkit train` trains one (same seed, steps and schedule), on the
+    windows that end before origin k's validation values; the final weights."""
+    from rnnkit.tasks.forecast_eval import QUANTILES
+    from rnnkit.training import Trainer, resolve_device
+
+    device = resolve_device(c.train.device)
+    torch.manual_seed(c.train.seed)
+    model = Forecaster(c.model, QUANTILES, c.data.horizon).to(device)
+    loop = ForecastLoop(setup, c, device, origin=k)
+    Trainer(model, loop, c.train, None, progress=False).fit()
+    return model
 
 
 def _mean_scores(scores: list[dict]) -> dict:
@@ -358,6 +385,7 @@ class Forecast(Task):
                 arg("--markdown", metavar="MD", help="write the table as Markdown"),
                 arg("--csv", metavar="CSV", help="write every score as CSV"),
                 arg("--plots", metavar="DIR", help="a PNG per series with each origin"),
+                arg("--refit", action="store_true", help="train a fresh model for each origin"),
             ),
         ),
     )
@@ -460,8 +488,11 @@ class Forecast(Task):
 
         loaded = self.load(args.run)
         loaded.check_inputs()
-        setup = self.prepare(loaded.config)
-        bt = backtest(loaded.model, setup, loaded.config)
+        config = loaded.config
+        if args.refit:
+            config = replace(config, data=replace(config.data, refit=True))
+        setup = self.prepare(config)
+        bt = backtest(loaded.model, setup, config)
         table = mean_table(bt["results"])
         print(table)
         if args.markdown:
