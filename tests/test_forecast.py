@@ -220,3 +220,21 @@ def test_refit_trains_per_origin_and_its_first_model_is_the_runs(tmp_path):
     np.testing.assert_array_equal(
         refit["forecasts"][("airline", rows[0][1])]["mean"], first["mean"]
     )
+
+
+def test_series_embeddings_are_saved_and_a_new_csv_series_still_forecasts(tmp_path):
+    out = tmp_path / "emb"
+    args = ["train", "forecast", "data.dataset=airline,sunspots", "model.id_embed=2",
+            "train.steps=5", "train.eval_every=5", "--out", str(out), "--quiet"]  # fmt: skip
+    args += [f"{k}={v}" for k, v in TINY.items()]
+    assert main(args) == 0
+    task = get("forecast")
+    loaded = task.load(out)
+    assert loaded.setup.known == ["airline", "sunspots"]
+    assert loaded.model.embed.weight.shape == (2, 2)
+    fc, setup = task.forecast(loaded, 6)
+    assert [s.index for s in setup.series] == [0, 1]
+    path = airline_csv(tmp_path / "new.csv", name="y")
+    path.write_text(path.read_text().replace("month", "ds"))
+    fc, setup = task.forecast(loaded, 6, str(path))
+    assert [s.index for s in setup.series] == [-1] and np.isfinite(fc["y"][1]["mean"]).all()

@@ -104,3 +104,17 @@ def test_negative_binomial_head_recovers_the_mean_and_dispersion_of_counts():
     assert torch.equal(paths, paths.round()) and paths.min() >= 0  # counts
     assert paths.mean().item() == pytest.approx(mean, rel=0.1)
     assert paths.var().item() == pytest.approx(mean + alpha * mean**2, rel=0.25)
+
+
+def test_series_embeddings_join_every_step_and_a_new_series_gets_their_mean():
+    torch.manual_seed(4)
+    cfg = ForecasterConfig(hidden=8, layers=1, dropout=0.0, id_embed=3)
+    model = Forecaster(cfg, (0.5,), horizon=2, series=4)
+    z, phase = torch.randn(3, 10), torch.rand(3, 10)
+    season, scale = torch.tensor([2, 2, 2]), torch.ones(3, 1)
+    x = model.inputs(z, phase, season, scale.log(), 2, ids=torch.tensor([1, 3, -1]))
+    assert x.shape == (3, 8, 5 + 3)
+    torch.testing.assert_close(x[0, :, 5:], model.embed.weight[1].expand(8, 3))
+    torch.testing.assert_close(x[2, :, 5:], model.embed.weight.mean(0).expand(8, 3))
+    with pytest.raises(ValueError, match="pass ids"):
+        model.inputs(z, phase, season, scale.log(), 2)

@@ -6,7 +6,8 @@ loc and scale from the observed part (per-series scaling; `unscale` inverts it e
 
     z_t = (y_t - loc) / scale                                               (b, W)
     x_s = [z_{s-1}; z_{s-m}; sin 2 pi phi_s; cos 2 pi phi_s; log scale / 10]        (b, T, 5)
-          step s's inputs, s = P .. W-1; m the series' season, phi_s its phase (month / 12)
+          step s's inputs, s = P .. W-1; m the series' season, phi_s its phase (month / 12);
+          with id_embed, [x_s; e_i], a learned vector of series i (static features)
     h_s = RNN(x_P .. x_s)                                                  (b, T, hidden)
     "gaussian":  z_s ~ N(mu_s, sigma_s),  mu_s = w . h_s,  sigma_s = softplus(v . h_s) + 1e-3
     "student_t": z_s ~ t(nu_s, mu_s, sigma_s),  nu_s = 2 + softplus(u . h_s)
@@ -48,6 +49,7 @@ class ForecasterConfig(StackConfig):
     likelihood: str = "gaussian"  # gaussian | student_t | negbin (counts) | quantile
     samples: int = 200  # sample paths per forecast (gaussian, student_t)
     mc_dropout: bool = False  # keep the read-out dropout on while sampling (model uncertainty)
+    id_embed: int = 0  # k > 0: a learned k-vector per series joins every step's inputs
 
 
 def scale_of(y: Tensor) -> tuple[Tensor, Tensor]:
@@ -66,11 +68,15 @@ def unscale(z: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
 class Forecaster(nn.Module):
     """Windows (b, P + C + H) -> a training loss; histories -> forecasts (see the module doc)."""
 
-    def __init__(self, config: ForecasterConfig, quantiles: tuple[float, ...], horizon: int):
+    def __init__(
+        self, config: ForecasterConfig, quantiles: tuple[float, ...], horizon: int, series: int = 1
+    ):
         super().__init__()
         self.config, self.horizon = config, horizon
         self.register_buffer("levels", torch.tensor(quantiles, dtype=torch.float32))
-        self.rnn = stack_from(FEATURES, config)
+        self.rnn = stack_from(FEATURES + config.id_embed, config)
+        if config.id_embed:  # static features: e_i for series i, the mean of them for a new one
+            self.embed = nn.Embedding(series, config.id_embed)
         self.drop = nn.Dropout(config.dropout)
         outputs = {"gaussian": 2, "student_t": 3, "negbin": 2, "quantile": horizon * len(quantiles)}
         self.out = nn.Linear(config.hidden, outputs[config.likelihood])
@@ -83,14 +89,15 @@ class Forecaster(nn.Module):
             return torch.zeros_like(y[:, :1]), 1 + y.mean(1, keepdim=True)
         return scale_of(y)
 
-    def inputs(self, z: Tensor, phase: Tensor, season: Tensor, log_scale: Tensor, start: int):
+    def inputs(self, z, phase, season, log_scale, start: int, ids: Tensor | None = None):
         """z (b, W) scaled values, phase (b, W), season (b,) -> inputs x_s (b, W - start, 5)
-        for s = start .. W-1. z_{s-m} reads z_{s-1} where s - m falls before the window."""
+        for s = start .. W-1. z_{s-m} reads z_{s-1} where s - m falls before the window. With
+        id_embed, each series' vector e_i (ids (b,), -1 for an unknown series) is appended."""
         b, w = z.shape
         s = torch.arange(start, w, device=z.device)
         lag = (s[None, :] - season[:, None]).clamp(min=0)  # (b, T)
         angle = 2 * math.pi * phase[:, start:]
-        return torch.stack(
+        x = torch.stack(
             [
                 z[:, start - 1 : w - 1],
                 torch.gather(z, 1, lag),
@@ -100,6 +107,13 @@ class Forecaster(nn.Module):
             ],
             dim=-1,
         )
+        if not hasattr(self, "embed"):
+            return x
+        if ids is None:
+            raise ValueError("this model has series embeddings (model.id_embed): pass ids")
+        e = self.embed(ids.clamp(min=0))  # (b, k)
+        e = torch.where((ids < 0)[:, None], self.embed.weight.mean(0), e)
+        return torch.cat([x, e[:, None].expand(b, w - start, -1)], dim=-1)
 
     def distribution(self, h: Tensor, loc: Tensor | float = 0.0, scale: Tensor | float = 1.0):
         """h (..., hidden) -> the predictive distribution of y = loc + scale z (gaussian,
@@ -123,12 +137,12 @@ class Forecaster(nn.Module):
         return steps.cumsum(-1)
 
     # ------------------------------------------------------------------------- training
-    def loss(self, y: Tensor, phase: Tensor, season: Tensor, observed: int, start: int) -> Tensor:
+    def loss(self, y, phase, season, observed: int, start: int, ids=None) -> Tensor:
         """y (b, W) windows in data units, phase (b, W), season (b,); loc / scale from the first
         ``observed`` values; steps start .. W-1 are modelled. -> the mean loss."""
         loc, scale = self.scaling(y[:, :observed])
         z = (y - loc) / scale
-        h, _ = self.rnn(self.inputs(z, phase, season, scale.log(), start))  # (b, T, hidden)
+        h, _ = self.rnn(self.inputs(z, phase, season, scale.log(), start, ids))  # (b, T, hidden)
         if self.config.likelihood == "negbin":  # in counts: the NB needs them
             return -self.distribution(h, loc, scale).log_prob(y[:, start:]).mean()
         if self.config.likelihood != "quantile":
@@ -149,6 +163,7 @@ class Forecaster(nn.Module):
         *,
         start: int,
         seed: int | None = None,
+        ids: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """y (b, n) histories (the last n values, n > start), phase (b, n + horizon), season (b,)
         -> {"samples": (S, b, horizon)} (gaussian, student_t) or {"quantiles": (b, horizon, Q)},
@@ -162,7 +177,7 @@ class Forecaster(nn.Module):
             if horizon > self.horizon:
                 raise ValueError(f"a quantile model forecasts at most {self.horizon} steps")
             zz = torch.cat([z, z.new_zeros(b, 1)], 1)  # step n's input needs z_{n-1} only
-            h, _ = self.rnn(self.inputs(zz, phase[:, : n + 1], season, log_scale, start))
+            h, _ = self.rnn(self.inputs(zz, phase[:, : n + 1], season, log_scale, start, ids))
             q = self.quantile_paths(h[:, -1])[:, :horizon]  # (b, horizon, Q)
             return {"quantiles": unscale(q, loc[..., None], scale[..., None])}
         with torch.random.fork_rng(devices=[]):
@@ -170,11 +185,12 @@ class Forecaster(nn.Module):
                 torch.manual_seed(seed)
             self.drop.train(self.config.mc_dropout)  # a fresh mask per path and step
             try:
-                return {"samples": self._paths(z, phase, season, horizon, start, loc, scale)}
+                paths = self._paths(z, phase, season, horizon, start, loc, scale, ids)
+                return {"samples": paths}
             finally:
                 self.drop.train(self.training)
 
-    def _paths(self, z, phase, season, horizon: int, start: int, loc, scale) -> Tensor:
+    def _paths(self, z, phase, season, horizon: int, start: int, loc, scale, ids) -> Tensor:
         """S autoregressive sample paths (S, b, horizon) in data units."""
         b, n = z.shape
         log_scale = scale.log()
@@ -182,8 +198,9 @@ class Forecaster(nn.Module):
         rep = lambda t: t.repeat_interleave(s, 0) if t.dim() else t  # noqa: E731
         path = rep(torch.cat([z, z.new_zeros(b, horizon)], 1))  # (S*b, n + horizon)
         phase, season, log_scale = rep(phase), rep(season), rep(log_scale)
+        ids = None if ids is None else rep(ids)
         h, state = self.rnn(
-            self.inputs(path[:, : n + 1], phase[:, : n + 1], season, log_scale, start)
+            self.inputs(path[:, : n + 1], phase[:, : n + 1], season, log_scale, start, ids)
         )
         h = h[:, -1]
         counts = self.config.likelihood == "negbin"
@@ -198,7 +215,7 @@ class Forecaster(nn.Module):
             if k + 1 == horizon:
                 break
             step = n + k + 1
-            x = self.inputs(path[:, : step + 1], phase[:, : step + 1], season, log_scale, step)
+            x = self.inputs(path[:, : step + 1], phase[:, : step + 1], season, log_scale, step, ids)
             h, state = self.rnn(x, state)
             h = h[:, -1]
         if counts:

@@ -23,6 +23,7 @@ and rolling-origin backtests beside the statistical models practitioners use.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -114,6 +115,7 @@ class Series:
     freq: str
     season: int
     origins: list[int]  # the backtest's forecast origins (values visible at each)
+    index: int = -1  # its row of the model's series embeddings (-1: a series it never saw)
 
     def phase(self, horizon: int = 0) -> np.ndarray:
         """(n + horizon,) phases of the series' timestamps and of the next ``horizon`` ones."""
@@ -130,6 +132,7 @@ class ForecastSetup:
     series: list[Series] = field(default_factory=list)
     lag: int = 1  # P: the longest season, the lag history before each context
     notes: list[str] = field(default_factory=list)
+    known: list[str] = field(default_factory=list)  # the series the model trained on, in order
 
 
 def load_series(d: ForecastData):
@@ -154,13 +157,13 @@ def build_setup(raw, d: ForecastData) -> ForecastSetup:
     require_length(raw, need, f"lag {lag} + context {c} + 2 x horizon {h} + {d.windows} "
                    f"backtest windows {step} apart")  # fmt: skip
     series = []
-    for uid in raw.ids():
+    for i, uid in enumerate(raw.ids()):
         values = raw.values(uid)
         origins = rolling_origins(len(values), h, d.windows, step, min_train=lag + c + 2 * h)
         series.append(
-            Series(uid, values, raw.dates(uid), raw.freqs[uid], raw.seasons[uid], origins)
+            Series(uid, values, raw.dates(uid), raw.freqs[uid], raw.seasons[uid], origins, i)
         )
-    return ForecastSetup(series, lag, list(raw.notes))
+    return ForecastSetup(series, lag, list(raw.notes), raw.ids())
 
 
 def check_counts(series: list[Series]) -> None:
@@ -178,11 +181,12 @@ def check_counts(series: list[Series]) -> None:
 # ----------------------------------------------------------------------------- forecasting
 def window_arrays(setup: ForecastSetup, rows: list[tuple[int, int]], length: int):
     """(series index, end) pairs -> values (b, length) ending before ``end``, phases
-    (b, length), seasons (b,)."""
+    (b, length), seasons (b,), embedding rows (b,)."""
     y = np.stack([setup.series[i].values[end - length : end] for i, end in rows])
     phase = np.stack([setup.series[i].phase()[end - length : end] for i, end in rows])
     season = np.array([setup.series[i].season for i, _ in rows])
-    return y, phase, season
+    ids = np.array([setup.series[i].index for i, _ in rows])
+    return y, phase, season, ids
 
 
 def forecast_at(
@@ -210,6 +214,7 @@ def forecast_at(
         horizon,
         start=setup.lag,
         seed=seed,
+        ids=torch.tensor([setup.series[i].index for i, _ in rows]),
     )
     result = []
     if "quantiles" in out:
@@ -259,14 +264,15 @@ class ForecastLoop:
         which = rng.integers(0, len(self.setup.series), b)
         rows = [(int(i), int(rng.integers(self.length, self.ends[i] + 1))) for i in which]
         rows = rows[self.rank :: self.world]
-        y, phase, season = window_arrays(self.setup, rows, self.length)
+        y, phase, season, ids = window_arrays(self.setup, rows, self.length)
         t = lambda a: torch.tensor(a, dtype=torch.float32, device=self.device)  # noqa: E731
-        return t(y), t(phase), torch.tensor(season, device=self.device)
+        long = lambda a: torch.tensor(a, device=self.device)  # noqa: E731
+        return t(y), t(phase), long(season), long(ids)
 
     def train_step(self, model, micro: int):
-        y, phase, season = self.batch(micro)
+        y, phase, season, ids = self.batch(micro)
         observed = self.setup.lag + self.c.data.context
-        return model.loss(y, phase, season, observed, start=self.setup.lag)
+        return model.loss(y, phase, season, observed, start=self.setup.lag, ids=ids)
 
     def evaluate(self, model) -> dict:
         from rnnkit.tasks.forecast_eval import score_forecast
@@ -334,7 +340,7 @@ def train_for_origin(c: ForecastConfig, setup: ForecastSetup, k: int) -> Forecas
 
     device = resolve_device(c.train.device)
     torch.manual_seed(c.train.seed)
-    model = Forecaster(c.model, QUANTILES, c.data.horizon).to(device)
+    model = Forecaster(c.model, QUANTILES, c.data.horizon, len(setup.known)).to(device)
     loop = ForecastLoop(setup, c, device, origin=k)
     Trainer(model, loop, c.train, None, progress=False).fit()
     return model
@@ -363,6 +369,7 @@ class Forecast(Task):
     name = "forecast"
     description = "time-series forecasting (built-in: airline, co2, elec_equip, elnino)"
     Config = ForecastConfig
+    files = ("series.json",)
     test_after_training = True
     commands = (
         Command(
@@ -391,8 +398,9 @@ class Forecast(Task):
     )
 
     def prepare(self, config: ForecastConfig, run=None, data: bool = True) -> ForecastSetup:
-        if not data:
-            return ForecastSetup()
+        if not data:  # a saved run: the series it trained on, for their embeddings
+            known = run.read_json("series.json") if run is not None else []
+            return ForecastSetup(known=list(known))
         setup = build_setup(load_series(config.data), config.data)
         if config.model.likelihood == "negbin":
             check_counts(setup.series)
@@ -401,13 +409,13 @@ class Forecast(Task):
     def inputs(self, config: ForecastConfig) -> dict[str, str]:
         return {"data.csv": config.data.csv} if config.data.csv else {}
 
-    def saved(self, setup) -> dict[str, str]:
-        return {}
+    def saved(self, setup: ForecastSetup) -> dict[str, str]:
+        return {"series.json": json.dumps(setup.known)}
 
     def build_model(self, config: ForecastConfig, setup) -> Forecaster:
         from rnnkit.tasks.forecast_eval import QUANTILES
 
-        return Forecaster(config.model, QUANTILES, config.data.horizon)
+        return Forecaster(config.model, QUANTILES, config.data.horizon, max(len(setup.known), 1))
 
     def loop(self, config, setup, device, rank, world) -> ForecastLoop:
         return ForecastLoop(setup, config, device, rank, world)
@@ -451,13 +459,16 @@ class Forecast(Task):
             raw = load_series(c.data)
         lag = max(max(raw.seasons.values()), 1)
         require_length(raw, lag + c.data.context, f"lag {lag} + context {c.data.context}")
+        known = {uid: i for i, uid in enumerate(loaded.setup.known)}  # new series: -1
         series = [
-            Series(u, raw.values(u), raw.dates(u), raw.freqs[u], raw.seasons[u], [])
+            Series(
+                u, raw.values(u), raw.dates(u), raw.freqs[u], raw.seasons[u], [], known.get(u, -1)
+            )
             for u in raw.ids()
         ]
         if c.model.likelihood == "negbin":
             check_counts(series)
-        setup = ForecastSetup(series, lag, list(raw.notes))
+        setup = ForecastSetup(series, lag, list(raw.notes), loaded.setup.known)
         rows = [(i, len(s.values)) for i, s in enumerate(series)]
         fc = forecast_at(loaded.model, setup, c, rows, horizon, seed=seed)
         out = {}
