@@ -238,3 +238,48 @@ def test_series_embeddings_are_saved_and_a_new_csv_series_still_forecasts(tmp_pa
     path.write_text(path.read_text().replace("month", "ds"))
     fc, setup = task.forecast(loaded, 6, str(path))
     assert [s.index for s in setup.series] == [-1] and np.isfinite(fc["y"][1]["mean"]).all()
+
+
+def promo_csv(path, n=240, future=12, seed=0):
+    """Monthly sales: a level, a yearly cycle, and +30 in the months with a promotion (known
+    ahead, drawn at random); the last ``future`` rows give the promotion and no sales."""
+    rng = np.random.default_rng(seed)
+    promo = rng.integers(0, 2, n + future)
+    t = np.arange(n + future)
+    y = 100 + 10 * np.sin(2 * np.pi * t / 12) + 30 * promo + rng.normal(0, 2, n + future)
+    dates = [f"{2000 + m // 12}-{m % 12 + 1:02d}-01" for m in t]
+    rows = [f"{d},{v:.3f},{p}" for d, v, p in zip(dates[:n], y[:n], promo[:n], strict=True)]
+    rows += [f"{d},,{p}" for d, p in zip(dates[n:], promo[n:], strict=True)]
+    path.write_text("ds,sales,promo\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_known_future_covariates_are_used_and_must_reach_the_horizon(tmp_path, capsys):
+    from rnnkit.tasks.forecast import backtest
+    from rnnkit.training import Trainer
+
+    path = promo_csv(tmp_path / "sales.csv")
+    task = get("forecast")
+    base = {"data.csv": str(path), "data.target": "sales", "model.hidden": 16,
+            "model.layers": 1, "model.dropout": 0.0, "train.steps": 150}  # fmt: skip
+    maes = {}
+    for cov in ("", "promo"):
+        config = build(task.Config, overrides=base | {"data.covariates": cov})
+        setup = task.prepare(config)
+        model, loop = task.build(config, setup)
+        Trainer(model, loop, config.train, None, progress=False).fit()
+        results = backtest(model, setup, config, ())["results"]["rnnkit"]
+        maes[cov] = results["sales"]["mae"]
+    assert maes["promo"] < 0.5 * maes[""]  # the promotions explain most of the error
+    out = tmp_path / "run"
+    args = ["train", "forecast", f"data.csv={path}", "data.target=sales",
+            "data.covariates=promo", "train.steps=3", "train.eval_every=3", "--out", str(out),
+            "--quiet"]  # fmt: skip
+    args += [f"{k}={v}" for k, v in TINY.items()]
+    assert main(args) == 0
+    fc, _ = task.forecast(out, 12)  # the 12 future rows of the file
+    assert fc["sales"][1]["mean"].shape == (12,)
+    assert main(["forecast", str(out), "--horizon", "13"]) == 2
+    assert "gives its covariates for 12 steps" in capsys.readouterr().err
+    assert main(["train", "forecast", "data.covariates=promo", "--out", str(tmp_path / "x")]) == 2
+    assert "no CSV is given" in capsys.readouterr().err

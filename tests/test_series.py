@@ -230,7 +230,7 @@ def test_a_given_freq_is_checked(tmp_path):
         ),
         ("ds,y\n2024-01-01,1\n", {"id": "store"}, r"no column 'store' for the series ids"),
         ("ds;y\n2024-01-01;1\n", {}, r"columns 'ds;y'\nhint: .*not to be comma-separated"),
-        ("ds,y\n2024-01-01,1\n", {"target": "ds"}, "three different columns"),
+        ("ds,y\n2024-01-01,1\n", {"target": "ds"}, "must be different columns"),
         (
             "ds,y\n2024-01-01,1\n2024-02-01,2\nnext month,3\n",
             {},
@@ -299,3 +299,23 @@ def test_bad_paths_and_encodings(tmp_path):
     bom = tmp_path / "bom.csv"  # a byte-order mark is not part of the first column's name
     bom.write_bytes("ds,y\n2024-01-01,1\n2024-01-02,2\n2024-01-03,3\n".encode("utf-8-sig"))
     assert load_csv(bom).freqs == {"y": "D"}
+
+
+def test_covariates_are_read_with_their_known_future_rows(tmp_path):
+    path = tmp_path / "promo.csv"
+    path.write_text(
+        "ds,y,promo,price\n2024-01-01,10,0,1.5\n2024-02-01,,1,1.5\n2024-03-01,12,1,1.4\n"
+        "2024-04-01,,0,1.4\n2024-05-01,,1,1.3\n",
+        encoding="utf-8",
+    )
+    s = load_csv(path, covariates=["promo", "price"])
+    assert s.values("y").tolist() == [10.0, 11.0, 12.0]  # the inner gap interpolated
+    assert s.covariate_names == ["promo", "price"]
+    np.testing.assert_array_equal(
+        s.covariates["y"], [[0, 1.5], [1, 1.5], [1, 1.4], [0, 1.4], [1, 1.3]]
+    )  # three observed steps, then two known ahead
+    with pytest.raises(DataError, match="no column 'cost' for the covariates"):
+        load_csv(path, covariates=["cost"])
+    path.write_text("ds,y,promo\n2024-01-01,10,0\n2024-02-01,11,\n2024-03-01,12,1\n")
+    with pytest.raises(DataError, match=r"covariate 'promo' of series 'y' is missing at line 3"):
+        load_csv(path, covariates=["promo"])

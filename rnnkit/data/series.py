@@ -114,6 +114,11 @@ class SeriesSet:
     freqs: dict[str, str]
     seasons: dict[str, int]
     notes: list[str] = field(default_factory=list)
+    # known-future covariates (CSV columns named by load_csv's ``covariates``): per series an
+    # (n + F, k) array, its rows the series' n timestamps, then F future ones (rows of the file
+    # after the last target value, whose covariates are given)
+    covariates: dict[str, np.ndarray] = field(default_factory=dict)
+    covariate_names: list[str] = field(default_factory=list)
     _rows: dict[str, slice] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -325,7 +330,12 @@ def _from_parts(year: pd.Series, month: pd.Series | None = None) -> pd.DatetimeI
 
 # ----------------------------------------------------------------------------- CSV files
 def load_csv(
-    path, date: str = "ds", target: str = "y", id: str | None = None, freq: str | None = None
+    path,
+    date: str = "ds",
+    target: str = "y",
+    id: str | None = None,
+    freq: str | None = None,
+    covariates: list[str] | tuple[str, ...] = (),
 ) -> SeriesSet:
     """The series of a comma-separated UTF-8 file with a header line.
 
@@ -333,18 +343,29 @@ def load_csv(
     series apart (without it the file is one series, named after ``target``); ``freq``: the
     pandas offset alias every series must follow (default: inferred per series with
     pd.infer_freq). Missing targets are dropped at the ends of a series and interpolated
-    linearly inside it, with a note. Any other mistake is a DataError.
+    linearly inside it, with a note. ``covariates``: numeric columns known in advance (a price,
+    a promotion flag); each must be present wherever the target is, and rows after a series'
+    last target value that give them are its known future (`SeriesSet.covariates`). Any other
+    mistake is a DataError.
     """
     path = Path(path)
     source = str(path)
     header, cells, line = _read_table(path)
+    covariates = list(covariates)
     for arg, column in (("date", date), ("target", target), ("id", id)):
         if column is not None and column not in header:
             raise _absent(source, arg, column, header)
-    used = [c for c in (date, target, id) if c is not None]
+    for column in covariates:
+        if column not in header:
+            raise DataError(
+                f"{source}: no column {column!r} for the covariates (data.covariates); the file "
+                f"has columns {_listing(header)}",
+                "name existing numeric columns, comma-separated",
+            )
+    used = [c for c in (date, target, id, *covariates) if c is not None]
     if len(set(used)) < len(used):
         raise DataError(
-            f"{source}: date, target and id must be three different columns, got {used}",
+            f"{source}: date, target, id and covariates must be different columns, got {used}",
             f"name them with {_options('date')}, {_options('target')} and {_options('id')}",
         )
     twice = [c for c in used if header.count(c) > 1]
@@ -369,6 +390,8 @@ def load_csv(
                 "every row needs the id of its series",
             )
     long = pd.DataFrame({"unique_id": uid, "ds": ds, "y": y, "line": line})
+    for k, column in enumerate(covariates):
+        long[f"x{k}"] = _parse_numbers(cells[column], line, source, column)
     long = long.sort_values(["unique_id", "ds"], kind="stable")
     twice = long.duplicated(["unique_id", "ds"], keep=False)
     if twice.any():
@@ -385,7 +408,28 @@ def load_csv(
         (str(key), pd.DatetimeIndex(group.ds), group.y.to_numpy(np.float64), freq)
         for key, group in long.groupby("unique_id", sort=True)
     ]
-    return _assemble(parts, notes, source, target=target)
+    series = _assemble(parts, notes, source, target=target)
+    if covariates:
+        names = [f"x{k}" for k in range(len(covariates))]
+        for key, group in long.groupby("unique_id", sort=True):
+            uid = str(key)
+            n = len(series.values(uid))
+            first = series.dates(uid)[0]
+            rows = group[group.ds >= first]
+            x = rows[names].to_numpy(np.float64)
+            future = int(np.isnan(rows.y.to_numpy()[n:]).all() and len(rows) - n)
+            x = x[: n + future]
+            gap = np.argwhere(np.isnan(x))
+            if len(gap):
+                at, k = gap[0]
+                raise DataError(
+                    f"{source}: covariate {covariates[k]!r} of series {uid!r} is missing at "
+                    f"line {rows.line.iloc[at]} ({_when(rows.ds.iloc[at])})",
+                    "covariates must be given wherever the target is, and in future rows",
+                )
+            series.covariates[uid] = x
+        series.covariate_names = covariates
+    return series
 
 
 def _read_table(path: Path) -> tuple[list[str], list[list[str]], list[int]]:

@@ -7,7 +7,8 @@ loc and scale from the observed part (per-series scaling; `unscale` inverts it e
     z_t = (y_t - loc) / scale                                               (b, W)
     x_s = [z_{s-1}; z_{s-m}; sin 2 pi phi_s; cos 2 pi phi_s; log scale / 10]        (b, T, 5)
           step s's inputs, s = P .. W-1; m the series' season, phi_s its phase (month / 12);
-          with id_embed, [x_s; e_i], a learned vector of series i (static features)
+          with id_embed, [x_s; e_i], a learned vector of series i (static features); with
+          covariates, also their standardised values at step s (known in advance)
     h_s = RNN(x_P .. x_s)                                                  (b, T, hidden)
     "gaussian":  z_s ~ N(mu_s, sigma_s),  mu_s = w . h_s,  sigma_s = softplus(v . h_s) + 1e-3
     "student_t": z_s ~ t(nu_s, mu_s, sigma_s),  nu_s = 2 + softplus(u . h_s)
@@ -69,12 +70,20 @@ class Forecaster(nn.Module):
     """Windows (b, P + C + H) -> a training loss; histories -> forecasts (see the module doc)."""
 
     def __init__(
-        self, config: ForecasterConfig, quantiles: tuple[float, ...], horizon: int, series: int = 1
+        self,
+        config: ForecasterConfig,
+        quantiles: tuple[float, ...],
+        horizon: int,
+        series: int = 1,
+        covariates: int = 0,
     ):
         super().__init__()
         self.config, self.horizon = config, horizon
         self.register_buffer("levels", torch.tensor(quantiles, dtype=torch.float32))
-        self.rnn = stack_from(FEATURES + config.id_embed, config)
+        self.rnn = stack_from(FEATURES + config.id_embed + covariates, config)
+        if covariates:  # known-future covariates, standardised by the training data's statistics
+            self.register_buffer("cov_loc", torch.zeros(covariates))
+            self.register_buffer("cov_scale", torch.ones(covariates))
         if config.id_embed:  # static features: e_i for series i, the mean of them for a new one
             self.embed = nn.Embedding(series, config.id_embed)
         self.drop = nn.Dropout(config.dropout)
@@ -89,10 +98,11 @@ class Forecaster(nn.Module):
             return torch.zeros_like(y[:, :1]), 1 + y.mean(1, keepdim=True)
         return scale_of(y)
 
-    def inputs(self, z, phase, season, log_scale, start: int, ids: Tensor | None = None):
+    def inputs(self, z, phase, season, log_scale, start: int, ids=None, cov=None):
         """z (b, W) scaled values, phase (b, W), season (b,) -> inputs x_s (b, W - start, 5)
         for s = start .. W-1. z_{s-m} reads z_{s-1} where s - m falls before the window. With
-        id_embed, each series' vector e_i (ids (b,), -1 for an unknown series) is appended."""
+        id_embed, each series' vector e_i (ids (b,), -1 for an unknown series) is appended; with
+        covariates, their standardised values at step s (cov (b, W, k), known in advance)."""
         b, w = z.shape
         s = torch.arange(start, w, device=z.device)
         lag = (s[None, :] - season[:, None]).clamp(min=0)  # (b, T)
@@ -107,13 +117,17 @@ class Forecaster(nn.Module):
             ],
             dim=-1,
         )
-        if not hasattr(self, "embed"):
-            return x
-        if ids is None:
-            raise ValueError("this model has series embeddings (model.id_embed): pass ids")
-        e = self.embed(ids.clamp(min=0))  # (b, k)
-        e = torch.where((ids < 0)[:, None], self.embed.weight.mean(0), e)
-        return torch.cat([x, e[:, None].expand(b, w - start, -1)], dim=-1)
+        if hasattr(self, "embed"):
+            if ids is None:
+                raise ValueError("this model has series embeddings (model.id_embed): pass ids")
+            e = self.embed(ids.clamp(min=0))  # (b, k)
+            e = torch.where((ids < 0)[:, None], self.embed.weight.mean(0), e)
+            x = torch.cat([x, e[:, None].expand(b, w - start, -1)], dim=-1)
+        if hasattr(self, "cov_loc"):
+            if cov is None or cov.shape[1] < w:
+                raise ValueError(f"this model reads {len(self.cov_loc)} covariates at each step")
+            x = torch.cat([x, (cov[:, start:w] - self.cov_loc) / self.cov_scale], dim=-1)
+        return x
 
     def distribution(self, h: Tensor, loc: Tensor | float = 0.0, scale: Tensor | float = 1.0):
         """h (..., hidden) -> the predictive distribution of y = loc + scale z (gaussian,
@@ -137,12 +151,13 @@ class Forecaster(nn.Module):
         return steps.cumsum(-1)
 
     # ------------------------------------------------------------------------- training
-    def loss(self, y, phase, season, observed: int, start: int, ids=None) -> Tensor:
+    def loss(self, y, phase, season, observed: int, start: int, ids=None, cov=None) -> Tensor:
         """y (b, W) windows in data units, phase (b, W), season (b,); loc / scale from the first
         ``observed`` values; steps start .. W-1 are modelled. -> the mean loss."""
         loc, scale = self.scaling(y[:, :observed])
         z = (y - loc) / scale
-        h, _ = self.rnn(self.inputs(z, phase, season, scale.log(), start, ids))  # (b, T, hidden)
+        x = self.inputs(z, phase, season, scale.log(), start, ids, cov)
+        h, _ = self.rnn(x)  # (b, T, hidden)
         if self.config.likelihood == "negbin":  # in counts: the NB needs them
             return -self.distribution(h, loc, scale).log_prob(y[:, start:]).mean()
         if self.config.likelihood != "quantile":
@@ -164,6 +179,7 @@ class Forecaster(nn.Module):
         start: int,
         seed: int | None = None,
         ids: Tensor | None = None,
+        cov: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """y (b, n) histories (the last n values, n > start), phase (b, n + horizon), season (b,)
         -> {"samples": (S, b, horizon)} (gaussian, student_t) or {"quantiles": (b, horizon, Q)},
@@ -177,7 +193,8 @@ class Forecaster(nn.Module):
             if horizon > self.horizon:
                 raise ValueError(f"a quantile model forecasts at most {self.horizon} steps")
             zz = torch.cat([z, z.new_zeros(b, 1)], 1)  # step n's input needs z_{n-1} only
-            h, _ = self.rnn(self.inputs(zz, phase[:, : n + 1], season, log_scale, start, ids))
+            x = self.inputs(zz, phase[:, : n + 1], season, log_scale, start, ids, cov)
+            h, _ = self.rnn(x)
             q = self.quantile_paths(h[:, -1])[:, :horizon]  # (b, horizon, Q)
             return {"quantiles": unscale(q, loc[..., None], scale[..., None])}
         with torch.random.fork_rng(devices=[]):
@@ -185,12 +202,12 @@ class Forecaster(nn.Module):
                 torch.manual_seed(seed)
             self.drop.train(self.config.mc_dropout)  # a fresh mask per path and step
             try:
-                paths = self._paths(z, phase, season, horizon, start, loc, scale, ids)
+                paths = self._paths(z, phase, season, horizon, start, loc, scale, ids, cov)
                 return {"samples": paths}
             finally:
                 self.drop.train(self.training)
 
-    def _paths(self, z, phase, season, horizon: int, start: int, loc, scale, ids) -> Tensor:
+    def _paths(self, z, phase, season, horizon: int, start: int, loc, scale, ids, cov) -> Tensor:
         """S autoregressive sample paths (S, b, horizon) in data units."""
         b, n = z.shape
         log_scale = scale.log()
@@ -199,8 +216,9 @@ class Forecaster(nn.Module):
         path = rep(torch.cat([z, z.new_zeros(b, horizon)], 1))  # (S*b, n + horizon)
         phase, season, log_scale = rep(phase), rep(season), rep(log_scale)
         ids = None if ids is None else rep(ids)
+        cov = None if cov is None else rep(cov)
         h, state = self.rnn(
-            self.inputs(path[:, : n + 1], phase[:, : n + 1], season, log_scale, start, ids)
+            self.inputs(path[:, : n + 1], phase[:, : n + 1], season, log_scale, start, ids, cov)
         )
         h = h[:, -1]
         counts = self.config.likelihood == "negbin"
@@ -215,7 +233,9 @@ class Forecaster(nn.Module):
             if k + 1 == horizon:
                 break
             step = n + k + 1
-            x = self.inputs(path[:, : step + 1], phase[:, : step + 1], season, log_scale, step, ids)
+            x = self.inputs(
+                path[:, : step + 1], phase[:, : step + 1], season, log_scale, step, ids, cov
+            )
             h, state = self.rnn(x, state)
             h = h[:, -1]
         if counts:

@@ -47,6 +47,7 @@ class ForecastData:
     target: str = "y"  # the CSV's value column
     id: str = ""  # the CSV's series-id column ("": one series)
     freq: str = ""  # the CSV's frequency, a pandas alias ("": inferred and checked)
+    covariates: str = ""  # the CSV's known-future numeric columns, comma-separated
     context: int = 36  # C: values the model reads before forecasting
     horizon: int = 12  # H: values forecast at once
     windows: int = 3  # backtest origins per series
@@ -71,8 +72,16 @@ class ForecastConfig:
         )
     )
 
+    def covariate_list(self) -> list[str]:
+        return [c.strip() for c in self.data.covariates.split(",") if c.strip()]
+
     def validate(self) -> None:
         d, m = self.data, self.model
+        if d.covariates and not d.csv:
+            raise ConfigError(
+                "config key 'data.covariates' names columns of data.csv, and no CSV is given",
+                "set data.csv=FILE, or drop data.covariates",
+            )
         positive(d, "context", "horizon", "windows", "batch_size", prefix="data.")
         positive(d, "step", prefix="data.", allow_zero=True)
         m.validate_stack()
@@ -116,6 +125,7 @@ class Series:
     season: int
     origins: list[int]  # the backtest's forecast origins (values visible at each)
     index: int = -1  # its row of the model's series embeddings (-1: a series it never saw)
+    cov: np.ndarray | None = None  # (n + F, k) known-future covariates: n observed, F ahead
 
     def phase(self, horizon: int = 0) -> np.ndarray:
         """(n + horizon,) phases of the series' timestamps and of the next ``horizon`` ones."""
@@ -140,7 +150,8 @@ def load_series(d: ForecastData):
     from rnnkit.data.series import load_csv, load_datasets
 
     if d.csv:
-        return load_csv(d.csv, d.date, d.target, d.id or None, d.freq or None)
+        covariates = [c.strip() for c in d.covariates.split(",") if c.strip()]
+        return load_csv(d.csv, d.date, d.target, d.id or None, d.freq or None, covariates)
     return load_datasets(d.dataset)
 
 
@@ -161,9 +172,39 @@ def build_setup(raw, d: ForecastData) -> ForecastSetup:
         values = raw.values(uid)
         origins = rolling_origins(len(values), h, d.windows, step, min_train=lag + c + 2 * h)
         series.append(
-            Series(uid, values, raw.dates(uid), raw.freqs[uid], raw.seasons[uid], origins, i)
+            Series(
+                uid,
+                values,
+                raw.dates(uid),
+                raw.freqs[uid],
+                raw.seasons[uid],
+                origins,
+                i,
+                raw.covariates.get(uid),
+            )  # fmt: skip
         )
     return ForecastSetup(series, lag, list(raw.notes), raw.ids())
+
+
+def covariate_windows(setup: ForecastSetup, rows, before: int, after: int):
+    """(b, before + after, k) covariates from ``before`` steps before each row's end to
+    ``after`` steps past it, or None without covariates; a DataError where the file does not
+    give them that far ahead."""
+    if setup.series[rows[0][0]].cov is None:
+        return None
+    out = []
+    for i, end in rows:
+        s = setup.series[i]
+        if end + after > len(s.cov):
+            ahead = len(s.cov) - len(s.values)
+            raise DataError(
+                f"series {s.uid!r} gives its covariates for {ahead} steps after its last value; "
+                f"this forecast needs {end + after - len(s.values)}",
+                "add future rows (dates and covariates, the target left empty) to the CSV, or "
+                "shorten --horizon",
+            )
+        out.append(s.cov[end - before : end + after])
+    return torch.tensor(np.stack(out), dtype=torch.float32)
 
 
 def check_counts(series: list[Series]) -> None:
@@ -186,7 +227,7 @@ def window_arrays(setup: ForecastSetup, rows: list[tuple[int, int]], length: int
     phase = np.stack([setup.series[i].phase()[end - length : end] for i, end in rows])
     season = np.array([setup.series[i].season for i, _ in rows])
     ids = np.array([setup.series[i].index for i, _ in rows])
-    return y, phase, season, ids
+    return y, phase, season, ids, covariate_windows(setup, rows, length, 0)
 
 
 def forecast_at(
@@ -215,6 +256,7 @@ def forecast_at(
         start=setup.lag,
         seed=seed,
         ids=torch.tensor([setup.series[i].index for i, _ in rows]),
+        cov=covariate_windows(setup, rows, n, horizon),
     )
     result = []
     if "quantiles" in out:
@@ -264,15 +306,16 @@ class ForecastLoop:
         which = rng.integers(0, len(self.setup.series), b)
         rows = [(int(i), int(rng.integers(self.length, self.ends[i] + 1))) for i in which]
         rows = rows[self.rank :: self.world]
-        y, phase, season, ids = window_arrays(self.setup, rows, self.length)
+        y, phase, season, ids, cov = window_arrays(self.setup, rows, self.length)
         t = lambda a: torch.tensor(a, dtype=torch.float32, device=self.device)  # noqa: E731
         long = lambda a: torch.tensor(a, device=self.device)  # noqa: E731
-        return t(y), t(phase), long(season), long(ids)
+        cov = None if cov is None else cov.to(self.device)
+        return t(y), t(phase), long(season), long(ids), cov
 
     def train_step(self, model, micro: int):
-        y, phase, season, ids = self.batch(micro)
+        y, phase, season, ids, cov = self.batch(micro)
         observed = self.setup.lag + self.c.data.context
-        return model.loss(y, phase, season, observed, start=self.setup.lag, ids=ids)
+        return model.loss(y, phase, season, observed, start=self.setup.lag, ids=ids, cov=cov)
 
     def evaluate(self, model) -> dict:
         from rnnkit.tasks.forecast_eval import score_forecast
@@ -335,12 +378,11 @@ def backtest(model, setup: ForecastSetup, c: ForecastConfig, baselines=None) -> 
 def train_for_origin(c: ForecastConfig, setup: ForecastSetup, k: int) -> Forecaster:
     """A model trained as `rnnkit train` trains one (same seed, steps and schedule), on the
     windows that end before origin k's validation values; the final weights."""
-    from rnnkit.tasks.forecast_eval import QUANTILES
     from rnnkit.training import Trainer, resolve_device
 
     device = resolve_device(c.train.device)
     torch.manual_seed(c.train.seed)
-    model = Forecaster(c.model, QUANTILES, c.data.horizon, len(setup.known)).to(device)
+    model = Forecast().build_model(c, setup).to(device)
     loop = ForecastLoop(setup, c, device, origin=k)
     Trainer(model, loop, c.train, None, progress=False).fit()
     return model
@@ -415,7 +457,16 @@ class Forecast(Task):
     def build_model(self, config: ForecastConfig, setup) -> Forecaster:
         from rnnkit.tasks.forecast_eval import QUANTILES
 
-        return Forecaster(config.model, QUANTILES, config.data.horizon, max(len(setup.known), 1))
+        k = len(config.covariate_list())
+        model = Forecaster(
+            config.model, QUANTILES, config.data.horizon, max(len(setup.known), 1), k
+        )
+        if k and setup.series:  # standardise by the values the training windows can reach
+            h = config.data.horizon
+            seen = np.concatenate([s.cov[: s.origins[0] - h] for s in setup.series])
+            model.cov_loc.copy_(torch.tensor(seen.mean(0)))
+            model.cov_scale.copy_(torch.tensor(np.maximum(seen.std(0), 1e-8)))
+        return model
 
     def loop(self, config, setup, device, rank, world) -> ForecastLoop:
         return ForecastLoop(setup, config, device, rank, world)
@@ -454,7 +505,7 @@ class Forecast(Task):
 
         if csv:
             d = c.data
-            raw = load_csv(csv, d.date, d.target, d.id or None, d.freq or None)
+            raw = load_csv(csv, d.date, d.target, d.id or None, d.freq or None, c.covariate_list())
         else:
             raw = load_series(c.data)
         lag = max(max(raw.seasons.values()), 1)
@@ -462,8 +513,15 @@ class Forecast(Task):
         known = {uid: i for i, uid in enumerate(loaded.setup.known)}  # new series: -1
         series = [
             Series(
-                u, raw.values(u), raw.dates(u), raw.freqs[u], raw.seasons[u], [], known.get(u, -1)
-            )
+                u,
+                raw.values(u),
+                raw.dates(u),
+                raw.freqs[u],
+                raw.seasons[u],
+                [],
+                known.get(u, -1),
+                raw.covariates.get(u),
+            )  # fmt: skip
             for u in raw.ids()
         ]
         if c.model.likelihood == "negbin":
