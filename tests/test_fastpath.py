@@ -571,3 +571,34 @@ def test_the_cache_is_reachable_from_the_package():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "['cached', 'in_use']"
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])
+def test_auto_takes_the_fused_path_for_variable_lengths_in_training(cell):
+    """torch's CPU kernel over a packed batch has a slow backward (benchmarks/bench_packed.py),
+    so impl="auto" trains variable-length batches on the fused path: the same function and
+    gradients as torch.nn over the packed batch; without gradients torch's kernel again."""
+    cpp_loops_or_skip()
+    torch.manual_seed(0)
+    ours = getattr(rnnkit, cell)(I, H, num_layers=2, bidirectional=True, batch_first=True)
+    ref = getattr(nn, cell)(I, H, num_layers=2, bidirectional=True, batch_first=True)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(4, 9, I)
+    lengths = torch.tensor([9, 4, 7, 1])
+    text = ours.plan(x, lengths=lengths)
+    assert text.startswith("fused:") and "variable-length (packed) batch" in text
+    assert ours.plan(x).startswith("native")  # equal lengths: torch's kernel
+    with torch.no_grad():
+        assert ours.plan(x, lengths=lengths).startswith("native")
+    y, h = ours(x, lengths=lengths)
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, h_ref = ref(packed)
+    y_ref, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=9)
+    assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    pairs = zip(h, h_ref, strict=True) if cell == "LSTM" else [(h, h_ref)]
+    for a, b in pairs:
+        assert_close(a, b, atol=1e-5, rtol=1e-5)
+    (y.square().sum()).backward()
+    (y_ref.square().sum()).backward()
+    for (name, p), q in zip(ours.named_parameters(), ref.parameters(), strict=True):
+        assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-4, msg=name)

@@ -90,18 +90,20 @@ class _FusedOrLoop:
 
     # ------------------------------------------------------------------------- dispatch
 
-    def plan(self, input: Tensor | None = None, *, return_states: bool = False) -> str:
+    def plan(
+        self, input: Tensor | None = None, *, return_states: bool = False, lengths=None
+    ) -> str:
         """Which implementation `forward` runs, and why (not a faster one)."""
-        return self._resolve(input, return_states)[1]
+        return self._resolve(input, return_states, lengths is not None)[1]
 
-    def _resolve(self, input, return_states: bool) -> tuple[str, str]:
-        return resolve(self, input, return_states)
+    def _resolve(self, input, return_states: bool, lengths: bool = False) -> tuple[str, str]:
+        return resolve(self, input, return_states, lengths)
 
     def forward(self, input, hx=None, *, lengths=None, return_states: bool = False):
         """See the class docstring. With ``return_states=True`` also returns a dict of the
         per-step states of every layer and direction, each (d*l, t, b, .) time-major, zero on
         padding: ``h`` (outputs), LSTM ``c``, and ``gates`` after their non-linearities."""
-        path, _ = self._resolve(input, return_states)
+        path, _ = self._resolve(input, return_states, lengths is not None)
         if path != "native":  # torch's kernel has its own message
             name, weight = type(self).__name__, self.weight_ih_l0
             data = input.data if isinstance(input, PackedSequence) else input

@@ -52,10 +52,12 @@ def check_native(name: str, impl: str, variants: Variants) -> None:
 # ---------------------------------------------------------------------------- native | fused | loop
 
 
-def resolve(layer: Any, input: Any, return_states: bool) -> tuple[str, str]:
+def resolve(
+    layer: Any, input: Any, return_states: bool, lengths: bool = False
+) -> tuple[str, str]:
     """(path, plan text) for ``layer`` (an `RNN`, `LSTM` or `GRU`) on ``input`` (a Tensor, a
-    PackedSequence, or None when not known yet): path is "native", "fused" or "loop"; the
-    text names it and says why not a faster one."""
+    PackedSequence, or None when not known yet; ``lengths``: a variable-length batch): path
+    is "native", "fused" or "loop"; the text names it and says why not a faster one."""
     name, mode = type(layer).__name__, layer.mode.split("_")[0]
     if layer.impl == "native" and return_states:
         raise ValueError(
@@ -87,6 +89,17 @@ def resolve(layer: Any, input: Any, return_states: bool) -> tuple[str, str]:
             f"saved gates (rnnkit.fused), {_time_loops_text(layer, input)}; {why}"
         )
     device = "cpu" if input is None else _device_of(input).type
+    variable = lengths or isinstance(input, PackedSequence)
+    if layer.impl == "auto" and variable and device == "cpu" and torch.is_grad_enabled():
+        like = input.data if isinstance(input, PackedSequence) else input
+        if cpp_loops(like if isinstance(like, Tensor) else layer.weight_hh_l0).cpp:
+            return "fused", (
+                "fused: one matrix product for the input projections of the whole sequence, "
+                "then a custom autograd Function whose backward is the hand-written BPTT over "
+                f"saved gates (rnnkit.fused), {_time_loops_text(layer, input)}; torch's CPU "
+                "kernel over a variable-length (packed) batch computes the same function but "
+                "its backward is far slower (benchmarks/bench_packed.py)"
+            )
     kernel = "cuDNN" if device == "cuda" else "ATen/oneDNN"
     why = "requested" if layer.impl == "native" else "it computes the requested function"
     extras = []
