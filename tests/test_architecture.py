@@ -8,6 +8,7 @@ ROOT = Path(__file__).parents[1] / "rnnkit"
 BLOCKS = {
     "errors", "config", "checks", "variants", "bptt", "extension", "cells", "layers", "fused",
     "fused_cpu", "scan", "mingru", "attention", "memory", "decoding",
+    "ctc",
 }  # fmt: skip
 ENGINE = {"training", "checkpoint", "run"}
 UPPER = {"data", "models", "viz", "tasks", "cli"}
