@@ -52,9 +52,7 @@ def check_native(name: str, impl: str, variants: Variants) -> None:
 # ---------------------------------------------------------------------------- native | fused | loop
 
 
-def resolve(
-    layer: Any, input: Any, return_states: bool, lengths: bool = False
-) -> tuple[str, str]:
+def resolve(layer: Any, input: Any, return_states: bool, lengths: bool = False) -> tuple[str, str]:
     """(path, plan text) for ``layer`` (an `RNN`, `LSTM` or `GRU`) on ``input`` (a Tensor, a
     PackedSequence, or None when not known yet; ``lengths``: a variable-length batch): path
     is "native", "fused" or "loop"; the text names it and says why not a faster one."""
