@@ -301,3 +301,24 @@ def test_too_few_frames_for_the_labels_is_said(tmp_path):
     with pytest.raises(DataError, match=r"fewer frames than their labels need.*CTC cannot align"):
         Handwriting().train(config, tmp_path / "r", progress=False)
     assert not (tmp_path / "r").exists()  # refused before the run directory was made
+
+
+@needs_espeak
+def test_your_recordings_train_and_are_recognised(tmp_path, capsys):
+    """data.source=wav: WAV files named by a TSV (espeak-ng speaks them at 22,050 Hz), read by
+    librosa at 16 kHz; `recognize` on a WAV says it resampled it."""
+    clips = speech.espeak_corpus(24, 2, 3, 3, ("en-us+m3", "en+f2"), tmp_path / "clips")
+    wavs = sorted((tmp_path / "clips").glob("*.wav"), key=lambda p: int(p.stem.split("-")[1]))
+    tsv = tmp_path / "clips.tsv"
+    tsv.write_text("".join(f"clips/{w.name}\t{u.text}\n" for w, u in zip(wavs, clips, strict=True)))
+    out = tmp_path / "run"
+    args = ["train", "speech", "data.source=wav", f"data.transcripts={tsv}", "data.split=random",
+            "model.hidden=8", "model.layers=1", "train.steps=2", "train.eval_every=2",
+            "--out", str(out), "--quiet"]  # fmt: skip
+    assert cli(args) == 0
+    capsys.readouterr()
+    assert cli(["recognize", str(out), str(wavs[0])]) == 0
+    printed = capsys.readouterr().out
+    assert "resampled from 22050 Hz to 16000 Hz" in printed and str(wavs[0]) in printed
+    recorded = json.loads((out / "inputs.json").read_text())
+    assert recorded["data.transcripts"]["path"] == str(tsv.resolve())

@@ -343,6 +343,24 @@ def espeak_voices() -> tuple[str, ...]:
     return tuple(f"{v}+{w}" for v in ESPEAK_VOICES for w in ESPEAK_VARIANTS)
 
 
+def speaker_normalise(utterances: list[Utterance]) -> list[Utterance]:
+    """Speaker-level CMVN (as Kaldi's ``apply-cmvn --utt2spk``): every utterance minus its
+    speaker's mean frame, over its speaker's deviation, both over all of that speaker's
+    frames. For a held-out speaker this reads their (unlabelled) recordings: adaptation."""
+    stats = {}
+    for name in {u.speaker for u in utterances}:
+        frames = np.concatenate([u.x for u in utterances if u.speaker == name])
+        stats[name] = frames.mean(0), np.maximum(frames.std(0), 1e-3)
+    return [
+        Utterance(
+            ((u.x - stats[u.speaker][0]) / stats[u.speaker][1]).astype(np.float32),
+            u.text,
+            u.speaker,
+        )  # fmt: skip
+        for u in utterances
+    ]
+
+
 # ----------------------------------------------------------------------------- splits
 def speaker_split(
     utterances: list[Utterance], held_out: tuple[str, ...], valid: tuple[str, ...]

@@ -31,24 +31,26 @@ class HandwritingData:
     train_lines: int = 8000  # generated training lines
     eval_lines: int = 600  # generated validation and test lines, each
     min_digits: int = 3  # lines: digits per line
-    max_digits: int = 7
+    max_digits: int = 7  # lines: and at most
     height: int = 16  # lines: pixels per column
     min_words: int = 1  # strokes: words per line
-    max_words: int = 3
+    max_words: int = 3  # strokes: and at most
     font: str = "cursive"  # strokes: a Hershey font with every letter (cursive, scripts, ...)
     slant: float = 0.3  # strokes: the largest slant, radians either way
     split_seed: int = 0  # the digit images' split and the generated lines
-    batch_size: int = 32
+    batch_size: int = 32  # lines per batch (bucketed by length)
 
 
 @dataclass
 class HandwritingConfig:
     data: HandwritingData = field(default_factory=HandwritingData)
-    model: RecognizerConfig = field(default_factory=RecognizerConfig)
+    model: RecognizerConfig = field(default_factory=lambda: RecognizerConfig(dropout=0.2))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(steps=2000, lr=2e-3, eval_every=200, clip=5.0)
+        default_factory=lambda: TrainConfig(
+            steps=2000, lr=2e-3, schedule="cosine", eval_every=500, clip=5.0
+        )
     )
 
     def validate(self) -> None:

@@ -53,9 +53,14 @@ class AugmentConfig:
     time_width: int = 8  # the longest such span
     feature_masks: int = 0  # SpecAugment: bands of features set to zero, per sequence
     feature_width: int = 4  # the widest such band
+    tempo: float = 0.0  # speed perturbation: each sequence resampled in time by 1 +- this
+    gain: float = 0.0  # each feature scaled by 1 + gain * N(0, 1), per sequence
 
     def validate(self) -> None:
-        positive(self, "noise", "time_masks", "feature_masks", prefix="augment.", allow_zero=True)
+        positive(self, "noise", "time_masks", "feature_masks", "gain", prefix="augment.",
+                 allow_zero=True)  # fmt: skip
+        if not 0 <= self.tempo < 1:
+            raise ConfigError(f"config key 'augment.tempo' must be in [0, 1), got {self.tempo}")
         positive(self, "time_width", "feature_width", prefix="augment.")
 
 
@@ -142,6 +147,29 @@ def batch_of(samples, rows, device):
     for i, x in enumerate(xs):
         out[i, : len(x)] = torch.from_numpy(x)
     return out.to(device), lengths, [samples[int(r)][1] for r in rows]
+
+
+def perturb(samples: list, c: AugmentConfig, g: torch.Generator) -> list:
+    """Speed and gain perturbation of [(frames (T, f), text)]: each sequence resampled in
+    time by a factor uniform in 1 +- tempo (linear interpolation between frames), each
+    feature scaled by 1 + gain * N(0, 1)."""
+    if not (c.tempo or c.gain):
+        return samples
+    out = []
+    for x, text in samples:
+        if c.tempo:
+            rate = 1 + c.tempo * (2 * float(torch.rand((), generator=g)) - 1)
+            n = max(int(round(len(x) / rate)), 1)
+            where = np.linspace(0, len(x) - 1, n)
+            low = np.floor(where).astype(int)
+            high = np.minimum(low + 1, len(x) - 1)
+            w = (where - low)[:, None].astype(np.float32)
+            x = (1 - w) * x[low] + w * x[high]
+        if c.gain:
+            scale = 1 + c.gain * torch.randn(x.shape[1], generator=g).numpy()
+            x = x * scale.astype(np.float32)
+        out.append((x.astype(np.float32), text))
+    return out
 
 
 def augment(x: torch.Tensor, lengths: torch.Tensor, c: AugmentConfig, g: torch.Generator):
@@ -242,7 +270,9 @@ class RecognitionLoop:
         from rnnkit.ctc import min_frames
 
         model = Recognizer(self.setup.features, len(self.setup.alphabet) + 1, config.model)
-        out = model.output_lengths(self.lengths)
+        tempo = config.augment.tempo  # the fastest speed perturbation must still fit
+        shortest = torch.round(self.lengths / (1 + tempo)).long().clamp(min=1)
+        out = model.output_lengths(shortest)
         short = [i for i, t in enumerate(self.targets) if int(out[i]) < min_frames(t)]
         if short:
             i = short[0]
@@ -251,7 +281,8 @@ class RecognitionLoop:
                 f"sample {i} ({self.setup.splits['train'][i][1]!r}) has {int(out[i])} frames "
                 f"after the front end but needs {min_frames(self.targets[i])}; CTC cannot align "
                 "it",
-                "use model.stride=1 or model.frontend=none, or shorter transcripts",
+                "use model.stride=1 or model.frontend=none, a smaller augment.tempo, or "
+                "shorter transcripts",
             )
 
     def _rows(self, micro: int) -> torch.Tensor:
@@ -266,8 +297,10 @@ class RecognitionLoop:
         from rnnkit.ctc import ctc_loss
 
         rows = self._rows(micro)
-        x, lengths, _ = batch_of(self.setup.splits["train"], rows, self.device)
         g = torch.Generator().manual_seed(self.c.train.seed * 7_919 + micro)
+        train = self.setup.splits["train"]
+        samples = perturb([train[int(r)] for r in rows], self.c.augment, g)
+        x, lengths, _ = batch_of(samples, range(len(samples)), self.device)
         x = augment(x, lengths, self.c.augment, g)
         logp, out_lengths = model(x, lengths)
         targets = [self.targets[int(r)] for r in rows]

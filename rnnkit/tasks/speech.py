@@ -42,13 +42,14 @@ class SpeechData:
     valid_share: float = 0.1  # of the training speakers' utterances, for validation
     split_seed: int = 0  # the random split, the strings and the espeak recordings
     strings: int = 6000  # fsdd-strings / espeak: training strings made (held-out: a sixth)
-    min_digits: int = 3
-    max_digits: int = 7
+    min_digits: int = 3  # fsdd-strings / espeak: digits per string, at least
+    max_digits: int = 7  # and at most
     transcripts: str = ""  # wav: a TSV of file<TAB>transcript[<TAB>speaker]
     features: str = "logmel"  # espeak / wav: logmel | mfcc (librosa)
     n_features: int = 40  # mel bands or cepstral coefficients
     per_input_norm: bool = True  # CMVN: each utterance standardised by its own statistics
-    batch_size: int = 32
+    speaker_norm: bool = False  # CMVN over each speaker's recordings instead (test ones too)
+    batch_size: int = 32  # sequences per batch (bucketed by length)
 
     def held_out_speakers(self) -> tuple[str, ...]:
         text = self.held_out or DEFAULT_HELD_OUT.get(self.source, "")
@@ -58,11 +59,17 @@ class SpeechData:
 @dataclass
 class SpeechConfig:
     data: SpeechData = field(default_factory=SpeechData)
-    model: RecognizerConfig = field(default_factory=RecognizerConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: RecognizerConfig = field(default_factory=lambda: RecognizerConfig(dropout=0.3))
+    augment: AugmentConfig = field(
+        default_factory=lambda: AugmentConfig(
+            noise=0.1, time_masks=2, feature_masks=2, feature_width=2
+        )
+    )
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(steps=2000, lr=2e-3, eval_every=200, clip=5.0)
+        default_factory=lambda: TrainConfig(
+            steps=1500, lr=2e-3, schedule="cosine", eval_every=250, clip=5.0
+        )
     )
 
     def validate(self) -> None:
@@ -84,6 +91,11 @@ class SpeechConfig:
             raise ConfigError(
                 "data.source=wav needs data.transcripts: a TSV of file<TAB>transcript",
                 "data.transcripts=path/to/transcripts.tsv",
+            )
+        if d.speaker_norm and d.per_input_norm:
+            raise ConfigError(
+                "data.speaker_norm and data.per_input_norm are two normalisations; choose one",
+                "add data.per_input_norm=false",
             )
         if d.source == "vowels" and d.split != "speaker":
             raise ConfigError("data.source=vowels has its standard split; drop data.split")
@@ -114,7 +126,10 @@ class Speech(RecognitionTask):
             parts = {"train": train["train"], "valid": train["valid"],
                      "test": list(vowels["test"])}  # fmt: skip
         elif d.source in ("fsdd", "fsdd-strings"):
-            parts = _split(speech.fsdd(), d)
+            utterances = speech.fsdd()
+            if d.speaker_norm:
+                utterances = speech.speaker_normalise(utterances)
+            parts = _split(utterances, d)
             if d.source == "fsdd-strings":
                 sizes = {"train": d.strings, "valid": max(d.strings // 6, 1),
                          "test": max(d.strings // 6, 1)}  # fmt: skip
