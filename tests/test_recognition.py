@@ -229,6 +229,11 @@ def test_espeak_speaks_digit_strings(tmp_path):
     for u in out:
         assert u.speaker in voices and 2 <= len(u.text) <= 3 and u.text.isdigit()
         assert u.x.shape[1] == 40 and len(u.x) > 30  # about 0.3 s and more of speech
+    again = speech.espeak_corpus(3, 2, 3, 0, voices, tmp_path)  # read from the frames cache
+    assert len(list(tmp_path.glob("frames-*.npz"))) == 1
+    for a, b in zip(out, again, strict=True):
+        assert (a.text, a.speaker) == (b.text, b.speaker)
+        np.testing.assert_array_equal(a.x, b.x)
 
 
 # ----------------------------------------------------------------------------- a run

@@ -318,6 +318,14 @@ def espeak_corpus(
     each with a voice from ``voices`` (``language+variant``: the speaker), a random speed
     (120-210 words per minute) and pitch (25-75), then read back with `audio_features`."""
     binary = espeak_binary()
+    cached = folder / f"frames-{n}-{low}-{high}-{seed}-{kind}-{features}.npz"
+    if cached.is_file():  # the frames of these recordings, read before (no pickle inside)
+        with np.load(cached, allow_pickle=False) as f:
+            ends = np.cumsum(f["lengths"])
+            return [
+                Utterance(f["frames"][e - k : e], str(t), str(v))
+                for e, k, t, v in zip(ends, f["lengths"], f["texts"], f["voices"], strict=True)
+            ]
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     out = []
@@ -335,6 +343,13 @@ def espeak_corpus(
             )
         x, _ = audio_features(wav, kind, features)
         out.append(Utterance(x, "".join(map(str, digits)), voice))
+    np.savez(
+        cached,
+        frames=np.concatenate([u.x for u in out]),
+        lengths=np.array([len(u.x) for u in out]),
+        texts=np.array([u.text for u in out]),
+        voices=np.array([u.speaker for u in out]),
+    )
     return out
 
 
