@@ -86,3 +86,23 @@ def bucket_batches(
         batches += list(group.split(batch_size))
     shuffle = torch.randperm(len(batches), generator=generator)
     return [batches[i] for i in shuffle.tolist()]
+
+
+class EpochBatches:
+    """Batch ``micro`` of a training run: `bucket_batches` of ``lengths``, drawn afresh every
+    epoch from a generator seeded by ``seed`` and the epoch, so the batch is a function of the
+    step alone (exact resume); each rank of ``world`` takes its share of the rows."""
+
+    def __init__(self, lengths, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        self.lengths, self.batch_size, self.seed = torch.as_tensor(lengths), batch_size, seed
+        self.rank, self.world = rank, world
+        self.per_epoch = len(bucket_batches(self.lengths, batch_size, torch.Generator()))
+        self._epoch, self._batches = -1, []
+
+    def __call__(self, micro: int) -> torch.Tensor:
+        epoch, i = divmod(micro, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch = epoch
+            self._batches = bucket_batches(self.lengths, self.batch_size, g)
+        return self._batches[i][self.rank :: self.world]

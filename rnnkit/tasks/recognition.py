@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnkit.config import positive
-from rnnkit.data.batching import bucket_batches
+from rnnkit.data.batching import EpochBatches
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models.recognizer import Recognizer
 from rnnkit.tasks.base import Command, Loaded, Task, arg, finite, whole
@@ -251,10 +251,9 @@ class RecognitionLoop:
         train = setup.splits["train"]
         self.lengths = torch.tensor([len(x) for x, _ in train])
         self.targets = [self._target(text) for _, text in train]
-        self.per_epoch = len(
-            bucket_batches(self.lengths, config.data.batch_size, torch.Generator())
+        self._rows = EpochBatches(
+            self.lengths, config.data.batch_size, config.train.seed, rank, world
         )
-        self._epoch, self._batches = -1, []
         self._check_lengths(config)
 
     def _target(self, text: str):
@@ -284,14 +283,6 @@ class RecognitionLoop:
                 "use model.stride=1 or model.frontend=none, a smaller augment.tempo, or "
                 "shorter transcripts",
             )
-
-    def _rows(self, micro: int) -> torch.Tensor:
-        epoch, i = divmod(micro, self.per_epoch)
-        if epoch != self._epoch:
-            g = torch.Generator().manual_seed(self.c.train.seed * 1_000_003 + epoch)
-            self._epoch = epoch
-            self._batches = bucket_batches(self.lengths, self.c.data.batch_size, g)
-        return self._batches[i][self.rank :: self.world]
 
     def train_step(self, model, micro: int) -> torch.Tensor:
         from rnnkit.ctc import ctc_loss

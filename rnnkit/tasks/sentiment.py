@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.config import choice, positive
-from rnnkit.data.batching import bucket_batches, pad
+from rnnkit.data.batching import EpochBatches, pad
 from rnnkit.data.tokenize import CharTokenizer, load_tokenizer
 from rnnkit.data.words import WordVocab
 from rnnkit.errors import ConfigError, DataError
@@ -217,19 +217,9 @@ class SentimentLoop:
         )
         train = setup.splits["train"]
         self.lengths = torch.tensor([len(i) for i in train.ids])
-        self.per_epoch = len(
-            bucket_batches(self.lengths, config.data.batch_size, torch.Generator())
+        self._rows = EpochBatches(
+            self.lengths, config.data.batch_size, config.train.seed, rank, world
         )
-        self._epoch, self._batches = -1, []
-
-    def _rows(self, micro: int) -> Tensor:
-        """Batch ``micro``: bucketed by length, drawn afresh (and seeded) every epoch."""
-        epoch, i = divmod(micro, self.per_epoch)
-        if epoch != self._epoch:
-            g = torch.Generator().manual_seed(self.c.train.seed * 1_000_003 + epoch)
-            self._epoch = epoch
-            self._batches = bucket_batches(self.lengths, self.c.data.batch_size, g)
-        return self._batches[i][self.rank :: self.world]
 
     def train_step(self, model, micro: int) -> Tensor:
         split = self.setup.splits["train"]
