@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 
 from rnnkit import tasks
 from rnnkit.config import build, leaf_keys, parse_overrides
@@ -28,13 +29,28 @@ GROUPS = {"inspect": "look inside a trained run: see its sub-commands"}
 
 
 def _task_commands() -> dict[str, tuple[tasks.Task, tasks.Command]]:
-    """Every task command by name, with the first task that declares it (whose arguments the
-    parser takes; tasks that share a command name declare the same arguments)."""
+    """Every task command by name, with the first task that declares it and the union of the
+    arguments of every task that declares it (`rnnkit sample` takes --prime for a language
+    model and --complete for an image model); `_run_task_command` refuses an option that the
+    run's own task does not declare."""
     found: dict[str, tuple[tasks.Task, tasks.Command]] = {}
     for task in tasks.all_tasks():
         for command in task.commands:
-            found.setdefault(command.name, (task, command))
+            if command.name not in found:
+                found[command.name] = (task, command)
+                continue
+            owner, first = found[command.name]
+            have = {a.flags[0] for a in first.args}
+            more = tuple(a for a in command.args if a.flags[0] not in have)
+            found[command.name] = (owner, replace(first, args=first.args + more))
     return found
+
+
+def _dest(a) -> str:
+    if "dest" in a.options:
+        return a.options["dest"]
+    long = [f for f in a.flags if f.startswith("--")]
+    return (long[0] if long else a.flags[0]).lstrip("-").replace("-", "_")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,6 +114,15 @@ def _run_task_command(name: str, args) -> int:
     owner, declared = _task_commands()[name]
     task = tasks.of_run(args.run) if declared.needs_run else owner
     command = task.command(name)  # an error naming the run's task when it has no such command
+    own = {a.flags[0] for a in command.args}
+    for a in declared.args:
+        given = getattr(args, _dest(a), None)
+        if a.flags[0] not in own and given is not None and given != a.options.get("default"):
+            options = ", ".join(b.flags[0] for b in command.args) or "none"
+            raise RnnkitError(
+                f"`rnnkit {name} {a.flags[0]}` does not apply to a {task.name!r} run",
+                f"its options: {options}",
+            )
     return int(getattr(task, command.method)(args) or 0)
 
 

@@ -1,0 +1,74 @@
+"""The pixels task: the digits as levels, the closed-form independent baseline, and a trained
+run used from the CLI (`rnnkit sample`), with its bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rnnkit.cli import main as cli
+from rnnkit.data import handwriting as hw
+from rnnkit.tasks.pixels import PixelData, Pixels, digit_levels, independent_nll
+
+
+def test_levels_are_the_digits_own_values():
+    d = PixelData()
+    x = digit_levels(d, "test")
+    pictures, _ = hw.digit_images()
+    index = hw.digit_image_split(0)["test"]
+    assert x.shape == (len(index), 8, 8) and x.dtype == torch.int64
+    assert torch.equal(x, torch.from_numpy((pictures[index] * 16).round().astype(np.int64)))
+    assert int(x.max()) == 16 and int(x.min()) == 0
+    b = digit_levels(PixelData(binarise=True), "test")
+    assert torch.equal(b, (x >= 8).long())
+    # the splits share no image
+    assert not set(hw.digit_image_split(0)["train"]) & set(index)
+
+
+def test_independent_baseline_by_hand():
+    train = torch.tensor([[[0, 1]], [[0, 0]], [[1, 1]]])  # three 1 x 2 images, 2 levels
+    test = torch.tensor([[[0, 1]]])
+    # pixel 0 saw levels {0, 0, 1}: q(0) = (2+1)/(3+2); pixel 1 saw {1, 0, 1}: q(1) = 3/5
+    expected = -(math.log(3 / 5) + math.log(3 / 5))
+    assert independent_nll(train, test, 2).item() == pytest.approx(expected)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pixels") / "run"
+    code = cli(["train", "pixels", "--out", str(out), "--quiet", "train.steps=30",
+                "train.eval_every=15", "model.hidden=8", "model.layers=1"])  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_trained_run_scores_and_samples(run, capsys):
+    task = Pixels()
+    loaded = task.load(run)
+    metrics = task.score(loaded)
+    assert metrics["test_bpd"] == pytest.approx(metrics["test_nll"] / 64 / math.log(2))
+    # the score is the model's own NLL, summed over pixels, on the test digits
+    x = digit_levels(loaded.config.data, "test")
+    logits = loaded.model(x)
+    by_hand = torch.nn.functional.cross_entropy(logits, x, reduction="none").sum((1, 2)).mean()
+    assert metrics["test_nll"] == pytest.approx(by_hand.item(), rel=1e-5)
+    drawn = task.draw(loaded, 3, seed=1)
+    assert drawn.shape == (3, 8, 8) and drawn.min() >= 0 and drawn.max() <= 16
+    assert np.array_equal(drawn, task.draw(loaded, 3, seed=1))
+    done = task.complete(loaded, x[:2], rows=4)
+    assert np.array_equal(done[:, :4], x[:2, :4].numpy())
+    png = run / "s.png"
+    capsys.readouterr()
+    assert cli(["sample", str(run), "--images", "4", "--complete", "2", "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sample_refuses_options_of_other_tasks(run, capsys):
+    assert cli(["sample", str(run), "--prime", "abc"]) == 2
+    err = capsys.readouterr().err
+    assert "--prime` does not apply to a 'pixels' run" in err and "--complete" in err
+    assert cli(["sample", str(run), "--temperature", "0"]) == 2
+    assert "temperature must be a positive number" in capsys.readouterr().err
