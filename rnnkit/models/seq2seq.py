@@ -177,6 +177,10 @@ class Seq2Seq(nn.Module):
         return Memory(states, mask, keys), DecoderState(rnn, feed)
 
     # ------------------------------------------------------------------------- decoder
+    def attend(self, query: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
+        """The context c_t (b, k) and weights a_t (b, S) for the query (b, h)."""
+        return self.attention(query, memory.states, memory.mask, memory.keys)
+
     def decode_step(
         self, y_prev: Tensor, state: DecoderState, memory: Memory
     ) -> tuple[Tensor, DecoderState, Tensor | None]:
@@ -185,7 +189,7 @@ class Seq2Seq(nn.Module):
         a = None
         if self.config.attention == "bahdanau":
             top = (state.rnn[0] if isinstance(state.rnn, tuple) else state.rnn)[-1]  # s_{t-1}
-            ctx, a = self.attention(top, memory.states, memory.mask, memory.keys)
+            ctx, a = self.attend(top, memory)
             x = torch.cat([e, ctx], dim=-1)
         else:
             x = torch.cat([e, state.feed], dim=-1) if self.feed_size else e
@@ -195,7 +199,7 @@ class Seq2Seq(nn.Module):
             h_tilde = s
         else:
             if self.luong:
-                ctx, a = self.attention(s, memory.states, memory.mask, memory.keys)
+                ctx, a = self.attend(s, memory)
             h_tilde = torch.tanh(self.combine(torch.cat([ctx, s], dim=-1)))  # (b, h)
         feed = h_tilde if self.feed_size else state.feed
         return self.out(self.drop(h_tilde)), DecoderState(rnn, feed), a
@@ -213,18 +217,32 @@ class Seq2Seq(nn.Module):
         With probability ``teacher_forcing`` each step reads the true previous token, otherwise
         the model's own greedy prediction (scheduled sampling, Bengio et al. 2015), per example.
         """
+        return self.unroll(src, lengths, tgt_in, teacher_forcing, generator)[0]
+
+    def unroll(
+        self,
+        src: Tensor,
+        lengths: Tensor,
+        tgt_in: Tensor,
+        teacher_forcing: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """`forward`, also returning the attention weights a_t of every step: (b, T, S), or
+        None without attention."""
         memory, state = self.encode(src, lengths)
-        logits, y = [], tgt_in[:, 0]
+        logits, weights, y = [], [], tgt_in[:, 0]
         for t in range(tgt_in.size(1)):
-            step_logits, state, _ = self.decode_step(y, state, memory)
+            step_logits, state, a = self.decode_step(y, state, memory)
             logits.append(step_logits)
+            weights.append(a)
             if t + 1 < tgt_in.size(1):
                 y = tgt_in[:, t + 1]
                 if teacher_forcing < 1.0:
                     coin = torch.rand(y.shape, generator=generator, device="cpu").to(y.device)
                     own = step_logits.argmax(-1)
                     y = torch.where(coin < teacher_forcing, y, own)
-        return torch.stack(logits, dim=1)
+        attention = None if weights[0] is None else torch.stack(weights, dim=1)
+        return torch.stack(logits, dim=1), attention
 
 
 def _rename_old_keys(state_dict, prefix, *args) -> None:
