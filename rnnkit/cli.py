@@ -18,11 +18,12 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import replace
 
 from rnnkit import tasks
 from rnnkit.config import build, leaf_keys, parse_overrides
-from rnnkit.errors import RnnkitError
+from rnnkit.errors import Note, RnnkitError
 from rnnkit.run import RunDir
 
 GROUPS = {"inspect": "look inside a trained run: see its sub-commands"}
@@ -126,7 +127,25 @@ def _run_task_command(name: str, args) -> int:
     return int(getattr(task, command.method)(args) or 0)
 
 
+def _show_note(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings of `rnnkit.errors.Note` as one line for the user; others as Python shows them."""
+    if issubclass(category, Note):
+        print(f"rnnkit: note: {message}", file=sys.stderr)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", Note)  # said every time, whatever the filters say
+        warnings.showwarning = _show_note
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = _parser()
     try:
         args, extra = parser.parse_known_args(argv)

@@ -22,3 +22,8 @@ class DataError(RnnkitError):
 
 class RunDirError(RnnkitError):
     """A run directory that is missing, incomplete, or written by another task."""
+
+
+class Note(UserWarning):
+    """Something rnnkit changed to go on (an input resized, say): the CLI prints it as
+    ``rnnkit: note: ...``; library callers get a warning they may filter."""

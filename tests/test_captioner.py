@@ -53,8 +53,8 @@ def test_gate_scales_the_context():
 def test_doubly_stochastic_by_hand():
     alpha = torch.tensor([[[0.5, 0.5], [1.0, 0.0], [0.2, 0.8]]])  # (1, T=3, L=2)
     steps = torch.tensor([[True, True, False]])  # the last step is padding
-    # sums over real steps: cell 0: 1.5, cell 1: 0.5 -> (1-1.5)^2 + (1-0.5)^2 = 0.5
-    assert doubly_stochastic(alpha, steps).item() == pytest.approx(0.5)
+    # sums over real steps: cell 0: 1.5, cell 1: 0.5 -> ((1-1.5)^2 + (1-0.5)^2) / 2 = 0.25
+    assert doubly_stochastic(alpha, steps).item() == pytest.approx(0.25)
 
 
 def test_beam_one_is_greedy_and_beam_finds_the_best_caption():

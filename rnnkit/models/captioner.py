@@ -18,7 +18,7 @@ beam search, sampling, teacher forcing and scheduled sampling are the ones of tr
 Training adds the doubly stochastic regularisation of eq. (14), which pushes every grid cell
 to receive a total attention of about one over the caption:
 
-    L = - sum_t log p(y_t | y_<t, image) + lambda sum_i (1 - sum_t alpha_ti)^2
+    L = - sum_t log p(y_t | y_<t, image) + lambda (1/L) sum_i (1 - sum_t alpha_ti)^2
 
 Shapes: b batch, C image channels, H x W pixels, L grid cells, k annotation size, T words.
 """
@@ -132,10 +132,12 @@ class Captioner(Seq2Seq):
 
 
 def doubly_stochastic(alpha: Tensor, steps: Tensor) -> Tensor:
-    """sum_i (1 - sum_t alpha_ti)^2 per caption, averaged over the batch (eq. 14).
+    """(1 / L) sum_i (1 - sum_t alpha_ti)^2 per caption, averaged over the batch: eq. (14)
+    averaged over the L grid cells rather than summed (as the widely used PyTorch
+    reimplementation does), so that lambda means the same for any grid and caption length.
 
     alpha (b, T, L): the attention of every step; steps (b, T): True on real words (the steps
     that predict a word or the end, not padding), whose attention alone is summed.
     """
     total = (alpha * steps.unsqueeze(-1).to(alpha.dtype)).sum(dim=1)  # (b, L)
-    return ((1 - total) ** 2).sum(dim=1).mean()
+    return ((1 - total) ** 2).mean(dim=1).mean()

@@ -162,7 +162,8 @@ class Seq2Seq(nn.Module):
             self.attention = Attention(c.attention, c.hidden, key_size)
             self.combine = nn.Linear(key_size + c.hidden, c.hidden)  # W_c [c_t; s_t]
         self.out = nn.Linear(c.hidden, tgt_vocab)
-        self._register_load_state_dict_pre_hook(_rename_old_keys)
+        if isinstance(encoder, RecurrentEncoder):  # runs saved before it was its own module
+            self._register_load_state_dict_pre_hook(_rename_old_keys)
 
     # ------------------------------------------------------------------------- encoder
     def encode(self, src: Tensor, lengths: Tensor) -> tuple[Memory, DecoderState]:
