@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+from rnnkit.data import images
 from rnnkit.data.handwriting import _resize, digit_image_split, digit_images
 from rnnkit.data.images import (
     COLOURS,
@@ -297,3 +298,23 @@ def test_another_size_is_resized_or_refused_naming_the_size(tmp_path):
     near = save_image(tmp_path / "near.png", np.full((1, 16, 88), 0.5))  # 5.5 : 1 against 5 : 1
     with pytest.warns(ImageAdjusted, match="resized to 80 x 16"):
         assert read_image(near, (16, 80), 1).shape == (1, 16, 80)
+
+
+def test_distorted_strips_keep_their_captions_and_seeds():
+    bent, caps, sources = images.make_strips(20, "train", 3, distort=1.0, return_sources=True)
+    again, caps2 = images.make_strips(20, "train", 3, distort=1.0)
+    assert caps == caps2 and np.array_equal(bent, again)
+    _, digits = digit_images()
+    for text, src in zip(caps, sources, strict=True):
+        assert text == " ".join(DIGIT_WORDS[d] for d in digits[src.images])
+    # about half the digits are drawn as written, the others distorted
+    glyphs = digit_glyphs(16)
+    plain = []
+    for i, src in enumerate(sources):
+        for index, left in zip(src.images, src.left, strict=True):
+            plain.append(np.array_equal(bent[i, 0, :, left : left + 16], glyphs[index]))
+    assert 0.25 < np.mean(plain) < 0.75
+    # strength 0 is the identity map, through the interpolation
+    glyph = images.digit_glyphs(16)[5]
+    same = images.random_affine(glyph, np.random.default_rng(0), 0.0)
+    assert np.allclose(same, glyph, atol=1e-6)

@@ -353,6 +353,25 @@ def digit_glyphs(size: int) -> np.ndarray:
     return glyphs
 
 
+def random_affine(glyph: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """A square glyph (s, s) through a random affine map about its centre, bilinear, the same
+    size: rotation up to 12 degrees, scale 1 +- 0.12, shear up to 0.2 and a shift up to s/16
+    pixels either way, each times ``strength`` (uniform)."""
+    from scipy.ndimage import affine_transform
+
+    s = glyph.shape[0]
+    u = rng.uniform(-1, 1, size=5) * strength
+    angle, scale, shear = np.deg2rad(12) * u[0], 1 + 0.12 * u[1], 0.2 * u[2]
+    c, si = np.cos(angle), np.sin(angle)
+    forward = np.array([[c, -si], [si, c]]) @ np.array([[1, shear], [0, 1]]) * scale
+    inverse = np.linalg.inv(forward)  # affine_transform maps output pixels to input pixels
+    centre = np.array([(s - 1) / 2, (s - 1) / 2])
+    shift = u[3:5] * s / 16
+    offset = centre - inverse @ (centre + shift)
+    out = affine_transform(glyph, inverse, offset=offset, order=1, mode="constant", cval=0.0)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
 def make_strips(
     n: int,
     split: str,
@@ -362,13 +381,17 @@ def make_strips(
     height: int = 16,
     split_seed: int = 0,
     return_sources: bool = False,
+    distort: float = 0.0,
 ) -> tuple:
     """``n`` strips of ``split`` ("train", "valid" or "test"): (pictures (n, 1, height,
     max_digits * height) float32 in [0, 1], ink high; captions ["three seven one"]), and with
     ``return_sources`` a third item, per strip the `LineSources` of its digits (image indices
     into `digit_images`, boxes: top 0, size ``height``). A strip holds ``min_digits``..
     ``max_digits`` digits (uniform), each a uniform image of ``split`` of `digit_image_split`
-    (``split_seed``). The same arguments give the same strips."""
+    (``split_seed``). The same arguments give the same strips.
+
+    ``distort`` > 0 (augmentation, for training strips): each digit, with probability 1/2, is
+    drawn through a random affine map about its centre, `random_affine` with that strength."""
     if split not in SPLITS:
         hint = "the held-out digits are the test split" if split == "novel" else None
         raise ConfigError(
@@ -397,7 +420,10 @@ def make_strips(
             if j:  # a gap of 0-3 pixels, as far as the digits still to come leave room
                 at += int(rng.integers(0, min(3, width - at - (k - j) * height) + 1))
             box = pictures[i, 0, :, at : at + height]
-            np.maximum(box, glyphs[index], out=box)
+            glyph = glyphs[index]
+            if distort and rng.random() < 0.5:  # half the digits stay as written
+                glyph = random_affine(glyph, rng, distort)
+            np.maximum(box, glyph, out=box)
             left.append(at)
             at += height
         captions.append(" ".join(DIGIT_WORDS[d] for d in digits[chosen]))

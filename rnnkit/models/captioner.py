@@ -6,7 +6,10 @@ grid at every word.
                                             L = H' W' after `blocks` stride-2 stages; with
                                             ``coords`` each a_i ends with its cell's (x, y)
     s_0 = tanh(W_b mean_i a_i)              the decoder's first state (the bridge)    (b, h)
-    e_ti = f_att(a_i, s_{t-1})              Bahdanau's additive score (or a Luong one)
+    e_ti = f_att(a_i, s_{t-1})              Bahdanau's additive score, as in the paper; with
+                                            a Luong score (general: s_t^T W_a a_i, the
+                                            default, which learned faster here) the query is
+                                            s_t and the context is fed to the next step
     alpha_t = softmax(e_t)                  where the model looks for word t          (b, L)
     beta_t = sigmoid(f_beta(s_{t-1}))       the gating scalar of section 4.2.1        (b, 1)
     z_t = beta_t sum_i alpha_ti a_i         the context
@@ -39,7 +42,7 @@ __all__ = ["CaptionModelConfig", "ConvEncoder", "Captioner", "doubly_stochastic"
 
 @dataclass
 class CaptionModelConfig(Seq2SeqModelConfig):
-    attention: str = "bahdanau"  # bahdanau (as in the paper) | dot | general | concat
+    attention: str = "general"  # general (Luong) | bahdanau (as in the paper) | dot | concat
     bidirectional: bool = False  # unused: the encoder is convolutional
     hidden: int = 128  # decoder LSTM units
     embed: int = 64  # word embedding size
@@ -47,7 +50,7 @@ class CaptionModelConfig(Seq2SeqModelConfig):
     blocks: int = 2  # stride-2 stages: the grid is (H / 2^blocks) x (W / 2^blocks)
     coords: bool = True  # append each grid cell's (x, y) in [-1, 1] to its annotation
     gate: bool = True  # the gating scalar beta_t on the context
-    doubly_stochastic: float = 1.0  # lambda of the attention regulariser (0: off)
+    doubly_stochastic: float = 0.0  # lambda of the attention regulariser (the paper: 1; 0: off)
 
     def validate_captioner(self, prefix: str = "model.") -> None:
         self.validate_model(prefix)

@@ -36,7 +36,7 @@ class VideoModelConfig(VariantConfig):
     cell: str = "lstm"  # rnn | lstm | gru: the recurrence over frames
     hidden: int = 64  # recurrent units (and the baseline's hidden layer)
     layers: int = 1  # stacked recurrent layers
-    channels: int = 32  # convolution channels of the frame encoder
+    channels: int = 16  # convolution channels of the frame encoder
     blocks: int = 2  # stride-2 convolution stages of the frame encoder
     features: int = 64  # frame feature size e
     dropout: float = 0.1  # on the frame features

@@ -52,6 +52,7 @@ class CaptionData:
     min_digits: int = 2  # strips: digits per strip
     max_digits: int = 5  # strips: and at most
     height: int = 16  # strips: pixels high (a digit is height x height)
+    distort: float = 1.0  # strips, training only: random rotation, scale, shear, shift (0: none)
     seed: int = 0  # generation, and the split of the digit images
     batch_size: int = 64  # images per step
 
@@ -85,6 +86,8 @@ class CaptionConfig:
                 raise ConfigError(
                     f"data.{low} ({getattr(d, low)}) is above data.{high} ({getattr(d, high)})"
                 )
+        if d.distort < 0:
+            raise ConfigError(f"config key 'data.distort' must be >= 0, got {d.distort}")
         self.model.validate_captioner()
         positive(self.decode, "beam", "max_len", prefix="decode.")
         choice(
@@ -108,8 +111,9 @@ def make_split(d: CaptionData, split: str, n: int) -> tuple[np.ndarray, list[str
     if d.source == "scenes":
         return images.make_scenes(n, split, seed, d.size, d.max_shapes, d.min_shapes)
     split = "test" if split == "novel" else split
+    distort = d.distort if split == "train" else 0.0
     return images.make_strips(
-        n, split, seed, d.min_digits, d.max_digits, d.height, split_seed=d.seed
+        n, split, seed, d.min_digits, d.max_digits, d.height, split_seed=d.seed, distort=distort
     )
 
 

@@ -42,7 +42,7 @@ class VideoData:
     frames: int = 16  # frames per clip
     size: int = 32  # canvas pixels square
     seed: int = 0  # generation, and the split of the digit images
-    batch_size: int = 32  # clips per step
+    batch_size: int = 16  # clips per step
 
 
 @dataclass
