@@ -106,3 +106,22 @@ class EpochBatches:
             self._epoch = epoch
             self._batches = bucket_batches(self.lengths, self.batch_size, g)
         return self._batches[i][self.rank :: self.world]
+
+
+class EpochRows:
+    """Batch ``micro`` of a training run over ``n`` items of one size: a slice of a permutation
+    drawn afresh every epoch from a generator seeded by ``seed`` and the epoch, so the batch is
+    a function of the step alone (exact resume); the last partial slice of an epoch is dropped,
+    and each rank of ``world`` takes its share of the rows."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.rank, self.world = rank, world
+        self.per_epoch = max(1, n // batch_size)
+
+    def __call__(self, micro: int) -> torch.Tensor:
+        epoch, i = divmod(micro, self.per_epoch)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        perm = torch.randperm(self.n, generator=g)
+        b = self.batch_size
+        return perm[i * b : (i + 1) * b][self.rank :: self.world]

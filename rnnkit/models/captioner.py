@@ -51,6 +51,7 @@ class CaptionModelConfig(Seq2SeqModelConfig):
     coords: bool = True  # append each grid cell's (x, y) in [-1, 1] to its annotation
     gate: bool = True  # the gating scalar beta_t on the context
     doubly_stochastic: float = 0.0  # lambda of the attention regulariser (the paper: 1; 0: off)
+    grid_dropout: float = 0.0  # dropout on the annotation vectors a_i while training
 
     def validate_captioner(self, prefix: str = "model.") -> None:
         self.validate_model(prefix)
@@ -67,6 +68,10 @@ class CaptionModelConfig(Seq2SeqModelConfig):
                 f"{prefix}hidden = {self.hidden}",
                 f"use {prefix}attention=general, or make them equal",
             )
+        if not 0 <= self.grid_dropout < 1:
+            raise ConfigError(
+                f"config key '{prefix}grid_dropout' must be in [0, 1), got {self.grid_dropout}"
+            )
         if self.doubly_stochastic < 0:
             raise ConfigError(
                 f"config key '{prefix}doubly_stochastic' must be >= 0, got {self.doubly_stochastic}"
@@ -81,7 +86,9 @@ class ConvEncoder(nn.Module):
     encoder's: ``lengths`` is accepted and ignored (every grid cell is valid).
     """
 
-    def __init__(self, in_channels: int, channels: int, blocks: int, coords: bool = True):
+    def __init__(
+        self, in_channels: int, channels: int, blocks: int, coords: bool = True, dropout=0.0
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = in_channels
@@ -96,6 +103,7 @@ class ConvEncoder(nn.Module):
             ]
             c_in = channels
         self.net = nn.Sequential(*layers)
+        self.drop = nn.Dropout(dropout)  # on the features, not on the coordinates
         self.in_channels, self.blocks, self.coords = in_channels, blocks, coords
         self.memory_size = self.summary_size = channels + (2 if coords else 0)
 
@@ -106,7 +114,7 @@ class ConvEncoder(nn.Module):
         return height, width
 
     def forward(self, src: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        f = self.net(src)  # (b, k, H', W')
+        f = self.drop(self.net(src))  # (b, k, H', W')
         b, _, rows, cols = f.shape
         if self.coords:
             y = torch.linspace(-1, 1, rows, device=f.device, dtype=f.dtype)
@@ -122,7 +130,9 @@ class Captioner(Seq2Seq):
     """`Seq2Seq` over a `ConvEncoder`, with the gating scalar beta_t on the context."""
 
     def __init__(self, in_channels: int, vocab: int, config: CaptionModelConfig):
-        encoder = ConvEncoder(in_channels, config.channels, config.blocks, config.coords)
+        encoder = ConvEncoder(
+            in_channels, config.channels, config.blocks, config.coords, config.grid_dropout
+        )
         super().__init__(0, vocab, config, encoder=encoder)
         if config.gate:
             self.f_beta = nn.Linear(config.hidden, 1)

@@ -28,7 +28,7 @@ from torch import Tensor
 from rnnkit import decoding
 from rnnkit.config import choice, positive
 from rnnkit.data import images
-from rnnkit.data.batching import pad
+from rnnkit.data.batching import EpochRows, pad
 from rnnkit.data.tokenize import WordTokenizer, load_tokenizer
 from rnnkit.data.vocab import BOS, EOS, PAD
 from rnnkit.errors import ConfigError, DataError, RunDirError
@@ -182,16 +182,8 @@ class CaptionLoop:
 
     def __init__(self, setup: CaptionSetup, config: CaptionConfig, device, rank=0, world=1):
         self.setup, self.c, self.device = setup, config, device
-        self.rank, self.world = rank, world
-        self.per_epoch = max(1, len(setup.train) // config.data.batch_size)
-
-    def _rows(self, micro: int) -> Tensor:
-        """Batch ``micro``: a slice of a permutation drawn afresh, and seeded, every epoch."""
-        epoch, i = divmod(micro, self.per_epoch)
-        g = torch.Generator().manual_seed(self.c.train.seed * 1_000_003 + epoch)
-        perm = torch.randperm(len(self.setup.train), generator=g)
-        b = self.c.data.batch_size
-        return perm[i * b : (i + 1) * b][self.rank :: self.world]
+        n, b = len(setup.train), config.data.batch_size
+        self._rows = EpochRows(n, b, config.train.seed, rank, world)
 
     def train_step(self, model, micro: int) -> Tensor:
         pictures, ids = self.setup.train.batch(self._rows(micro), self.device)

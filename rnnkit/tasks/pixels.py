@@ -28,6 +28,7 @@ from torch import Tensor
 
 from rnnkit.config import positive
 from rnnkit.data import handwriting as hw
+from rnnkit.data.batching import EpochRows
 from rnnkit.errors import ConfigError
 from rnnkit.models.pixelrnn import PixelConfig, PixelRNN, bits_per_dim
 from rnnkit.tasks.base import Command, Loaded, Task, arg, whole
@@ -100,15 +101,8 @@ class PixelLoop:
 
     def __init__(self, setup: PixelSetup, config: PixelTaskConfig, device, rank=0, world=1):
         self.setup, self.c, self.device = setup, config, device
-        self.rank, self.world = rank, world
-        self.per_epoch = max(1, len(setup.train) // config.data.batch_size)
-
-    def _rows(self, micro: int) -> Tensor:
-        epoch, i = divmod(micro, self.per_epoch)
-        g = torch.Generator().manual_seed(self.c.train.seed * 1_000_003 + epoch)
-        perm = torch.randperm(len(self.setup.train), generator=g)
-        b = self.c.data.batch_size
-        return perm[i * b : (i + 1) * b][self.rank :: self.world]
+        n, b = len(setup.train), config.data.batch_size
+        self._rows = EpochRows(n, b, config.train.seed, rank, world)
 
     def train_step(self, model, micro: int) -> Tensor:
         x = self.setup.train[self._rows(micro)].to(self.device)

@@ -32,7 +32,7 @@ from rnnkit import decoding
 from rnnkit.config import choice, positive
 from rnnkit.data import bible
 from rnnkit.data import pairs as pair_sources
-from rnnkit.data.batching import pad
+from rnnkit.data.batching import EpochRows, pad
 from rnnkit.data.tokenize import KINDS as TOKENIZERS
 from rnnkit.data.tokenize import load_tokenizer, train_tokenizer
 from rnnkit.data.vocab import BOS, EOS, PAD
@@ -187,15 +187,7 @@ class Seq2SeqLoop:
     ):
         self.train, self.val, self.tgt_tok, self.c = train, val, tgt_tok, config
         self.device, self.rank, self.world = device, rank, world
-        self.per_epoch = max(1, len(train) // config.data.batch_size)
-
-    def _rows(self, micro: int) -> Tensor:
-        """Batch ``micro``: a slice of a permutation drawn afresh, and seeded, every epoch."""
-        epoch, i = divmod(micro, self.per_epoch)
-        g = torch.Generator().manual_seed(self.c.train.seed * 1_000_003 + epoch)
-        perm = torch.randperm(len(self.train), generator=g)
-        b = self.c.data.batch_size
-        return perm[i * b : (i + 1) * b][self.rank :: self.world]
+        self._rows = EpochRows(len(train), config.data.batch_size, config.train.seed, rank, world)
 
     def train_step(self, model, micro: int) -> Tensor:
         src, lengths, tgt = self.train.batch(self._rows(micro), self.device)

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from rnnkit.config import choice, positive
 from rnnkit.data import video as clips
+from rnnkit.data.batching import EpochRows
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models.video import VideoLabeller, VideoModelConfig
 from rnnkit.tasks.base import Command, Loaded, Task, arg
@@ -114,14 +115,8 @@ class VideoLoop:
         self.rank, self.world = rank, world
         self.video = torch.from_numpy(setup.train.video)
         self.labels = torch.from_numpy(setup.train.labels)
-        self.per_epoch = max(1, len(self.video) // config.data.batch_size)
-
-    def _rows(self, micro: int) -> Tensor:
-        epoch, i = divmod(micro, self.per_epoch)
-        g = torch.Generator().manual_seed(self.c.train.seed * 1_000_003 + epoch)
-        perm = torch.randperm(len(self.video), generator=g)
-        b = self.c.data.batch_size
-        return perm[i * b : (i + 1) * b][self.rank :: self.world]
+        n, b = len(self.video), config.data.batch_size
+        self._rows = EpochRows(n, b, config.train.seed, rank, world)
 
     def train_step(self, model, micro: int) -> Tensor:
         rows = self._rows(micro)
