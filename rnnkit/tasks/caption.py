@@ -34,7 +34,7 @@ from rnnkit.data.vocab import BOS, EOS, PAD
 from rnnkit.errors import ConfigError, DataError, RunDirError
 from rnnkit.models.captioner import Captioner, CaptionModelConfig, doubly_stochastic
 from rnnkit.tasks.base import Command, Loaded, Task, arg, whole
-from rnnkit.tasks.seq2seq import TeacherForcingConfig, teacher_forcing_ratio
+from rnnkit.tasks.seq2seq import DecodeConfig, TeacherForcingConfig, teacher_forcing_ratio
 from rnnkit.training import TrainConfig
 
 SPLITS = ("train", "valid", "test", "novel")
@@ -58,18 +58,13 @@ class CaptionData:
 
 
 @dataclass
-class CaptionDecode:
-    beam: int = 3  # beam size for the test and `rnnkit caption`
-    alpha: float = 0.0  # GNMT length penalty exponent (0: none)
-    max_len: int = 30  # the longest caption, in words
-
-
-@dataclass
 class CaptionConfig:
     data: CaptionData = field(default_factory=CaptionData)
     model: CaptionModelConfig = field(default_factory=CaptionModelConfig)
     teacher: TeacherForcingConfig = field(default_factory=TeacherForcingConfig)
-    decode: CaptionDecode = field(default_factory=CaptionDecode)
+    decode: DecodeConfig = field(
+        default_factory=lambda: DecodeConfig(beam=3, alpha=0.0, max_len=30)
+    )
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             steps=3000, lr=2e-3, schedule="cosine", warmup=100, eval_every=500, clip=5.0

@@ -70,7 +70,7 @@ class TeacherForcingConfig:
 
 @dataclass
 class DecodeConfig:
-    beam: int = 5  # beam size for test evaluation and `rnnkit translate`
+    beam: int = 5  # beam size for test evaluation and decoding (translate, caption)
     alpha: float = 0.6  # GNMT length penalty exponent (0: none)
     max_len: int = 80  # the longest output, in tokens
 
