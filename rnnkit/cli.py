@@ -5,7 +5,7 @@
 rnnkit tasks
 rnnkit train TASK [--config FILE] [--out DIR] [key=value ...]
 rnnkit resume RUN
-rnnkit evaluate RUN [--json]
+rnnkit evaluate RUN [--json] [--last] [key=value ...]   evaluation settings only
 rnnkit report RUN [--out FILE]
 rnnkit plot curves RUN [RUN ...] --metric M --out PNG
 rnnkit COMMAND [RUN] ...            a task's command
@@ -76,15 +76,25 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--allow-changed-data", action="store_true", help=changed)
 
+    last = "use the parameters of the last step, not the best by the validation metric"
     e = sub.add_parser("evaluate", help="evaluate a run on its held-out data")
     e.add_argument("run", help="run directory")
+    e.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="evaluation settings for this evaluation only (e.g. eval.lengths=40,80 "
+        "decode.beam=5 data.batch_size=32)",
+    )
     e.add_argument("--json", action="store_true", help="print metrics as JSON")
+    e.add_argument("--last", action="store_true", help=last)
     e.add_argument("--allow-changed-data", action="store_true", help=changed)
 
     rep = sub.add_parser("report", help="write one self-contained HTML page about a run")
     rep.add_argument("run", help="run directory")
     rep.add_argument("--out", help="HTML file (default RUN/report.html)")
     rep.add_argument("--allow-changed-data", action="store_true", help=changed)
+    rep.add_argument("--last", action="store_true", help=last)
 
     plot = sub.add_parser("plot", help="pictures of runs: see its sub-commands")
     groups = {"plot": plot.add_subparsers(dest="what", required=True)}
@@ -106,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
         c.set_defaults(task_command=name)
         if command.needs_run:
             c.add_argument("run", help=command.run_help)
+            c.add_argument("--last", action="store_true", help=last)
         for a in command.args:
             c.add_argument(*a.flags, **a.options)
     return p
@@ -124,7 +135,8 @@ def _run_task_command(name: str, args) -> int:
                 f"`rnnkit {name} {a.flags[0]}` does not apply to a {task.name!r} run",
                 f"its options: {options}",
             )
-    return int(getattr(task, command.method)(args) or 0)
+    with tasks.using_weights("last" if getattr(args, "last", False) else "best"):
+        return int(getattr(task, command.method)(args) or 0)
 
 
 def _show_note(message, category, filename, lineno, file=None, line=None) -> None:
@@ -149,7 +161,8 @@ def _main(argv: list[str] | None) -> int:
     parser = _parser()
     try:
         args, extra = parser.parse_known_args(argv)
-        if extra and (args.command != "train" or any(a.startswith("-") for a in extra)):
+        takes = ("train", "evaluate")
+        if extra and (args.command not in takes or any(a.startswith("-") for a in extra)):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as stop:  # --help (0), or a malformed option: usage and the message (2)
         return stop.code if isinstance(stop.code, int) else 2
@@ -176,16 +189,18 @@ def _main(argv: list[str] | None) -> int:
         elif args.command == "evaluate":
             RunDir.open(args.run, need=())
             task = tasks.of_run(args.run)
-            metrics = task.evaluate(args.run, allow_changed_data=args.allow_changed_data)
-            print(
-                json.dumps(metrics)
-                if args.json
-                else "\n".join(f"{k}: {v:.4f}" for k, v in metrics.items())
+            metrics = task.evaluate(
+                args.run,
+                allow_changed_data=args.allow_changed_data,
+                overrides=parse_overrides(args.overrides),
+                weights="last" if args.last else "best",
             )
+            print(json.dumps(metrics) if args.json else "\n".join(map(_line, metrics.items())))
         elif args.command == "report":
             from rnnkit.viz.report import write_report
 
-            path = write_report(args.run, args.out, allow_changed_data=args.allow_changed_data)
+            with tasks.using_weights("last" if args.last else "best"):
+                path = write_report(args.run, args.out, allow_changed_data=args.allow_changed_data)
             print(f"wrote {path}")
         elif args.command == "plot" and args.what == "curves":
             from rnnkit.viz import save_png
@@ -209,6 +224,11 @@ def _main(argv: list[str] | None) -> int:
         print("\nrnnkit: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _line(item) -> str:
+    key, value = item
+    return f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}"
 
 
 def _finished(metrics: dict, run) -> int:

@@ -2,7 +2,8 @@
 
 run.json           {"task": ..., "rnnkit": version, "format": 1}
 config.json        the resolved task config
-model.safetensors  the model's parameters
+model.safetensors  the model's parameters: the best by the validation metric
+last.safetensors   the parameters at the end of training
 vocab.json         (or another task file) written by the task through `write_text`
 metrics.jsonl      one JSON object per logged step or evaluation
 metrics.json       the final metrics
@@ -30,7 +31,8 @@ from safetensors.torch import load_file, save_file
 from rnnkit.errors import RunDirError
 
 FORMAT = 1
-MODEL = "model.safetensors"
+MODEL = "model.safetensors"  # the best parameters by the validation metric
+LAST = "last.safetensors"  # the parameters at the last step
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -147,10 +149,10 @@ class RunDir:
                 kept.append(line)
         atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode("utf-8"))
 
-    def save_model(self, model: torch.nn.Module) -> None:
+    def save_model(self, model: torch.nn.Module, name: str = MODEL) -> None:
         tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        target = self.inside(MODEL)
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{MODEL}.", suffix=".tmp")
+        target = self.inside(name)
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
         os.close(fd)
         try:
             save_file(tensors, tmp)
@@ -254,25 +256,32 @@ class RunDir:
                 records.append(record)
         return records
 
-    def load_model(self, model: torch.nn.Module) -> torch.nn.Module:
+    def load_model(self, model: torch.nn.Module, name: str = MODEL) -> torch.nn.Module:
+        """``model`` with the parameters of ``name`` (the best, or LAST)."""
+        if name == LAST and not (self.path / LAST).exists():
+            raise RunDirError(
+                f"run {self.path} keeps no last parameters ({LAST} is missing)",
+                "runs trained before rnnkit kept the best apart, and tasks trained outside the "
+                "loop (word2vec, statistical forecasts), keep one set: drop --last",
+            )
         try:
-            tensors = load_file(self.file(MODEL))
+            tensors = load_file(self.file(name))
         except (SafetensorError, OSError) as err:
             raise RunDirError(
-                f"{self.path / MODEL} could not be read: {err}",
+                f"{self.path / name} could not be read: {err}",
                 "the file is truncated or corrupted; train again",
             ) from None
         try:
             mismatch = model.load_state_dict(tensors, strict=False)
         except RuntimeError as err:  # a tensor of another shape
             raise RunDirError(
-                f"{self.path / MODEL} does not fit the model described by config.json: "
+                f"{self.path / name} does not fit the model described by config.json: "
                 + str(err).splitlines()[-1].strip(),
                 "config.json or the weights were changed after training",
             ) from None
         if mismatch.missing_keys or mismatch.unexpected_keys:
             raise RunDirError(
-                f"{self.path / MODEL} does not fit the model in config.json: "
+                f"{self.path / name} does not fit the model in config.json: "
                 f"missing {mismatch.missing_keys}, unexpected {mismatch.unexpected_keys}"
             )
         return model

@@ -10,6 +10,12 @@
         evaluate  every eval_every steps: log, keep the best, early stopping, reduce-on-plateau
         save      every checkpoint_every steps: the full state, atomically (rnnkit.checkpoint)
 
+The run keeps the best parameters by the loop's validation metric as model.safetensors (what
+`evaluate`, `sample`, `translate`, ... use) and the last ones as last.safetensors; the test
+metrics at the end are those of the best. Every logged record carries ``train_seconds`` (time
+in training steps, evaluation and saving excluded) and ``wall_seconds``, both counted across
+resumes from the checkpoint's values.
+
 The task supplies a `TaskLoop`: ``train_step(model, micro) -> loss`` owns its batches and any
 state carried across them (truncated BPTT), ``evaluate(model) -> metrics``, and
 ``state_dict()/load_state_dict()`` for what it carries, so that a resumed run continues exactly.
@@ -33,7 +39,7 @@ from tqdm.auto import tqdm
 from rnnkit import checkpoint
 from rnnkit.config import choice, positive
 from rnnkit.errors import ConfigError, RnnkitError, RunDirError
-from rnnkit.run import RunDir
+from rnnkit.run import LAST, RunDir
 
 
 @dataclass
@@ -59,7 +65,8 @@ class TrainConfig:
     keep_last: int = 2  # checkpoints kept besides the best one
     max_bad_steps: int = 10  # non-finite steps in a row that stop the run
     seed: int = 0  # seeds initialisation, dropout and data order
-    max_minutes: float = 0.0  # stop after this much training time (0: no limit), as at `steps`
+    max_minutes: float = 0.0  # stop after this much training time (0: no limit), as at `steps`;
+    # training time is train_seconds: the steps alone, evaluation and saving excluded
     device: str = "auto"  # auto | cpu | cuda
 
     def validate(self, prefix: str = "train.") -> None:
@@ -178,7 +185,9 @@ class Trainer:
         # counters that a checkpoint carries
         self.step, self.best, self.best_step = 0, None, 0
         self.evals_without_gain, self.plateau_scale, self.skipped = 0, 1.0, 0
-        self.metrics: dict = {}
+        self.train_seconds, self.wall_seconds = 0.0, 0.0  # across resumes
+        self.metrics: dict = {}  # the last evaluation
+        self.best_metrics: dict = {}  # the evaluation of the best parameters
         self._stop_requested = False
 
     def _wrap(self, model: nn.Module) -> nn.Module:
@@ -204,13 +213,16 @@ class Trainer:
             mininterval=1.0,
             dynamic_ncols=True,
         )
-        start, first, bad_in_row = time.perf_counter(), self.step, 0
+        first, bad_in_row = self.step, 0
+        trained_before, self._wall_start = self.train_seconds, self.wall_seconds
+        self._session_start = time.perf_counter()
         previous = signal.signal(signal.SIGINT, self._on_interrupt)
         try:
             while self.step < c.steps and not self._stop_requested:
                 lr = learning_rate(c, self.step, self.plateau_scale)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
+                began = time.perf_counter()
                 loss, grad_norm = self._forward_backward()
                 if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                     self.skipped, bad_in_row = self.skipped + 1, bad_in_row + 1
@@ -234,18 +246,21 @@ class Trainer:
                     continue
                 bad_in_row = 0
                 self._optimizer_step()
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                self.train_seconds += time.perf_counter() - began
                 self.step += 1
                 record = {"step": self.step, "loss": loss, "grad_norm": grad_norm, "lr": lr}
-                rate = (self.step - first) / (time.perf_counter() - start)
+                rate = (self.step - first) / max(1e-9, self.train_seconds - trained_before)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", steps_s=f"{rate:.2f}", refresh=False)
                 improved = False
-                out_of_time = c.max_minutes and time.perf_counter() - start >= 60 * c.max_minutes
+                out_of_time = c.max_minutes and self.train_seconds >= 60 * c.max_minutes
                 last = self.step == c.steps or out_of_time
                 if (c.eval_every and self.step % c.eval_every == 0) or last:
                     metrics, improved = self._evaluate(bar)
                     record |= metrics
-                self._log(record, tb)
+                self._log(record | self._clock(), tb)
                 for cb in self.callbacks:
                     cb(self, record)
                 if improved or (c.checkpoint_every and self.step % c.checkpoint_every == 0):
@@ -265,14 +280,39 @@ class Trainer:
             if tb is not None:
                 tb.close()
         self.save_checkpoint()
-        if self._stop_requested:
-            self.metrics["interrupted"] = True
+        metrics = self.final_metrics()
         if self.run is not None:
-            self.run.save_model(self.model)
+            self.run.save_model(self.model, LAST)
+            if self.best is None:  # no evaluation yet (interrupted early): the last is all
+                self.run.save_model(self.model)
+            else:  # the best parameters, for the test metrics and every later use
+                self.run.load_model(self.model)
             if final is not None:
-                self.metrics |= final(self.model)
-            self.run.write_json("metrics.json", self.metrics | {"skipped_steps": self.skipped})
-        return self.metrics
+                metrics |= final(self.model)
+            self.run.write_json("metrics.json", metrics)
+        return metrics
+
+    def final_metrics(self) -> dict:
+        """The evaluation of the best parameters, which the run keeps as its model (the last
+        evaluation under "last"), with the step counts and clocks."""
+        out = dict(self.best_metrics or self.metrics)
+        out |= {"step": self.step, "best": self.best, "best_step": self.best_step}
+        out |= {"weights": "best" if self.best is not None else "last"} | self._clock()
+        out |= {"last": self.metrics, "skipped_steps": self.skipped}
+        if self._stop_requested:
+            out["interrupted"] = True
+        if "stopped" in self.metrics:
+            out["stopped"] = self.metrics["stopped"]
+        return out
+
+    def _clock(self) -> dict:
+        """Elapsed seconds so far: training steps alone, and wall time (both across resumes)."""
+        wall = self._wall_start + time.perf_counter() - self._session_start
+        self.wall_seconds = max(wall, self.train_seconds)
+        return {
+            "train_seconds": round(self.train_seconds, 3),
+            "wall_seconds": round(self.wall_seconds, 3),
+        }
 
     def _forward_backward(self) -> tuple[float, float]:
         c = self.config
@@ -326,19 +366,16 @@ class Trainer:
             c = self.config
             if c.schedule == "plateau" and self.evals_without_gain % max(1, c.patience) == 0:
                 self.plateau_scale *= c.gamma
-        self.metrics = {
-            "step": self.step,
-            **metrics,
-            "best": self.best,
-            "best_step": self.best_step,
-        }
+        self.metrics = {"step": self.step, **metrics}
+        if better:
+            self.best_metrics = dict(self.metrics)
+            if self.run is not None:  # the run's model is the best so far
+                self.run.save_model(self.model)
         text = "  ".join(
             f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
         )
         if self.progress:
-            bar.write(f"eval  step {self.step}  {text}")
-        if self.run is not None:
-            self.run.save_model(self.model)
+            bar.write(f"eval  step {self.step}  {text}" + ("  (best)" if better else ""))
         return metrics, better
 
     def _should_stop_early(self) -> bool:
@@ -391,6 +428,9 @@ class Trainer:
             "plateau_scale": self.plateau_scale,
             "skipped": self.skipped,
             "metrics": self.metrics,
+            "best_metrics": self.best_metrics,
+            "train_seconds": self.train_seconds,
+            "wall_seconds": self._clock()["wall_seconds"],
             "optimizer": checkpoint.split_state_dict("optim", self.optimizer.state_dict(), tensors),
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "rng": checkpoint.rng_state(tensors),
@@ -437,10 +477,16 @@ class Trainer:
         self.evals_without_gain = state["evals_without_gain"]
         self.plateau_scale, self.skipped = state["plateau_scale"], state["skipped"]
         self.metrics = state["metrics"]
+        self.best_metrics = state.get("best_metrics", {})  # absent in older checkpoints
+        self.train_seconds = state.get("train_seconds", 0.0)
+        self.wall_seconds = state.get("wall_seconds", 0.0)
         counts = (self.step, self.best_step, self.evals_without_gain, self.skipped)
         if not all(isinstance(n, int) and n >= 0 for n in counts):
             raise TypeError("its step counters are not counts")
-        if not isinstance(self.metrics, dict):
+        clocks = (self.train_seconds, self.wall_seconds)
+        if not all(isinstance(s, int | float) and s >= 0 for s in clocks):
+            raise TypeError("its clocks are not durations")
+        if not isinstance(self.metrics, dict) or not isinstance(self.best_metrics, dict):
             raise TypeError("its metrics are not an object")
 
 

@@ -215,9 +215,10 @@ def test_interrupt_then_resume_is_exact(tmp_path):
         model, loop, config.train, run, progress=False, callbacks=(loop.curriculum_step, stop_at_3)
     ).fit()
     task.resume(tmp_path / "cut", progress=False)
-    a = load_file(tmp_path / "straight" / "model.safetensors")
-    b = load_file(tmp_path / "cut" / "model.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for name in ("model.safetensors", "last.safetensors"):
+        a = load_file(tmp_path / "straight" / name)
+        b = load_file(tmp_path / "cut" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_cli_trains_through_the_registry(tmp_path, capsys):
@@ -227,6 +228,34 @@ def test_cli_trains_through_the_registry(tmp_path, capsys):
     assert cli.main(args) == 0
     assert cli.main(["evaluate", str(out), "--json"]) == 0
     assert "mse" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_evaluate_takes_evaluation_settings_and_the_last_parameters(tmp_path, capsys):
+    """`rnnkit evaluate RUN eval.lengths=... [--last]`: the settings of this evaluation only;
+    a key that would change the model is refused by name; --last reads last.safetensors."""
+    task, config = tiny("copy", **{"train.steps": 6, "train.eval_every": 2})
+    task.train(config, tmp_path / "run", progress=False)
+    run = str(tmp_path / "run")
+    assert cli.main(["evaluate", run, "eval.lengths=7,9", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"bit_errors@7", "bit_errors@9"} <= set(got) and "bit_errors@4" not in got
+    loaded = task.load(run)
+    loaded.config.eval.lengths = "7,9"
+    assert got == task.score(loaded)  # the override is the same as changing the config
+    assert json.loads((tmp_path / "run/config.json").read_text())["eval"]["lengths"] != "7,9"
+
+    assert cli.main(["evaluate", run, "model.hidden=3"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot change model.hidden" in err and "eval.lengths" in err
+
+    assert cli.main(["evaluate", run, "--last", "--json"]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last == task.score(task.load(run, weights="last"))
+    saved = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert last["cost_bits"] == pytest.approx(saved["last"]["cost_bits"], rel=1e-5)
+    best = task.evaluate(run)
+    assert best["cost_bits"] == pytest.approx(saved["cost_bits"], rel=1e-5)
+    assert best["cost_bits"] <= last["cost_bits"]
 
 
 @pytest.mark.parametrize(

@@ -121,8 +121,17 @@ def test_resume_after_kills_is_bitwise_identical(tmp_path, corpus):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    # the log holds each step once, with the same numbers as the uninterrupted run
-    assert (run / "metrics.jsonl").read_text() == (ref / "metrics.jsonl").read_text()
+    # the log holds each step once, with the same numbers as the uninterrupted run; its clocks
+    # continue across the resumes instead of starting again
+    clocks = ("train_seconds", "wall_seconds")
+    logs = [RunDir(r).read_records() for r in (ref, run)]
+    assert [{k: v for k, v in r.items() if k not in clocks} for r in logs[0]] == [
+        {k: v for k, v in r.items() if k not in clocks} for r in logs[1]
+    ]
+    for clock in clocks:
+        values = [r[clock] for r in logs[1]]
+        assert len(values) == 80 and values == sorted(values) and values[0] > 0, clock
+    assert all(r["train_seconds"] <= r["wall_seconds"] for r in logs[1])
     assert not list((run / "checkpoints").glob("*.tmp"))
     steps = checkpoint.available(run / "checkpoints")
     assert steps[-2:] == [75, 80] and len(steps) <= 3  # keep_last=2, plus the best
@@ -330,6 +339,58 @@ def test_early_stopping_and_reduce_on_plateau():
     metrics = trainer.fit()
     assert trainer.step == 10 and metrics["best"] == 0.5 and metrics["best_step"] == 4
     assert trainer.plateau_scale == 0.125
+
+
+def test_the_best_parameters_are_kept_and_tested_when_the_metric_gets_worse(tmp_path):
+    """metric 1.0, 0.2 (best, step 4), then worse: model.safetensors and the test metrics are
+    the step-4 parameters, last.safetensors the step-8 ones."""
+    trainer, model = _trainer(
+        tmp_path, ToyLoop(metric_values=[1.0, 0.2, 0.5, 0.9]), steps=8, eval_every=2
+    )
+    snapshots = {}
+    trainer.callbacks = (lambda t, record: snapshots.update({t.step: model.weight.clone()}),)
+    tested = []
+    metrics = trainer.fit(final=lambda m: tested.append(m.weight.clone()) or {"test": 1.0})
+    best, last = (
+        load_file(tmp_path / "run/model.safetensors"),
+        load_file(tmp_path / "run/last.safetensors"),
+    )
+    assert torch.equal(best["weight"], snapshots[4]) and torch.equal(last["weight"], snapshots[8])
+    assert not torch.equal(snapshots[4], snapshots[8])
+    assert torch.equal(tested[0], snapshots[4])  # the test metrics are of the best
+    saved = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert saved == metrics
+    assert (saved["val"], saved["best"], saved["best_step"], saved["weights"]) == (
+        0.2,
+        0.2,
+        4,
+        "best",
+    )
+    assert saved["step"] == 8 and saved["last"] == {"step": 8, "val": 0.9} and saved["test"] == 1.0
+
+
+def test_clocks_are_logged_monotone_and_evaluation_is_not_training_time(tmp_path):
+    class SlowEval(ToyLoop):
+        def evaluate(self, model):
+            time.sleep(0.05)
+            return super().evaluate(model)
+
+    trainer, _ = _trainer(tmp_path, SlowEval(), steps=6, eval_every=2)
+    metrics = trainer.fit()
+    records = RunDir(tmp_path / "run").read_records()
+    train = [r["train_seconds"] for r in records]
+    wall = [r["wall_seconds"] for r in records]
+    assert train == sorted(train) and wall == sorted(wall) and len(train) == 6
+    assert wall[-1] - train[-1] >= 0.14  # three evaluations of 50 ms: wall time, not training
+    assert metrics["train_seconds"] == pytest.approx(train[-1], abs=1e-3)
+
+
+def test_max_minutes_counts_the_training_time_carried_by_a_resume(tmp_path):
+    trainer, _ = _trainer(tmp_path, ToyLoop(), steps=10**6, eval_every=0, max_minutes=0.5)
+    trainer.train_seconds = 30.0  # as restored from a checkpoint: the budget is spent
+    metrics = trainer.fit()
+    assert trainer.step == 1 and metrics["stopped"] == "time limit"
+    assert metrics["train_seconds"] > 30.0 and metrics["wall_seconds"] >= metrics["train_seconds"]
 
 
 # ----------------------------------------------------------------------------- truncated BPTT

@@ -14,7 +14,7 @@ import importlib
 import pkgutil
 
 from rnnkit.errors import ConfigError, RunDirError
-from rnnkit.tasks.base import Command, Loaded, Task, arg
+from rnnkit.tasks.base import Command, Loaded, Task, arg, using_weights
 
 _instances: dict[str, Task] = {}
 _discovered = False
@@ -62,9 +62,21 @@ def of_run(path) -> Task:
     return get(name)
 
 
-def load(path, device: str = "cpu") -> Loaded:
-    """The trained run at ``path``, rebuilt by its own task (named in its run.json)."""
-    return of_run(path).load(path, device)
+def load(path, device: str = "cpu", weights: str | None = None) -> Loaded:
+    """The trained run at ``path``, rebuilt by its own task (named in its run.json), with its
+    best parameters (``weights="last"``: the last step's)."""
+    return of_run(path).load(path, device, weights)
 
 
-__all__ = ["Task", "Command", "Loaded", "arg", "get", "names", "all_tasks", "of_run", "load"]
+__all__ = [
+    "Task",
+    "Command",
+    "Loaded",
+    "arg",
+    "get",
+    "names",
+    "all_tasks",
+    "of_run",
+    "load",
+    "using_weights",
+]

@@ -23,7 +23,9 @@ anywhere else, importing the file registers it). It declares:
     new run:    prepare -> build_model, loop -> RunDir.create + saved files -> Trainer.fit
     resume:     RunDir.open -> config.json -> prepare(run) -> build_model, loop -> Trainer.fit
     load:       RunDir.open -> config.json -> prepare(run, data=False) -> build_model + weights
-    evaluate:   load -> score
+                (the best by the validation metric; ``weights="last"``, or inside
+                ``using_weights("last")``, the last)
+    evaluate:   load -> evaluation overrides (`evaluation_keys`) -> score
 
 The CLI and the report know tasks only through this class.
 """
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import contextvars
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,12 +48,27 @@ from torch import nn
 from rnnkit.config import build, to_dict
 from rnnkit.data.text import file_identity
 from rnnkit.errors import DataError, RnnkitError, RunDirError
-from rnnkit.run import MODEL, RunDir
+from rnnkit.run import LAST, MODEL, RunDir
 from rnnkit.training import TaskLoop, Trainer, distributed, resolve_device
 
-__all__ = ["Task", "Command", "Loaded", "arg", "whole", "finite"]
+__all__ = ["Task", "Command", "Loaded", "arg", "whole", "finite", "using_weights"]
 
 INPUTS = "inputs.json"  # {config key: {path, size, sha256}} of the data files a run read
+WEIGHTS = {"best": MODEL, "last": LAST}
+_weights = contextvars.ContextVar("rnnkit_weights", default="best")
+
+
+@contextlib.contextmanager
+def using_weights(which: str):
+    """Within the block, `Task.load` reads the run's ``which`` parameters ("best" or "last")
+    unless told otherwise: how `--last` reaches every command of every task."""
+    if which not in WEIGHTS:
+        raise RnnkitError(f"weights must be 'best' or 'last', got {which!r}")
+    token = _weights.set(which)
+    try:
+        yield
+    finally:
+        _weights.reset(token)
 
 
 @dataclass(frozen=True)
@@ -123,6 +141,7 @@ class Loaded:
     setup: Any  # what prepare(config, run, data=False) returned: vocabularies, tokenizers...
     model: nn.Module
     allow_changed_data: bool = False  # check_inputs only checks that the files exist
+    weights: str = "best"  # which parameters: the best by the validation metric, or the last
 
     def check_inputs(self) -> None:
         """Call before reading the run's data files: `Task.verify_inputs`."""
@@ -137,6 +156,9 @@ class Task:
     Config: ClassVar[type]
     files: ClassVar[tuple[str, ...]] = ()
     commands: ClassVar[tuple[Command, ...]] = ()
+    # config keys `rnnkit evaluate RUN key=value` may change: settings of the evaluation alone
+    # (a dotted prefix ending in "." takes a whole section)
+    evaluation_keys: ClassVar[tuple[str, ...]] = ("eval.", "decode.", "data.batch_size")
     test_after_training: ClassVar[bool] = False  # add score() to the final metrics.json
 
     registry: ClassVar[dict[str, type[Task]]] = {}
@@ -227,21 +249,56 @@ class Task:
         model, loop = self.build(config, setup, rank, world)
         return self._fit(model, loop, config, run, setup, progress, resume=True)
 
-    def load(self, path: str | Path, device: str = "cpu") -> Loaded:
-        """The trained model, config and vocabularies, rebuilt from a run directory alone."""
+    def load(self, path: str | Path, device: str = "cpu", weights: str | None = None) -> Loaded:
+        """The trained model, config and vocabularies, rebuilt from a run directory alone;
+        ``weights``: "best" (by the validation metric; the default) or "last"."""
+        weights = weights or _weights.get()
+        if weights not in WEIGHTS:
+            raise RnnkitError(f"weights must be 'best' or 'last', got {weights!r}")
         run = self.open_run(path, need=(MODEL, *self.files))
         config = self.config_of(run)
         setup = self.prepare(config, run, data=False)
-        model = run.load_model(self.build_model(config, setup))
-        return Loaded(self, run, config, setup, model.to(device).eval())
+        model = run.load_model(self.build_model(config, setup), WEIGHTS[weights])
+        return Loaded(self, run, config, setup, model.to(device).eval(), weights=weights)
 
-    def evaluate(self, path: str | Path, allow_changed_data: bool = False, **options) -> dict:
+    def evaluate(
+        self,
+        path: str | Path,
+        allow_changed_data: bool = False,
+        overrides: dict | None = None,
+        weights: str | None = None,
+        **options,
+    ) -> dict:
         """The metrics of a saved run (`score`), on the data it was trained with (checked
-        against what the run recorded, unless ``allow_changed_data``)."""
-        loaded = self.load(path)
+        against what the run recorded, unless ``allow_changed_data``). ``overrides``:
+        {dotted key: value} of evaluation settings (`evaluation_keys`: lengths, beam, batch
+        size ...) applied to the run's config for this evaluation only."""
+        loaded = self.load(path, weights=weights)
+        if overrides:
+            loaded.config = self.evaluation_config(loaded.run, overrides)
         loaded.allow_changed_data = allow_changed_data
         loaded.check_inputs()
         return self.score(loaded, **options)
+
+    def evaluation_config(self, run: RunDir, overrides: dict):
+        """The run's config with ``overrides`` of evaluation settings; an error naming the
+        keys that would change the model or its data instead."""
+        from rnnkit.config import leaf_keys
+
+        allowed = [
+            k
+            for k in leaf_keys(self.Config)
+            if any(k == e or (e.endswith(".") and k.startswith(e)) for e in self.evaluation_keys)
+        ]
+        wrong = [k for k in overrides if k not in allowed]
+        if wrong:
+            raise RnnkitError(
+                f"`rnnkit evaluate` cannot change {', '.join(wrong)} of a {self.name!r} run: "
+                "only evaluation settings, not the model or its training data",
+                f"keys it takes: {', '.join(allowed) or 'none'}",
+            )
+        saved = self.migrate(run.read_json("config.json", dict))
+        return build(self.Config, overrides=saved | overrides, where="rnnkit evaluate")
 
     def verify_inputs(self, run: RunDir, config, allow_changed: bool = False) -> None:
         """Raise unless every data file the config names is the one the run was trained on

@@ -28,7 +28,8 @@ from rnnkit.viz import figure, png_bytes
 
 __all__ = ["write_report", "render", "curves_figure", "image_html", "table_html"]
 
-STEP_KEYS = {"step", "loss", "grad_norm", "lr", "seconds", "best", "best_step", "skipped"}
+STEP_KEYS = {"step", "loss", "grad_norm", "lr", "seconds", "train_seconds", "wall_seconds"}
+STEP_KEYS |= {"best", "best_step", "skipped"}
 
 CSS = """
 body { font-family: sans-serif; max-width: 1150px; margin: 20px auto; color: #222; }
