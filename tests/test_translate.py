@@ -188,13 +188,17 @@ def test_batched_translation_equals_one_at_a_time(run, capsys):
     loaded = task.load(run)
     lines = [f"{a} {b}" for a, b in zip(WORDS, WORDS[3:] + WORDS[:3], strict=True)]
     together = task.translate_many(loaded, lines, n_best=2)
-    for line, (hyps, attention, labels) in zip(lines, together, strict=True):
-        alone, _, _ = task.translate(loaded, line, n_best=2, attention=False)
-        assert [h for h, _ in hyps] == [h for h, _ in alone]
-        assert [s for _, s in hyps] == pytest.approx([s for _, s in alone], abs=1e-5)
-        assert attention is None and [p.strip() for p in labels[0]] == line.split()
-    hyps, attention, _ = task.translate(loaded, lines[0], attention=True)
-    assert attention.shape == (len(hyps[0][0].split()) + 1, 2)  # output tokens + EOS, by inputs
+    for line, result in zip(lines, together, strict=True):
+        alone = task.translate(loaded, line, n_best=2, attention=False)
+        assert [h for h, _, _ in result.n_best] == [h for h, _, _ in alone.n_best]
+        assert [s for _, s, _ in result.n_best] == pytest.approx(
+            [s for _, s, _ in alone.n_best], abs=1e-5
+        )
+        assert result.text == result.n_best[0][0] and result.confidence == result.n_best[0][2]
+        assert result.attention is None and [p.strip() for p in result.labels[0]] == line.split()
+    best = task.translate(loaded, lines[0], attention=True)
+    attention = best.attention
+    assert attention.shape == (len(best.text.split()) + 1, 2)  # output tokens + EOS, by inputs
     torch.testing.assert_close(attention.sum(-1), torch.ones(attention.size(0)))
     with pytest.raises(ConfigError, match="--n-best 4 asks for more hypotheses than the beam"):
         task.translate_many(loaded, lines, beam=3, n_best=4)
@@ -243,3 +247,128 @@ def test_translate_bible_runs_and_scores_held_out_books(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_pairs"] == 8 and 0 <= metrics["test_chrf"] <= 100
     assert "test_bleu" in metrics
+
+
+# ----------------------------------------------------------------------------- confidence
+
+
+def test_confidence_is_the_length_normalised_log_probability(run):
+    """The confidence of each n-best output equals exp(mean log p(y_t | y_<t, x)) computed
+    independently, by teacher-forcing the output through the model, EOS included."""
+    import math
+
+    from rnnkit import decoding, tasks
+    from rnnkit.data.vocab import BOS
+
+    task = tasks.get("translate")
+    loaded = task.load(run)
+    model, src_tok, d = loaded.model, loaded.setup.src_tok, loaded.config.decode
+    for line in ("red cat", "moon fish", "sun tree"):
+        result = task.translate(loaded, line, beam=3, n_best=3, attention=False)
+        src = torch.tensor([src_tok.encode(line)])
+        lengths = torch.tensor([src.size(1)])
+        hyps = decoding.beam_search(model, src, lengths, d.max_len, 3, d.alpha, 3)[0]
+        assert len(hyps) == len(result.n_best) == 3
+        for (ids, _), (_, _, sure) in zip(hyps, result.n_best, strict=True):
+            memory, state = model.encode(src, lengths)
+            y, logp = torch.tensor([BOS]), 0.0
+            with torch.no_grad():
+                for token in ids:  # EOS is the last token of a finished hypothesis
+                    logits, state, _ = model.decode_step(y, state, memory)
+                    logp += torch.log_softmax(logits.double(), -1)[0, token].item()
+                    y = torch.tensor([token])
+            assert sure == pytest.approx(math.exp(logp / len(ids)), rel=1e-5)
+
+
+def test_calibration_hand_worked():
+    from rnnkit.tasks.seq2seq_confidence import calibrate
+
+    conf = [0.95, 0.92, 0.91, 0.55, 0.52, 0.15]
+    right = [True, True, False, True, False, False]
+    cal = calibrate(conf, right, quantile=0.0, bins=10)
+    assert cal["threshold"] == 0.52 + 0.03  # the least confident right output: 0.55
+    assert [(b["lo"], b["n"], b["accuracy"]) for b in cal["bins"]] == [
+        (0.1, 1, 0.0),
+        (0.5, 2, 0.5),
+        (0.9, 3, 2 / 3),
+    ]
+    ece = (1 * 0.15 + 2 * abs(0.5 - 0.535) + 3 * abs(2 / 3 - (0.95 + 0.92 + 0.91) / 3)) / 6
+    assert cal["ece"] == pytest.approx(ece)
+    assert cal["share_below"] == 2 / 6 and cal["accuracy_below"] == 0.0
+    assert calibrate(conf, right, quantile=0.5)["threshold"] == 0.92  # the middle right one
+
+
+def test_training_writes_the_calibration_and_translate_warns_below_it(run, tmp_path, capsys):
+    import json
+    import shutil
+
+    cal = json.loads((run / "calibration.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 < cal["threshold"] <= 1 and cal["n"] == 10 and cal["bins"]
+    assert metrics["val_confidence_threshold"] == cal["threshold"]
+    assert main(["translate", str(run), "fish moon", "--confidence"]) == 0
+    out, err = capsys.readouterr()
+    sure, text = out.strip().split("\t")
+    assert text == "moon fish" and float(sure) >= cal["threshold"] and "low confidence" not in err
+
+    strict = tmp_path / "strict"
+    shutil.copytree(run, strict)
+    (strict / "calibration.json").write_text(json.dumps(cal | {"threshold": 1.01}))
+    assert main(["translate", str(strict), "fish moon"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "moon fish"  # still printed, with a note on standard error
+    assert "'fish moon' -> 'moon fish': low confidence" in err and "below 1.010" in err
+    assert main(["plot", "calibration", str(strict), "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_an_output_the_task_refuses_is_not_printed(run, capsys, monkeypatch):
+    from rnnkit import tasks
+
+    task = tasks.get("translate")
+    monkeypatch.setattr(type(task), "check_output", lambda self, text: f"{text} is no good")
+    assert main(["translate", str(run), "fish moon"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "'fish moon': moon fish is no good" in err
+
+
+# ----------------------------------------------------------------------------- dates
+
+
+def test_the_calendar_check():
+    from rnnkit.tasks.seq2seq import valid_date
+
+    assert "February 2020 has 29 days" in valid_date("2020-02-31")
+    assert "February 2023 has 28 days" in valid_date("2023-02-29")
+    assert valid_date("2024-02-29") is None and valid_date("2000-02-29") is None
+    assert "February 1900 has 28 days" in valid_date("1900-02-29")  # not a leap year
+    assert "no month 13" in valid_date("2024-13-01") and "no day 0" in valid_date("2024-01-00")
+    assert "not a date of the form YYYY-MM-DD" in valid_date("hello")
+
+
+def test_typed_dates_and_the_day_month_order():
+    d = datetime.date(2024, 3, 5)
+    typed = {p: pairs.typed_date(d, p) for p in pairs.TYPED_FORMATS}
+    assert typed["{y}/{mm}/{dd}"] == "2024/03/05" and typed["{y}.{mm}.{dd}"] == "2024.03.05"
+    assert typed["{ord} of {Month} {y}"] == "5th of March 2024"
+    assert typed["{Weekday} {ord} of {Month} {y}"] == "Tuesday 5th of March 2024"
+    assert typed["{dd}-{mm}-{yy}"] == "05-03-24"
+    assert pairs.typed_date(d, "{dd}/{mm}/{y}", day_first=False) == "03/05/2024"
+    assert pairs.typed_date(d, "{y}/{mm}/{dd}", day_first=False) == "2024/03/05"  # ISO: fixed
+    assert [pairs.ordinal(k) for k in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 31)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "31st"
+    ]  # fmt: skip
+    numeric = pairs.dates(200, seed=4, kinds={"numeric": 1.0})
+    us = pairs.dates(200, seed=4, day_first=False, kinds={"numeric": 1.0})
+    for (eu, iso), (am, iso2) in zip(numeric, us, strict=True):
+        y, m, day = map(int, iso.split("-"))
+        first, second = re.split(r"[/.]", eu)[:2]
+        assert iso == iso2 and (int(first), int(second)) == (day, m)
+        assert tuple(map(int, re.split(r"[/.]", am)[:2])) == (m, day)
+        year = re.split(r"[/.]", eu)[2]
+        assert int(year) == (y if len(year) == 4 else y % 100)
+    for text, iso in pairs.dates(300, seed=5, kinds={"typed": 1.0}):
+        d = datetime.date.fromisoformat(iso)
+        assert str(d.day) in text and f"{d.year % 100:02d}" in text
+    assert len(set(pairs.non_dates(50, seed=0))) == 50
+    assert not any(re.search(r"\d", t) for t in pairs.non_dates(50, seed=0))

@@ -193,6 +193,12 @@ class Task:
             loaded.model
         )
 
+    def after_training(self, loaded: Loaded) -> dict:
+        """Run once at the end of training, with the best parameters, before the test metrics
+        (rank 0): write what using the run needs besides the weights (seq2seq: its confidence
+        calibration); return metrics for metrics.json. Default: nothing."""
+        return {}
+
     def summary(self, config, setup, model: nn.Module, world: int) -> str:
         """One line printed when training starts."""
         params = sum(p.numel() for p in model.parameters())
@@ -376,11 +382,11 @@ class Task:
         if run is not None and hasattr(self, "fit_outside"):
             with run.lock():
                 return self.fit_outside(model, config, setup, run, progress)
-        final = None
-        if self.test_after_training:
 
-            def final(model):
-                return self.score(Loaded(self, run, config, setup, model))
+        def final(model):
+            loaded = Loaded(self, run, config, setup, model)
+            out = self.after_training(loaded)
+            return out | self.score(loaded) if self.test_after_training else out
 
         callbacks = tuple(getattr(loop, "callbacks", ()))
         trainer = Trainer(model, loop, config.train, run, progress=progress, callbacks=callbacks)

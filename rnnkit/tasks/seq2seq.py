@@ -11,6 +11,14 @@ Training minimises the cross-entropy of the next target token with teacher forci
 scheduled (Bengio et al. 2015); evaluation decodes greedily (validation) or with beam search
 (test) and reports exact match, BLEU and chrF (sacrebleu).
 
+Every output carries a confidence, the geometric mean of its tokens' probabilities,
+
+    confidence(Y | X) = exp( log p(Y | X) / |Y| )        |Y| counts EOS
+
+calibrated at the end of training on the validation pairs (`rnnkit.tasks.seq2seq_confidence`):
+calibration.json holds accuracy by confidence and the threshold below which `translate` warns.
+A task may also check its outputs (`check_output`): the dates task refuses 2020-02-31.
+
 The Bible pairs (`rnnkit.data.bible.verse_pairs`: World English Bible -> Reina-Valera 1909,
 Debian sword-text-web and sword-text-sparv) are split by whole books, not by pairs: training
 on the training books, validation and test on up to data.n_val / data.n_test verses (a seeded
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -39,6 +48,7 @@ from rnnkit.data.vocab import BOS, EOS, PAD
 from rnnkit.errors import ConfigError, DataError, RnnkitError, RunDirError
 from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqModelConfig
 from rnnkit.tasks.base import Command, Loaded, Task, arg, whole
+from rnnkit.tasks.seq2seq_confidence import CALIBRATION, Translation, calibrate, confidence
 from rnnkit.training import TrainConfig
 
 
@@ -57,6 +67,7 @@ class PairData:
     max_len: int = 60  # training pairs with a side longer than this many tokens are dropped
     batch_size: int = 64  # pairs per step
     seed: int = 0  # generation and split
+    day_first: bool = True  # dates: numeric dates are day first (05/03/2024 = 5 March)
 
 
 @dataclass
@@ -115,7 +126,7 @@ def teacher_forcing_ratio(c: TeacherForcingConfig, step: int, steps: int) -> flo
 
 def load_pairs(d: PairData) -> list[tuple[str, str]]:
     if d.source == "dates":
-        return pair_sources.dates(d.n, d.seed)
+        return pair_sources.dates(d.n, d.seed, day_first=d.day_first)
     if d.source == "numbers":
         return pair_sources.numbers(d.n, d.seed, d.lang, to_words=d.to_words)
     if d.source == "gettext":
@@ -264,6 +275,7 @@ class Seq2SeqTask(Task):
     """The shared machinery of the three sequence-to-sequence tasks; each differs in defaults."""
 
     files = ("src_tokenizer.json", "tgt_tokenizer.json")
+    kind_of_input = "like the training inputs"  # in the low-confidence note: "may not be ..."
     test_after_training = True  # the final metrics hold the test split's
     commands = (
         Command(
@@ -275,10 +287,65 @@ class Seq2SeqTask(Task):
                 arg("--beam", type=whole(1, 1000), help="beam size (default: the run's)"),
                 arg("--n-best", type=whole(1, 1000), default=1, help="print this many, <= beam"),
                 arg("--attention", metavar="PNG", help="save the attention map of the best"),
+                arg(
+                    "--confidence",
+                    action="store_true",
+                    help="print each output's confidence (0-1) before it, tab-separated",
+                ),
             ),
             run_help="run directory of a dates, numbers or translate task",
         ),
+        Command(
+            "plot calibration",
+            "accuracy by confidence on the validation inputs, with the warning threshold",
+            "plot_calibration",
+            (arg("--out", required=True, metavar="PNG", help="the PNG file to write"),),
+        ),
     )
+
+    def check_output(self, text: str) -> str | None:
+        """What is wrong with an output (shown instead of it), or None; default: nothing."""
+        return None
+
+    def after_training(self, loaded: Loaded) -> dict:
+        """Calibrate the confidence on the validation pairs (beam search, as `translate`
+        decodes) and write calibration.json; its threshold and ECE join the final metrics."""
+        val = _splits(loaded.config)[1]
+        results = self.translate_many(loaded, [src for src, _ in val])
+        kept = [
+            (r, tgt) for r, (_, tgt) in zip(results, val, strict=True) if isinstance(r, Translation)
+        ]
+        cal = calibrate([r.confidence for r, _ in kept], [r.text == tgt for r, tgt in kept])
+        loaded.run.write_json(CALIBRATION, cal)
+        return {"val_confidence_threshold": cal["threshold"], "val_ece": cal["ece"]}
+
+    def calibration(self, loaded: Loaded) -> dict | None:
+        """The run's calibration.json (None for a run trained before it was written)."""
+        if not (loaded.run.path / CALIBRATION).exists():
+            return None
+        cal = loaded.run.read_json(CALIBRATION, dict)
+        if not isinstance(cal.get("threshold"), int | float) or not isinstance(
+            cal.get("bins"), list
+        ):
+            raise RunDirError(
+                f"{loaded.run.path / CALIBRATION} has no threshold and bins",
+                "the file was changed after training; delete it (no warnings) or train again",
+            )
+        return cal
+
+    def plot_calibration(self, args) -> int:
+        from rnnkit.tasks.seq2seq_confidence import calibration_figure
+        from rnnkit.viz import save_png
+
+        loaded = self.load(args.run)
+        cal = self.calibration(loaded)
+        if cal is None:
+            raise RunDirError(
+                f"run {args.run} has no {CALIBRATION} (trained before rnnkit calibrated)",
+                "train it again to get one",
+            )
+        print(f"wrote {save_png(calibration_figure(cal), args.out)}")
+        return 0
 
     def prepare(self, config: Seq2SeqConfig, run=None, data: bool = True) -> Seq2SeqSetup:
         d = config.data
@@ -339,10 +406,10 @@ class Seq2SeqTask(Task):
     # ------------------------------------------------------------------------- using a run
     def translate(
         self, loaded: Loaded, text: str, beam: int | None = None, n_best: int = 1, attention=True
-    ):
-        """Translate one input. Returns the n-best [(translation, score)], the attention map of
-        the best (output tokens x input tokens; None without attention, or when not asked for)
-        and its (input, output) token labels."""
+    ) -> Translation:
+        """Translate one input: a `Translation` (the best output, its confidence and whether it
+        is below the run's threshold, the task's check of it, the n-best list, the attention
+        map of the best when asked for, and its token labels)."""
         out = self.translate_many(loaded, [text], beam, n_best, attention)[0]
         if isinstance(out, RnnkitError):
             raise out
@@ -360,6 +427,8 @@ class Seq2SeqTask(Task):
         """Translate many inputs, ``batch`` at a time through one beam search each. Returns
         per input what `translate` does, or the DataError that input got (the others go on)."""
         config = loaded.config
+        cal = self.calibration(loaded)
+        threshold = cal["threshold"] if cal else None
         beam = beam or config.decode.beam
         if n_best > beam:
             raise ConfigError(
@@ -380,7 +449,7 @@ class Seq2SeqTask(Task):
                 loaded.model, src, lengths, config.decode.max_len, beam, config.decode.alpha, n_best
             )
             for (i, ids), best in zip(chunk, hyps, strict=True):
-                results[i] = self._result(loaded, ids, best, attention)
+                results[i] = self._result(loaded, ids, best, attention, threshold)
         return results
 
     def _source_ids(self, loaded: Loaded, text: str) -> list[int]:
@@ -404,12 +473,27 @@ class Seq2SeqTask(Task):
         return ids
 
     @torch.no_grad()
-    def _result(self, loaded: Loaded, ids: list[int], hyps, attention: bool):
-        model, tgt_tok = loaded.model, loaded.setup.tgt_tok
-        out = [(tgt_tok.decode([t for t in seq if t != EOS]), score) for seq, score in hyps]
-        labels = (loaded.setup.src_tok.pieces(ids), tgt_tok.pieces(hyps[0][0]))
+    def _result(self, loaded: Loaded, ids: list[int], hyps, attention: bool, threshold=None):
+        model, tgt_tok, alpha = loaded.model, loaded.setup.tgt_tok, loaded.config.decode.alpha
+        n_best = [
+            (
+                tgt_tok.decode([t for t in seq if t != EOS]),
+                score,
+                confidence(score, len(seq), alpha),
+            )
+            for seq, score in hyps
+        ]
+        text, _, sure = n_best[0]
+        out = Translation(
+            text,
+            sure,
+            low_confidence=threshold is not None and sure < threshold,
+            problem=self.check_output(text),
+            n_best=n_best,
+            labels=(loaded.setup.src_tok.pieces(ids), tgt_tok.pieces(hyps[0][0])),
+        )
         if not attention or loaded.config.model.attention == "none":
-            return out, None, labels
+            return out
         # re-run the best with teacher forcing to read its attention weights a_t
         src, best = torch.tensor([ids]), torch.tensor([hyps[0][0]])
         memory, state = model.encode(src, torch.tensor([len(ids)]))
@@ -418,7 +502,8 @@ class Seq2SeqTask(Task):
             _, state, a = model.decode_step(y, state, memory)
             rows.append(a[0])
             y = best[:, t]
-        return out, torch.stack(rows), labels  # attention (T, S)
+        out.attention = torch.stack(rows)  # (T, S)
+        return out
 
     def translate_command(self, args) -> int:
         """One input from the command line, or each line of standard input, decoded in
@@ -430,18 +515,35 @@ class Seq2SeqTask(Task):
         loaded = self.load(args.run)
         lines = [args.text] if args.text is not None else sys.stdin.read().splitlines()
         draw = bool(args.attention)
+        cal = self.calibration(loaded)
         status = 0
-        for result in self.translate_many(loaded, lines, args.beam, args.n_best, draw):
+        for line, result in zip(
+            lines, self.translate_many(loaded, lines, args.beam, args.n_best, draw), strict=True
+        ):
             if isinstance(result, RnnkitError):
                 hint = f" ({result.hint})" if result.hint else ""
                 print(f"rnnkit: error: {result.message}{hint}", file=sys.stderr)
                 status = 2
                 continue
-            hyps, attention, labels = result
-            for text, score in hyps:
-                print(text if args.n_best == 1 else f"{score:.3f}\t{text}")
-            if draw and attention is not None:
-                plot_attention(attention, *labels, args.attention)
+            if result.problem:  # the task's check: never print an impossible answer as one
+                print(f"rnnkit: error: {line!r}: {result.problem}", file=sys.stderr)
+                status = 2
+                continue
+            for text, score, sure in result.n_best[: args.n_best]:
+                columns = ([f"{sure:.3f}"] if args.confidence else []) + (
+                    [f"{score:.3f}"] if args.n_best > 1 else []
+                )
+                print("\t".join([*columns, text]))
+            if result.low_confidence:
+                print(
+                    f"rnnkit: note: {line!r} -> {result.text!r}: low confidence "
+                    f"{result.confidence:.3f}, below {cal['threshold']:.3f} (under it fall 1% of "
+                    f"the validation outputs that were right); the input may not be "
+                    f"{self.kind_of_input}",
+                    file=sys.stderr,
+                )
+            if draw and result.attention is not None:
+                plot_attention(result.attention, *result.labels, args.attention)
         return status
 
     def accuracy_by_length(self, path, max_len: int | None = None) -> dict[int, tuple[int, int]]:
@@ -489,10 +591,76 @@ class TranslateConfig(Seq2SeqConfig):
     data: TranslateData = field(default_factory=TranslateData)
 
 
+def valid_date(text: str) -> str | None:
+    """Why ``text`` is not an ISO date YYYY-MM-DD of the calendar, or None when it is one:
+    "2020-02-31 is not a valid date: February 2020 has 29 days"."""
+    import calendar
+
+    m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", text)
+    if not m:
+        return f"{text!r} is not a date of the form YYYY-MM-DD"
+    year, month, day = map(int, m.groups())
+    if not 1 <= month <= 12:
+        return f"{text} is not a valid date: there is no month {month}"
+    days = calendar.monthrange(year, month)[1]
+    if not 1 <= day <= days:
+        name = calendar.month_name[month] if day else ""
+        why = f"{name} {year} has {days} days" if day else "there is no day 0"
+        return f"{text} is not a valid date: {why}"
+    return None
+
+
 class Dates(Seq2SeqTask):
     name = "dates"
     description = "date normalisation in 5 languages: '5 mars 2024' -> '2024-03-05'"
     Config = DatesConfig
+    kind_of_input = "a date"
+
+    def check_output(self, text: str) -> str | None:
+        return valid_date(text)
+
+    def score(self, loaded: Loaded, **options) -> dict:
+        """The test split's metrics, and beam-search exact match on two more held-out sets of
+        dates never in training: the CLDR written and numeric formats ("original") and the
+        typed forms ("added"); the share of the test outputs and of non-dates (words and
+        sentences of the model's characters, `rnnkit.data.pairs.non_dates`) that `translate`
+        flags (low confidence, or not a date of the calendar)."""
+        out = super().score(loaded, **options)
+        d = loaded.config.data
+        if d.source != "dates":
+            return out
+        seen = {src for src, _ in _splits(loaded.config)[0]}
+        kinds = pair_sources.DATE_KINDS
+        sets = {
+            "original": {k: kinds[k] for k in ("written", "numeric")},
+            "added": {"typed": 1.0},
+        }
+        for offset, (part, share) in enumerate(sets.items(), 1):
+            pairs = pair_sources.dates(2 * d.n_test, d.seed + offset, day_first=d.day_first,
+                                       kinds=share)  # fmt: skip
+            pairs = [(s, t) for s, t in pairs if s not in seen][: d.n_test]
+            results = self.translate_many(loaded, [s for s, _ in pairs])
+            right = [
+                isinstance(r, Translation) and r.text == t
+                for r, (_, t) in zip(results, pairs, strict=True)
+            ]
+            out[f"{part}_exact"] = sum(right) / len(right)
+            out[f"{part}_pairs"] = len(right)
+        if self.calibration(loaded) is None:
+            return out
+        src_tok = loaded.setup.src_tok
+        texts = pair_sources.non_dates(
+            d.n_test,
+            d.seed,
+            keep=lambda t: not src_tok.unknown(t) and len(src_tok.encode(t)) <= d.max_len,
+        )
+        results = self.translate_many(loaded, texts)
+        flagged = [
+            not isinstance(r, Translation) or r.low_confidence or bool(r.problem) for r in results
+        ]
+        out["non_dates_flagged"] = sum(flagged) / len(flagged)
+        out["non_dates"] = len(flagged)
+        return out
 
 
 class Numbers(Seq2SeqTask):
