@@ -372,3 +372,17 @@ def test_typed_dates_and_the_day_month_order():
         assert str(d.day) in text and f"{d.year % 100:02d}" in text
     assert len(set(pairs.non_dates(50, seed=0))) == 50
     assert not any(re.search(r"\d", t) for t in pairs.non_dates(50, seed=0))
+
+
+def test_evaluate_on_another_split_and_beam(run, capsys):
+    import json
+
+    assert main(["evaluate", str(run), "split=val", "decode.beam=1", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(got) == {"val_exact", "val_bleu", "val_chrf", "val_pairs"} and got["val_pairs"] == 10
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert got["val_exact"] == pytest.approx(metrics["val_exact"])  # greedy, as in training
+    assert main(["evaluate", str(run), "split=train"]) == 2
+    assert (
+        "split=train: a 'translate' run is evaluated on one of val, test" in capsys.readouterr().err
+    )

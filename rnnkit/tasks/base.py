@@ -159,6 +159,9 @@ class Task:
     # config keys `rnnkit evaluate RUN key=value` may change: settings of the evaluation alone
     # (a dotted prefix ending in "." takes a whole section)
     evaluation_keys: ClassVar[tuple[str, ...]] = ("eval.", "decode.", "data.batch_size")
+    # the held-out splits `score(loaded, split=...)` takes (`rnnkit evaluate RUN split=val`);
+    # empty: the task scores one fixed set
+    splits: ClassVar[tuple[str, ...]] = ()
     test_after_training: ClassVar[bool] = False  # add score() to the final metrics.json
 
     registry: ClassVar[dict[str, type[Task]]] = {}
@@ -280,6 +283,16 @@ class Task:
         {dotted key: value} of evaluation settings (`evaluation_keys`: lengths, beam, batch
         size ...) applied to the run's config for this evaluation only."""
         loaded = self.load(path, weights=weights)
+        overrides = dict(overrides or {})
+        if "split" in overrides:
+            split = str(overrides.pop("split"))
+            if split not in self.splits:
+                raise RnnkitError(
+                    f"split={split}: a {self.name!r} run is evaluated on "
+                    + (f"one of {', '.join(self.splits)}" if self.splits else "one fixed set"),
+                    f"use split={self.splits[0]}" if self.splits else "drop split=",
+                )
+            options["split"] = split
         if overrides:
             loaded.config = self.evaluation_config(loaded.run, overrides)
         loaded.allow_changed_data = allow_changed_data
@@ -298,10 +311,11 @@ class Task:
         ]
         wrong = [k for k in overrides if k not in allowed]
         if wrong:
+            takes = allowed + (["split"] if self.splits else [])
             raise RnnkitError(
                 f"`rnnkit evaluate` cannot change {', '.join(wrong)} of a {self.name!r} run: "
                 "only evaluation settings, not the model or its training data",
-                f"keys it takes: {', '.join(allowed) or 'none'}",
+                f"keys it takes: {', '.join(takes) or 'none'}",
             )
         saved = self.migrate(run.read_json("config.json", dict))
         return build(self.Config, overrides=saved | overrides, where="rnnkit evaluate")

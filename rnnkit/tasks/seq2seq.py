@@ -275,6 +275,7 @@ class Seq2SeqTask(Task):
     """The shared machinery of the three sequence-to-sequence tasks; each differs in defaults."""
 
     files = ("src_tokenizer.json", "tgt_tokenizer.json")
+    splits = ("val", "test")  # `rnnkit evaluate RUN split=val`: index + 1 in _splits
     kind_of_input = "like the training inputs"  # in the low-confidence note: "may not be ..."
     test_after_training = True  # the final metrics hold the test split's
     commands = (
@@ -387,20 +388,21 @@ class Seq2SeqTask(Task):
             f"{len(setup.tgt_tok)}; {params:,} parameters; attention {config.model.attention}"
         )
 
-    def score(self, loaded: Loaded, **options) -> dict:
-        """Test-set exact match, BLEU and chrF with beam search, on the split made at training."""
+    def score(self, loaded: Loaded, split: str = "test", **options) -> dict:
+        """Exact match, BLEU and chrF with beam search on the test (or ``split="val"``)
+        pairs of the split made at training."""
         import sacrebleu
 
         model, config, setup = loaded.model, loaded.config, loaded.setup
-        test = Encoded(_splits(config)[2], setup.src_tok, setup.tgt_tok)
+        test = Encoded(_splits(config)[self.splits.index(split) + 1], setup.src_tok, setup.tgt_tok)
         d = config.decode
         hyps = translate_encoded(model, test, d.max_len, setup.tgt_tok, d.beam, d.alpha)
         refs = [t for _, t in test.text]
         return {
-            "test_exact": sum(h == r for h, r in zip(hyps, refs, strict=True)) / len(refs),
-            "test_bleu": sacrebleu.corpus_bleu(hyps, [refs]).score,
-            "test_chrf": sacrebleu.corpus_chrf(hyps, [refs]).score,
-            "test_pairs": len(refs),
+            f"{split}_exact": sum(h == r for h, r in zip(hyps, refs, strict=True)) / len(refs),
+            f"{split}_bleu": sacrebleu.corpus_bleu(hyps, [refs]).score,
+            f"{split}_chrf": sacrebleu.corpus_chrf(hyps, [refs]).score,
+            f"{split}_pairs": len(refs),
         }
 
     # ------------------------------------------------------------------------- using a run
@@ -627,7 +629,7 @@ class Dates(Seq2SeqTask):
         flags (low confidence, or not a date of the calendar)."""
         out = super().score(loaded, **options)
         d = loaded.config.data
-        if d.source != "dates":
+        if d.source != "dates" or options.get("split", "test") != "test":
             return out
         seen = {src for src, _ in _splits(loaded.config)[0]}
         kinds = pair_sources.DATE_KINDS
