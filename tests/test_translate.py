@@ -320,6 +320,8 @@ def test_training_writes_the_calibration_and_translate_warns_below_it(run, tmp_p
     assert "'fish moon' -> 'moon fish': low confidence" in err and "below 1.010" in err
     assert main(["plot", "calibration", str(strict), "--out", str(tmp_path / "c.png")]) == 0
     assert (tmp_path / "c.png").stat().st_size > 1000
+    assert main(["report", str(strict)]) == 0
+    assert "Confidence on validation" in (strict / "report.html").read_text()
 
 
 def test_an_output_the_task_refuses_is_not_printed(run, capsys, monkeypatch):

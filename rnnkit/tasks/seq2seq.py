@@ -334,6 +334,16 @@ class Seq2SeqTask(Task):
             )
         return cal
 
+    def report(self, loaded: Loaded, **options):
+        """The calibration of the confidence on validation, when the run has one."""
+        from rnnkit.tasks.seq2seq_confidence import calibration_figure
+        from rnnkit.viz.report import image_html
+
+        cal = self.calibration(loaded)
+        if cal is None:
+            return []
+        return [("Confidence on validation", lambda: image_html(calibration_figure(cal)))]
+
     def plot_calibration(self, args) -> int:
         from rnnkit.tasks.seq2seq_confidence import calibration_figure
         from rnnkit.viz import save_png
