@@ -67,7 +67,6 @@ class PairData:
     max_len: int = 60  # training pairs with a side longer than this many tokens are dropped
     batch_size: int = 64  # pairs per step
     seed: int = 0  # generation and split
-    day_first: bool = True  # dates: numeric dates are day first (05/03/2024 = 5 March)
 
 
 @dataclass
@@ -126,7 +125,7 @@ def teacher_forcing_ratio(c: TeacherForcingConfig, step: int, steps: int) -> flo
 
 def load_pairs(d: PairData) -> list[tuple[str, str]]:
     if d.source == "dates":
-        return pair_sources.dates(d.n, d.seed, day_first=d.day_first)
+        return pair_sources.dates(d.n, d.seed, day_first=getattr(d, "day_first", True))
     if d.source == "numbers":
         return pair_sources.numbers(d.n, d.seed, d.lang, to_words=d.to_words)
     if d.source == "gettext":
@@ -574,8 +573,13 @@ class Seq2SeqTask(Task):
 
 
 @dataclass
+class DatesData(PairData):  # PairData's defaults are the dates task's
+    day_first: bool = True  # numeric dates are day first (05/03/2024 = 5 March); false: US order
+
+
+@dataclass
 class DatesConfig(Seq2SeqConfig):
-    pass  # PairData's defaults are the dates task's
+    data: DatesData = field(default_factory=DatesData)
 
 
 @dataclass
