@@ -45,7 +45,7 @@ from rnnkit.run import LAST, RunDir
 @dataclass
 class TrainConfig:
     steps: int = 2000  # optimizer steps
-    optimizer: str = "adam"  # adam | adamw | sgd
+    optimizer: str = "adam"  # adam | adamw | amsgrad | sgd
     lr: float = 2e-3  # peak learning rate
     weight_decay: float = 0.0  # L2 (adam, sgd) or decoupled (adamw) weight decay
     momentum: float = 0.9  # sgd only
@@ -70,7 +70,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
 
     def validate(self, prefix: str = "train.") -> None:
-        choice(prefix + "optimizer", self.optimizer, ("adam", "adamw", "sgd"))
+        choice(prefix + "optimizer", self.optimizer, ("adam", "adamw", "amsgrad", "sgd"))
         choice(prefix + "schedule", self.schedule, ("constant", "cosine", "step", "plateau"))
         choice(prefix + "clip_mode", self.clip_mode, ("norm", "value"))
         choice(prefix + "precision", self.precision, ("fp32", "bf16", "fp16"))
@@ -131,11 +131,14 @@ def distributed() -> tuple[int, int]:
 
 
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    """adam, adamw (decoupled weight decay), amsgrad (Adam with the running maximum of the
+    second moment, Reddi et al. 2018: its step cannot grow when gradients shrink near a
+    solution, which is what made NTM copy relapse), or sgd with momentum."""
     c = config
     if c.optimizer == "sgd":
         return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
     cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=c.lr, weight_decay=c.weight_decay)
+    return cls(params, lr=c.lr, weight_decay=c.weight_decay, amsgrad=c.optimizer == "amsgrad")
 
 
 def learning_rate(c: TrainConfig, step: int, plateau_scale: float = 1.0) -> float:

@@ -638,7 +638,7 @@ class Dates(Seq2SeqTask):
     def score(self, loaded: Loaded, **options) -> dict:
         """The test split's metrics, and beam-search exact match on two more held-out sets of
         dates never in training: the CLDR written and numeric formats ("original") and the
-        typed forms ("added"); the share of the test outputs and of non-dates (words and
+        typed forms ("added"); the share of those outputs and of non-dates (words and
         sentences of the model's characters, `rnnkit.data.pairs.non_dates`) that `translate`
         flags (low confidence, or not a date of the calendar)."""
         out = super().score(loaded, **options)
@@ -662,6 +662,11 @@ class Dates(Seq2SeqTask):
             ]
             out[f"{part}_exact"] = sum(right) / len(right)
             out[f"{part}_pairs"] = len(right)
+            flagged = [
+                not isinstance(r, Translation) or r.low_confidence or bool(r.problem)
+                for r in results
+            ]
+            out[f"{part}_flagged"] = sum(flagged) / len(flagged)  # false alarms, when right
         if self.calibration(loaded) is None:
             return out
         src_tok = loaded.setup.src_tok
