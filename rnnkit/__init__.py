@@ -8,6 +8,15 @@ from rnnkit.mingru import MinGRU, MinGRUCell, MinLSTM, MinLSTMCell
 
 __version__ = "0.1.0"
 
+
+def load(run, device: str = "cpu", weights: str = "best"):
+    """A trained run for inference: ``rnnkit.load("runs/demo").generate("The ")``; see
+    `rnnkit.api.Model` (its ``.module`` is the torch.nn.Module)."""
+    from rnnkit.api import load as _load
+
+    return _load(run, device, weights)
+
+
 __all__ = [
     "RNNCell",
     "LSTMCell",
@@ -22,5 +31,6 @@ __all__ = [
     "MinLSTMCell",
     "extension",
     "models",
+    "load",
     "__version__",
 ]

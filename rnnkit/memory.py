@@ -105,19 +105,23 @@ class Heads(nn.Module):
 
     Per head: key k (m, as is), key strength beta = softplus(.) >= 0, gate g = sigmoid(.),
     shift s = softmax over 2 r + 1 offsets, sharpening gamma = 1 + softplus(.) >= 1; write heads
-    also emit an erase vector e = sigmoid(.) and an add vector a = tanh(.).
+    also emit an erase vector e = sigmoid(.) and an add vector a = tanh(.). With ``clip`` > 0
+    every pre-activation is first clamped to [-clip, clip].
 
     ``forward(h, memory, w_read, w_write) -> (reads (b, R, m), memory, w_read, w_write)``: the
     write heads address M_{t-1} and write; the read heads then address and read the new M_t.
     """
 
-    def __init__(self, controller_size: int, word: int, read_heads=1, write_heads=1, shift_range=1):
+    def __init__(
+        self, controller_size: int, word: int, read_heads=1, write_heads=1, shift_range=1, clip=0.0
+    ):
         super().__init__()
-        if read_heads < 1 or write_heads < 0 or shift_range < 0:
+        if read_heads < 1 or write_heads < 0 or shift_range < 0 or clip < 0:
             raise ConfigError(
-                "Heads: expected read_heads >= 1, write_heads >= 0, shift_range >= 0, got "
-                f"{read_heads}, {write_heads}, {shift_range}"
+                "Heads: expected read_heads >= 1, write_heads >= 0, shift_range >= 0, clip >= 0, "
+                f"got {read_heads}, {write_heads}, {shift_range}, {clip}"
             )
+        self.clip = clip  # > 0: the projection's outputs are clamped to [-clip, clip]
         self.word, self.read_heads, self.write_heads = word, read_heads, write_heads
         self.shifts = 2 * shift_range + 1
         self.address_size = word + 3 + self.shifts  # k, beta, g, s, gamma
@@ -130,6 +134,8 @@ class Heads(nn.Module):
         and the write heads' erase and add vectors, each batched over heads."""
         b, m, nh = h.size(0), self.word, self.read_heads + self.write_heads
         out = self.proj(h)  # (b, heads * (m + 3 + k) + W * 2m)
+        if self.clip:
+            out = out.clamp(-self.clip, self.clip)
         addr = out[:, : nh * self.address_size].view(b, nh, self.address_size)
         k, beta, g, s, gamma = addr.split([m, 1, 1, self.shifts, 1], dim=-1)
         params = {

@@ -41,6 +41,9 @@ class NTM(nn.Module):
         locations, word: the memory's n x m. read_heads, write_heads: R and W.
         shift_range: r, the largest shift of a head per step (2 r + 1 offsets).
         memory_init: "constant" | "learned" | "random" (see `rnnkit.memory.MemoryInit`).
+        output_clip: c > 0 clamps the heads' parameters before their activations to [-c, c]
+            (Collier and Beel 2018 clip the controller outputs to [-20, 20]), bounding the key
+            strength and the sharpening so that addressing cannot run away; 0: no bound.
 
     Inputs: x (b, t, i), state (or None for the initial state).
     Outputs: y (b, t, o) and the final state
@@ -59,6 +62,7 @@ class NTM(nn.Module):
         shift_range: int = 1,
         controller: str = "lstm",
         memory_init: str = "constant",
+        output_clip: float = 0.0,
     ):
         super().__init__()
         if controller not in CONTROLLERS:
@@ -78,7 +82,7 @@ class NTM(nn.Module):
             self.controller = nn.LSTMCell(inputs, hidden)
         else:
             self.controller = nn.Linear(inputs, hidden)
-        self.heads = Heads(hidden, word, read_heads, write_heads, shift_range)
+        self.heads = Heads(hidden, word, read_heads, write_heads, shift_range, output_clip)
         self.init = MemoryInit(locations, word, memory_init)
         self.out = nn.Linear(hidden + read_heads * word, output_size)
 

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from rnnkit.data import sources
 from rnnkit.data.algorithmic import Batch
 from rnnkit.data.sources import Source
-from rnnkit.errors import ConfigError
+from rnnkit.errors import ConfigError, DataError
 from rnnkit.models.ntm import NTM
 from rnnkit.models.sequence import SequenceModel
 from rnnkit.tasks.algorithmic_config import (
@@ -61,6 +61,7 @@ def build_model(m: ModelConfig, input_size: int, output_size: int) -> nn.Module:
             shift_range=m.shift_range,
             controller=m.controller,
             memory_init=m.memory_init,
+            output_clip=m.output_clip,
         )
     return SequenceModel(input_size, output_size, m)  # x (b, t, i) -> y (b, t, o)
 
@@ -195,6 +196,8 @@ class AlgorithmicLoop:
 class AlgorithmicTask(Task):
     """The shared machinery of the memory tasks; each one names its config and metric."""
 
+    api = {"predict": "predict"}
+
     Source: type[Source]  # makes its batches from config.data (rnnkit.data.sources)
     metric: str = "cost_bits"  # the held-out metric that picks the best checkpoint
     higher_is_better: bool = False
@@ -233,6 +236,26 @@ class AlgorithmicTask(Task):
 
     def build_model(self, config, setup=None) -> nn.Module:
         return build_model(config.model, *self.Source(config.data).sizes())
+
+    @torch.no_grad()
+    def predict(self, loaded: Loaded, x) -> Tensor:
+        """The model's answer to inputs x (b, t, i) (or one (t, i)): bit probabilities for the
+        bit tasks, values for mse, class probabilities for the class tasks; (b, t, o), or
+        (b, o) with a per-sequence head."""
+        x = torch.as_tensor(x, dtype=torch.float32, device=next(loaded.model.parameters()).device)
+        one = x.dim() == 2
+        x = x.unsqueeze(0) if one else x
+        inputs = self.Source(loaded.config.data).sizes()[0]
+        if x.dim() != 3 or x.size(-1) != inputs:
+            raise DataError(
+                f"inputs of shape {tuple(x.shape)}; this {self.name} model reads "
+                f"(batch, time, {inputs})",
+                "one row of input bits per step, the task's delimiter channels included",
+            )
+        out, _ = loaded.model(x)
+        kind = self.Source.loss
+        out = torch.sigmoid(out) if kind == "bits" else out.softmax(-1) if kind == "class" else out
+        return out[0] if one else out
 
     def loop(self, config, setup, device, rank, world) -> AlgorithmicLoop:
         return AlgorithmicLoop(self, config, device, rank)

@@ -42,6 +42,7 @@ class ModelConfig(SequenceModelConfig):
     write_heads: int = 1  # ntm only
     shift_range: int = 1  # ntm only: shifts -r..r per step
     memory_init: str = "constant"  # ntm only: constant | learned | random
+    output_clip: float = 0.0  # ntm only: clamp the heads' pre-activations to [-c, c] (0: off)
 
 
 @dataclass

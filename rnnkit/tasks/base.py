@@ -15,6 +15,7 @@ anywhere else, importing the file registers it). It declares:
                                 the TaskLoop the trainer runs: the step, metrics, carried state
     score(loaded)               the metrics of `rnnkit evaluate`
     commands                    its extra commands (`rnnkit sample`, `rnnkit translate`, ...)
+    api                         its calls in Python (`rnnkit.load(RUN).generate(...)`)
     report(loaded)              its sections of `rnnkit report`
     fit_outside(model, config, setup, run, progress)
                                 optional: train with another library (gensim's word2vec)
@@ -156,6 +157,8 @@ class Task:
     Config: ClassVar[type]
     files: ClassVar[tuple[str, ...]] = ()
     commands: ClassVar[tuple[Command, ...]] = ()
+    # the calls of `rnnkit.load(RUN)` ({call: method}); each method takes the Loaded run first
+    api: ClassVar[dict[str, str]] = {}
     # config keys `rnnkit evaluate RUN key=value` may change: settings of the evaluation alone
     # (a dotted prefix ending in "." takes a whole section)
     evaluation_keys: ClassVar[tuple[str, ...]] = ("eval.", "decode.", "data.batch_size")

@@ -205,6 +205,7 @@ class CaptionLoop:
 
 
 class Caption(Task):
+    api = {"caption": "caption"}  # rnnkit.load(RUN).caption(images)
     name = "caption"
     description = "image captioning with attention (built-in: scenes of shapes, digit strips)"
     Config = CaptionConfig

@@ -152,6 +152,7 @@ class CharLM(Task):
     name = "charlm"
     description = "character-level language model (built-in corpus: Python's own docs)"
     Config = CharLMConfig
+    api = {"generate": "sample"}
     files = ("vocab.json",)
     commands = (
         Command(

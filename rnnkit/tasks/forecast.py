@@ -408,6 +408,7 @@ def flat_scores(results: dict) -> dict:
 
 # ----------------------------------------------------------------------------- the task
 class Forecast(Task):
+    api = {"forecast": "forecast"}
     name = "forecast"
     description = "time-series forecasting (built-in: airline, co2, elec_equip, elnino)"
     Config = ForecastConfig

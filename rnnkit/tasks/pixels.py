@@ -120,6 +120,7 @@ class PixelLoop:
 
 
 class Pixels(Task):
+    api = {"sample": "draw", "complete": "complete"}
     name = "pixels"
     description = "PixelRNN: generate images pixel by pixel (built-in: 8x8 handwritten digits)"
     Config = PixelTaskConfig

@@ -314,6 +314,8 @@ class RecognitionLoop:
 class RecognitionTask(Task):
     """The shared part of `speech` and `handwriting` (module docstring)."""
 
+    api = {"recognize": "recognize"}
+
     files = (SETUP,)
     test_after_training = True
     commands = (

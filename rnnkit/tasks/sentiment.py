@@ -252,6 +252,7 @@ class SentimentLoop:
 
 
 class Sentiment(Task):
+    api = {"classify": "classify"}
     name = "sentiment"
     description = "sentence sentiment, many-to-one (built-in: rated movie-review sentences)"
     Config = SentimentConfig

@@ -273,6 +273,8 @@ def _read_tokenizer(run, name: str):
 class Seq2SeqTask(Task):
     """The shared machinery of the three sequence-to-sequence tasks; each differs in defaults."""
 
+    api = {"translate": "translate_texts"}
+
     files = ("src_tokenizer.json", "tgt_tokenizer.json")
     splits = ("val", "test")  # `rnnkit evaluate RUN split=val`: index + 1 in _splits
     kind_of_input = "like the training inputs"  # in the low-confidence note: "may not be ..."
@@ -425,6 +427,25 @@ class Seq2SeqTask(Task):
         if isinstance(out, RnnkitError):
             raise out
         return out
+
+    def translate_texts(
+        self,
+        loaded: Loaded,
+        texts: str | list[str],
+        beam: int | None = None,
+        n_best: int = 1,
+        attention: bool = False,
+    ):
+        """`rnnkit.load(RUN).translate(...)`: a `Translation` for one text, a list of them for
+        a list (decoded in batches); the first input that cannot be translated raises its
+        error, naming its position."""
+        if isinstance(texts, str):
+            return self.translate(loaded, texts, beam, n_best, attention)
+        results = self.translate_many(loaded, list(texts), beam, n_best, attention)
+        for i, r in enumerate(results):
+            if isinstance(r, RnnkitError):
+                raise type(r)(f"input {i} ({texts[i][:40]!r}): {r.message}", r.hint)
+        return results
 
     def translate_many(
         self,

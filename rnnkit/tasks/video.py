@@ -137,6 +137,7 @@ class VideoLoop:
 
 
 class Video(Task):
+    api = {"label": "label"}
     name = "video"
     description = "per-frame video labelling (built-in: moving, occluded handwritten digits)"
     Config = VideoConfig

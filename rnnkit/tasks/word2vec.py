@@ -246,6 +246,7 @@ def parse_analogy(text: str) -> tuple[list[str], list[str]]:
 
 
 class Word2VecTask(Task):
+    api = {"vectors": "vectors"}
     name = "word2vec"
     description = "word vectors by gensim's word2vec (skip-gram / CBOW; corpus: the Bible)"
     Config = Word2VecConfig
@@ -377,6 +378,11 @@ class Word2VecTask(Task):
         ]
 
     # ------------------------------------------------------------------------- using a run
+    def vectors(self, loaded: Loaded):
+        """`rnnkit.load(RUN).vectors()`: the run's word vectors as gensim KeyedVectors
+        (``most_similar``, analogies, ``kv["word"]``)."""
+        return keyed_vectors(loaded.setup.vocab, loaded.model.weight)
+
     def words_command(self, args) -> int:
         loaded = self.load(args.run)
         vocab = loaded.setup.vocab

@@ -130,6 +130,7 @@ class WordLM(Task):
     name = "wordlm"
     description = "word-level language model (built-in corpus: the World English Bible)"
     Config = WordLMConfig
+    api = {"generate": "sample"}
     files = ("vocab.json",)
     test_after_training = True
     commands = (
