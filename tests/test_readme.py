@@ -14,6 +14,13 @@ def test_python_examples_run():
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)
         snapshots.append(dict(namespace))
+    # rnnkit.load: the run of the task example, in eval mode, the same text as the task's sample
+    lm, run = namespace["lm"], namespace["run"]
+    assert lm.calls == ("generate",) and not lm.module.training
+    from rnnkit import tasks
+
+    same = tasks.get("charlm").sample(run, "The ", length=40, temperature=0.8, seed=1)
+    assert lm.generate("The ", length=40, temperature=0.8, seed=1) == same
     namespace = snapshots[0]
     # the first example's claims: padded steps are zero and loop equals native
     x, lengths = namespace["x"], namespace["lengths"]
