@@ -10,8 +10,8 @@ from safetensors.torch import load_file
 
 import rnnkit
 from rnnkit import tasks
-from rnnkit.config import build
 from rnnkit.cli import main
+from rnnkit.config import build
 from rnnkit.errors import DataError, RnnkitError
 
 
