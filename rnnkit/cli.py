@@ -7,6 +7,7 @@ rnnkit train TASK [--config FILE] [--out DIR] [key=value ...]
 rnnkit resume RUN
 rnnkit evaluate RUN [--json] [--last] [key=value ...]   evaluation settings only
 rnnkit report RUN [--out FILE]
+rnnkit export RUN [--format onnx|torch] [--out FILE]
 rnnkit plot curves RUN [RUN ...] --metric M --out PNG
 rnnkit COMMAND [RUN] ...            a task's command
 """
@@ -95,6 +96,13 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="HTML file (default RUN/report.html)")
     rep.add_argument("--allow-changed-data", action="store_true", help=changed)
     rep.add_argument("--last", action="store_true", help=last)
+
+    x = sub.add_parser("export", help="write a run's model as ONNX or a torch.export program")
+    x.add_argument("run", help="run directory")
+    x.add_argument("--format", choices=("onnx", "torch"), default="onnx", help="default onnx")
+    x.add_argument("--out", help="the file (default RUN/model.onnx or RUN/model.pt2)")
+    x.add_argument("--tolerance", type=float, default=1e-4, help="largest difference allowed")
+    x.add_argument("--last", action="store_true", help=last)
 
     plot = sub.add_parser("plot", help="pictures of runs: see its sub-commands")
     groups = {"plot": plot.add_subparsers(dest="what", required=True)}
@@ -202,6 +210,17 @@ def _main(argv: list[str] | None) -> int:
             with tasks.using_weights("last" if args.last else "best"):
                 path = write_report(args.run, args.out, allow_changed_data=args.allow_changed_data)
             print(f"wrote {path}")
+        elif args.command == "export":
+            from rnnkit.export import export
+
+            RunDir.open(args.run, need=())
+            task = tasks.of_run(args.run)
+            loaded = task.load(args.run, weights="last" if args.last else "best")
+            graph = task.export_graph(loaded)
+            name = "model.onnx" if args.format == "onnx" else "model.pt2"
+            out = args.out or loaded.run.inside(name)
+            worst = export(graph, args.format, out, args.tolerance)
+            print(f"wrote {out}: checked against PyTorch, max abs difference {worst:.3g}")
         elif args.command == "plot" and args.what == "curves":
             from rnnkit.viz import save_png
             from rnnkit.viz.curves import legend_labels, metric_curves_figure

@@ -205,6 +205,17 @@ class Task:
         calibration); return metrics for metrics.json. Default: nothing."""
         return {}
 
+    def export_graph(self, loaded: Loaded):
+        """What `rnnkit export` writes: a `rnnkit.export.Graph` of the model with its state as
+        plain tensors. Default: the task has no export yet."""
+        from rnnkit.export import ExportError
+
+        raise ExportError(
+            f"`rnnkit export` is not available for a {self.name!r} run yet",
+            "the language models (charlm, wordlm) export; use rnnkit.load(RUN).module in "
+            "Python for the others",
+        )
+
     def summary(self, config, setup, model: nn.Module, world: int) -> str:
         """One line printed when training starts."""
         params = sum(p.numel() for p in model.parameters())

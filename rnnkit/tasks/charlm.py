@@ -226,6 +226,11 @@ class CharLM(Task):
             )
         return CharLMLoop(setup, config, device, rank, world)
 
+    def export_graph(self, loaded: Loaded):
+        from rnnkit.export import language_model_graph
+
+        return language_model_graph(loaded.model, len(loaded.setup.vocab))
+
     def score(self, loaded: Loaded, **options) -> dict:
         """Validation bits per character, on the split the run was trained with."""
         config = loaded.config

@@ -193,6 +193,11 @@ class WordLM(Task):
             )
         return WordLMLoop(setup, config, device, rank, world)
 
+    def export_graph(self, loaded: Loaded):
+        from rnnkit.export import language_model_graph
+
+        return language_model_graph(loaded.model, len(loaded.setup.vocab))
+
     def score(self, loaded: Loaded, **options) -> dict:
         """Validation and test perplexity, and the share of <unk> words in each."""
         config, vocab = loaded.config, loaded.setup.vocab

@@ -1,0 +1,98 @@
+"""rnnkit export: the ONNX file, run in ONNX Runtime, equals the trained rnnkit model on random
+batches and lengths (batch 1 and a length never seen at export included); a file that would
+disagree, or a model ONNX cannot express, is refused and nothing is written."""
+
+import numpy as np
+import pytest
+import torch
+
+from rnnkit import tasks
+from rnnkit.cli import main
+from rnnkit.config import build
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def _lm(tmp_path, corpus, **model):
+    task = tasks.get("charlm")
+    values = {"data.path": str(corpus), "model.embed": 8, "model.hidden": 16, "model.layers": 2}
+    values |= {"tbptt.k1": 16, "data.batch_size": 4, "train.steps": 4, "train.eval_every": 2}
+    values |= {f"model.{k}": v for k, v in model.items()}
+    out = tmp_path / "_".join(f"{k}{v}" for k, v in model.items())
+    task.train(build(task.Config, overrides=values), out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    f = tmp_path_factory.mktemp("export") / "fox.txt"
+    f.write_text("the quick brown fox jumps over the lazy dog. " * 30, encoding="utf-8")
+    return f
+
+
+@pytest.mark.parametrize("cell,tie", [("lstm", False), ("gru", True), ("rnn", False)])
+def test_onnx_equals_the_rnnkit_model_streamed(tmp_path, corpus, capsys, cell, tie):
+    extra = {"cell": cell} | ({"tie": True, "embed": 16} if tie else {})
+    run = _lm(tmp_path, corpus, **extra)
+    assert main(["export", str(run)]) == 0
+    assert "max abs difference" in capsys.readouterr().out
+    session = ort.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
+    model = tasks.load(run).model
+    g = torch.Generator().manual_seed(1)
+    for b, t in ((1, 1), (1, 40), (5, 3)):  # 40: longer than any length checked at export
+        ids = torch.randint(0, model.embed.num_embeddings, (b, t), generator=g)
+        with torch.no_grad():
+            logits, state = model(ids)  # rnnkit's own layer, from a zero state
+        h = np.zeros((2, b, 16), dtype=np.float32)
+        feed = {"ids": ids.numpy(), "h0": h} | ({"c0": h} if cell == "lstm" else {})
+        got = session.run(None, feed)
+        np.testing.assert_allclose(got[0], logits.numpy(), atol=1e-4)
+        final = state[0] if cell == "lstm" else state
+        np.testing.assert_allclose(got[1], final.numpy(), atol=1e-5)
+        # streaming: the second half from the state after the first equals one pass
+        half = t // 2
+        if half:
+            first = session.run(None, {**feed, "ids": ids[:, :half].numpy()})
+            rest = {"ids": ids[:, half:].numpy(), "h0": first[1]}
+            rest |= {"c0": first[2]} if cell == "lstm" else {}
+            np.testing.assert_allclose(
+                session.run(None, rest)[0], logits[:, half:].numpy(), atol=1e-4
+            )
+
+
+def test_torch_export_is_one_step_with_a_dynamic_batch(tmp_path, corpus, capsys):
+    run = _lm(tmp_path, corpus)
+    assert main(["export", str(run), "--format", "torch"]) == 0
+    program = torch.export.load(str(run / "model.pt2")).module()
+    model = tasks.load(run).model
+    ids = torch.randint(0, model.embed.num_embeddings, (3, 6))
+    with torch.no_grad():
+        expected, _ = model(ids)
+        h = c = torch.zeros(2, 3, 16)
+        for t in range(6):
+            logits, h, c = program(ids[:, t : t + 1], h, c)
+            torch.testing.assert_close(logits, expected[:, t : t + 1], atol=1e-5, rtol=1e-5)
+
+
+def test_a_variant_onnx_cannot_express_is_refused(tmp_path, corpus, capsys):
+    run = _lm(tmp_path, corpus, layer_norm=True)
+    assert main(["export", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "uses layer_norm, which torch.nn's layers and ONNX's recurrent operators" in err
+    assert not (run / "model.onnx").exists()
+
+
+def test_a_file_that_disagrees_is_not_written(tmp_path, corpus, capsys):
+    run = _lm(tmp_path, corpus, cell="gru")
+    assert main(["export", str(run), "--tolerance", "0", "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "differs from PyTorch by up to" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*m.onnx*"))  # neither the file nor its temporary
+
+
+def test_a_task_without_export_says_so(tmp_path, capsys):
+    task = tasks.get("adding")
+    values = {"model.cell": "rnn", "model.hidden": 4, "data.seq_len": 8, "train.steps": 2}
+    values |= {"eval.batches": 1, "eval.batch_size": 4}
+    task.train(build(task.Config, overrides=values), tmp_path / "run", progress=False)
+    assert main(["export", str(tmp_path / "run")]) == 2
+    assert "`rnnkit export` is not available for a 'adding' run yet" in capsys.readouterr().err
