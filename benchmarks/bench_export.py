@@ -63,9 +63,10 @@ def main() -> None:
     for _ in range(args.rounds):
         times["eager PyTorch (rnnkit)"].append(eager())
         times["ONNX Runtime"].append(onnx())
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"onnxruntime {ort.__version__}, {torch.get_num_threads()} threads, "
-          f"load average {os.getloadavg()[0]:.2f}; export checked, max abs diff {worst:.2g}")  # fmt: skip
+    machine = platform.processor() or platform.machine()
+    print(f"# {machine}, torch {torch.__version__}, onnxruntime {ort.__version__}, "
+          f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}; "
+          f"export checked, max abs diff {worst:.2g}")  # fmt: skip
     base = statistics.median(times["eager PyTorch (rnnkit)"])
     print("| runtime | per step (ms), batch 1 | ratio to eager |")
     print("| --- | --- | --- |")
