@@ -8,6 +8,7 @@ rnnkit resume RUN
 rnnkit evaluate RUN [--json] [--last] [key=value ...]   evaluation settings only
 rnnkit report RUN [--out FILE]
 rnnkit export RUN [--format onnx|torch] [--out FILE]
+rnnkit serve RUN [--port 8000]
 rnnkit plot curves RUN [RUN ...] --metric M --out PNG
 rnnkit COMMAND [RUN] ...            a task's command
 """
@@ -103,6 +104,12 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--out", help="the file (default RUN/model.onnx or RUN/model.pt2)")
     x.add_argument("--tolerance", type=float, default=1e-4, help="largest difference allowed")
     x.add_argument("--last", action="store_true", help=last)
+
+    sv = sub.add_parser("serve", help="a local web page (and JSON API) to play with a run")
+    sv.add_argument("run", help="run directory")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
+    sv.add_argument("--device", default="cpu", help="cpu, cuda or auto")
 
     plot = sub.add_parser("plot", help="pictures of runs: see its sub-commands")
     groups = {"plot": plot.add_subparsers(dest="what", required=True)}
@@ -221,6 +228,11 @@ def _main(argv: list[str] | None) -> int:
             out = args.out or loaded.run.inside(name)
             worst = export(graph, args.format, out, args.tolerance)
             print(f"wrote {out}: checked against PyTorch, max abs difference {worst:.3g}")
+        elif args.command == "serve":
+            from rnnkit.serve import serve
+
+            RunDir.open(args.run, need=())
+            serve(args.run, args.host, args.port, args.device)
         elif args.command == "plot" and args.what == "curves":
             from rnnkit.viz import save_png
             from rnnkit.viz.curves import legend_labels, metric_curves_figure

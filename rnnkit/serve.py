@@ -1,0 +1,313 @@
+"""A live page to play with a trained run: ``rnnkit serve RUN [--port 8000]``.
+
+A Flask app bound to 127.0.0.1 by default. One page per kind of task, all of it served by this
+module (inline style and script, nothing fetched from elsewhere), over JSON endpoints that
+programs can call too:
+
+    GET  /               the page: a language model generates from a prime with a temperature
+                         slider, each character coloured by a chosen hidden unit's activation;
+                         a sequence-to-sequence run translates, with its confidence and its
+                         attention map; a sentiment run classifies
+    GET  /api/info       {"task", "calls", "limits"}
+    POST /api/generate   {"prime", "length", "temperature", "top_k", "seed", "unit"}
+                         -> {"text", "tokens", "activations", "units"}
+    POST /api/translate  {"text", "beam"} -> {"text", "confidence", "low_confidence",
+                         "problem", "attention", "source_tokens", "output_tokens"}
+    POST /api/classify   {"texts": [...]} -> {"results": [{"text", "label", "p_positive"}]}
+
+Input that is too long or of the wrong kind gets a 4xx JSON error naming the field and its
+limit ({"error", "field", "limit"}); the server stays up. Requests run one at a time through
+the model (a lock), so concurrent requests never share a state; each gets what
+`rnnkit.load(RUN)` gives for its input.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from rnnkit.api import Model
+from rnnkit.api import load as load_model
+from rnnkit.errors import RnnkitError
+
+LIMITS = {"prime": 1000, "length": 2000, "text": 500, "texts": 64, "beam": 16, "top_k": 10000}
+
+
+class BadInput(Exception):
+    def __init__(self, message: str, field: str, limit=None, status: int = 400):
+        super().__init__(message)
+        self.message, self.field, self.limit, self.status = message, field, limit, status
+
+
+def _get(body: dict, field: str, kind, default=None, low=None, high=None):
+    """body[field] as ``kind`` (str, int, float), within [low, high]; BadInput otherwise."""
+    value = body.get(field, default)
+    if value is None:
+        raise BadInput(f"'{field}' is missing", field)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise BadInput(
+            f"'{field}' must be {'a string' if kind is str else 'a number'}, got "
+            f"{type(value).__name__}",
+            field,
+        )
+    size = len(value) if kind is str else value
+    if high is not None and size > high:
+        what = "characters" if kind is str else ""
+        raise BadInput(
+            f"'{field}' is over its limit: {size} {what}, at most {high}".replace("  ", " "),
+            field,
+            high,
+            413 if kind is str else 400,
+        )
+    if low is not None and size < low:
+        raise BadInput(f"'{field}' must be at least {low}, got {size}", field, low)
+    return value
+
+
+def create_app(model: Model):
+    """The Flask app serving ``model`` (a `rnnkit.api.Model`)."""
+    from flask import Flask, Response, request
+
+    app = Flask("rnnkit.serve")
+    lock = threading.Lock()
+    calls = model.calls
+
+    def reply(obj, status: int = 200) -> Response:
+        return Response(json.dumps(obj), status=status, mimetype="application/json")
+
+    def body() -> dict:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise BadInput("the request body must be a JSON object", "body")
+        return data
+
+    @app.errorhandler(BadInput)
+    def bad_input(err: BadInput):
+        return reply({"error": err.message, "field": err.field, "limit": err.limit}, err.status)
+
+    @app.errorhandler(RnnkitError)
+    def refused(err: RnnkitError):
+        return reply({"error": err.message, "hint": err.hint, "field": None, "limit": None}, 422)
+
+    @app.errorhandler(404)
+    def not_found(err):
+        return reply({"error": f"no such page: {request.path}", "field": None, "limit": None}, 404)
+
+    @app.errorhandler(405)
+    def wrong_method(err):
+        return reply({"error": f"{request.method} is not allowed on {request.path}"}, 405)
+
+    @app.get("/")
+    def page():
+        return Response(_page(model), mimetype="text/html")
+
+    @app.get("/api/info")
+    def info():
+        return reply({"task": model.task.name, "calls": list(calls), "limits": LIMITS})
+
+    @app.post("/api/generate")
+    def generate():
+        if "generate" not in calls:
+            raise BadInput(f"a {model.task.name!r} run does not generate", "path")
+        b = body()
+        prime = _get(b, "prime", str, None, 1, LIMITS["prime"])
+        length = _get(b, "length", int, 200, 0, LIMITS["length"])
+        temperature = _get(b, "temperature", float, 1.0, 0.01, 100.0)
+        top_k = _get(b, "top_k", int, 0, 0, LIMITS["top_k"])
+        seed = _get(b, "seed", int, 0, 0, 2**31 - 1)
+        unit = _get(b, "unit", int, 0, 0, 10**6)
+        with lock:
+            text = model.generate(prime, length, temperature, top_k, seed)
+            tokens, activations, units = _activations(model, text, unit)
+        return reply({"text": text, "tokens": tokens, "activations": activations, "units": units})
+
+    @app.post("/api/translate")
+    def translate():
+        if "translate" not in calls:
+            raise BadInput(f"a {model.task.name!r} run does not translate", "path")
+        b = body()
+        text = _get(b, "text", str, None, 1, LIMITS["text"])
+        beam = _get(b, "beam", int, model.config.decode.beam, 1, LIMITS["beam"])
+        with lock:
+            t = model.translate(text, beam=beam, attention=True)
+        attention = t.attention.tolist() if t.attention is not None else None
+        return reply(
+            {
+                "text": t.text,
+                "confidence": t.confidence,
+                "low_confidence": t.low_confidence,
+                "problem": t.problem,
+                "attention": attention,
+                "source_tokens": t.labels[0],
+                "output_tokens": [*t.labels[1]],
+            }
+        )
+
+    @app.post("/api/classify")
+    def classify():
+        if "classify" not in calls:
+            raise BadInput(f"a {model.task.name!r} run does not classify", "path")
+        texts = body().get("texts")
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise BadInput("'texts' must be a list of strings", "texts")
+        if not 1 <= len(texts) <= LIMITS["texts"]:
+            raise BadInput(f"'texts' holds {len(texts)} texts; 1 to {LIMITS['texts']}", "texts",
+                           LIMITS["texts"], 413 if texts else 400)  # fmt: skip
+        for i, t in enumerate(texts):
+            _get({f"texts[{i}]": t}, f"texts[{i}]", str, None, 1, LIMITS["text"])
+        with lock:
+            results = model.classify(texts)
+        return reply({"results": results})
+
+    return app
+
+
+def _activations(model: Model, text: str, unit: int):
+    """Characters of ``text`` and the last layer's unit ``unit`` after each (charlm); for other
+    models the text alone."""
+    import torch
+
+    vocab = model.loaded.setup.vocab
+    if not hasattr(vocab, "chars"):
+        return [text], [], 0
+    module = model.module
+    with torch.no_grad():
+        ids = vocab.encode(text).unsqueeze(0).to(model.device)
+        h, _ = module.rnn(module.embed(ids))  # (1, t, h): the last layer's h_t
+    units = h.size(-1)
+    if unit >= units:
+        raise BadInput(f"'unit' must be below {units}, got {unit}", "unit", units - 1)
+    return list(text), [round(v, 4) for v in h[0, :, unit].tolist()], units
+
+
+def serve(run: str, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu") -> None:
+    """Serve ``run`` until Ctrl-C, printing the address."""
+    from werkzeug.serving import make_server
+
+    model = load_model(run, device)
+    server = make_server(host, port, create_app(model), threaded=True)
+    print(f"rnnkit: serving {model.task.name} run {run} at http://{host}:{server.port}/ "
+          "(Ctrl-C stops)", flush=True)  # fmt: skip
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+# ----------------------------------------------------------------------------- the page
+STYLE = """
+body { font-family: sans-serif; max-width: 980px; margin: 24px auto; color: #222; }
+textarea, input[type=text] { width: 100%; font-family: monospace; font-size: 14px; }
+#out { font-family: monospace; white-space: pre-wrap; border: 1px solid #ccc; padding: 8px;
+       min-height: 60px; line-height: 1.5; }
+.err { color: #a33; } .low { color: #a60; } table.att td { width: 22px; height: 18px; }
+table.att th { font-family: monospace; font-weight: normal; font-size: 12px; }
+"""
+
+SCRIPT = """
+const $ = (id) => document.getElementById(id);
+async function call(path, payload) {
+  const r = await fetch(path, {method: 'POST', headers: {'Content-Type': 'application/json'},
+                               body: JSON.stringify(payload)});
+  const data = await r.json();
+  const limit = data.limit != null ? ' (limit ' + data.limit + ')' : '';
+  if (!r.ok) throw new Error(data.error + limit);
+  return data;
+}
+function show(err) { $('msg').textContent = err.message; $('msg').className = 'err'; }
+function colour(v) {  // -1 blue .. 0 white .. +1 red
+  const a = Math.min(1, Math.abs(v));
+  return v >= 0 ? `rgba(220,40,40,${a})` : `rgba(40,90,220,${a})`;
+}
+async function generate() {
+  $('msg').textContent = 'generating...'; $('msg').className = '';
+  try {
+    const d = await call('/api/generate', {prime: $('prime').value, length: +$('length').value,
+      temperature: +$('temperature').value, seed: +$('seed').value, unit: +$('unit').value});
+    const out = $('out'); out.textContent = '';
+    d.tokens.forEach((ch, i) => {
+      const s = document.createElement('span'); s.textContent = ch;
+      if (d.activations.length) { s.style.background = colour(d.activations[i]);
+                                  s.title = 'unit ' + $('unit').value + ': ' + d.activations[i]; }
+      out.appendChild(s);
+    });
+    out.dataset.text = d.text;
+    $('msg').textContent = d.units ? 'coloured by unit ' + $('unit').value + ' of ' + d.units : '';
+  } catch (e) { show(e); }
+}
+async function translate() {
+  $('msg').textContent = 'translating...'; $('msg').className = '';
+  try {
+    const d = await call('/api/translate', {text: $('text').value});
+    const out = $('out'); out.dataset.text = d.problem ? '' : d.text;
+    out.textContent = d.problem ? d.problem : d.text;
+    out.className = d.problem ? 'err' : '';
+    $('msg').textContent = 'confidence ' + d.confidence.toFixed(3) +
+      (d.low_confidence ? ' (low: the input may not be like the training inputs)' : '');
+    $('msg').className = d.low_confidence ? 'low' : '';
+    const t = $('att'); t.innerHTML = '';
+    if (d.attention) {
+      const head = t.insertRow(); head.insertCell();
+      d.source_tokens.forEach((s) => { const th = document.createElement('th');
+                                       th.textContent = s; head.appendChild(th); });
+      d.attention.forEach((row, i) => {
+        const tr = t.insertRow(); const th = document.createElement('th');
+        th.textContent = d.output_tokens[i] !== undefined ? d.output_tokens[i] : '</s>';
+        tr.appendChild(th);
+        row.forEach((a) => { const c = tr.insertCell(); c.style.background = colour(a);
+                             c.title = a.toFixed(3); });
+      });
+    }
+  } catch (e) { show(e); }
+}
+async function classify() {
+  $('msg').textContent = ''; $('msg').className = '';
+  try {
+    const d = await call('/api/classify', {texts: [$('text').value]});
+    const r = d.results[0]; $('out').dataset.text = r.label || String(r.rating);
+    $('out').textContent = r.label ? r.label + ' (p positive ' + r.p_positive.toFixed(3) + ')'
+                                   : 'rating ' + r.rating.toFixed(2);
+  } catch (e) { show(e); }
+}
+"""
+
+FORMS = {
+    "generate": """
+<p><label>prime <input type="text" id="prime" value="The "></label></p>
+<p><label>temperature <input type="range" id="temperature" min="0.1" max="2" step="0.05"
+  value="0.8" oninput="$('tval').textContent = this.value"></label> <span id="tval">0.8</span>
+  <label>length <input type="number" id="length" value="200" min="0" max="2000"></label>
+  <label>seed <input type="number" id="seed" value="0" min="0"></label>
+  <label>hidden unit <input type="number" id="unit" value="0" min="0"></label>
+  <button id="go" onclick="generate()">generate</button></p>""",
+    "translate": """
+<p><input type="text" id="text" value="5 mars 2024"></p>
+<p><button id="go" onclick="translate()">translate</button></p>""",
+    "classify": """
+<p><input type="text" id="text" value="a gem of a film"></p>
+<p><button id="go" onclick="classify()">classify</button></p>""",
+}
+
+
+def _page(model: Model) -> str:
+    import html
+
+    kind = next((c for c in FORMS if c in model.calls), None)
+    title = f"rnnkit: {model.task.name} ({model.run.name})"
+    if kind is None:
+        form = (
+            f"<p>This page has no form for a {html.escape(model.task.name)} run yet; its calls "
+            f"in Python: {html.escape(', '.join(model.calls))} (rnnkit.load).</p>"
+        )
+    else:
+        form = FORMS[kind]
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<link rel='icon' href='data:,'><style>{STYLE}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>{form}<div id='out'></div><p id='msg'></p>"
+        f"<table class='att' id='att'></table><script>{SCRIPT}</script></body></html>"
+    )

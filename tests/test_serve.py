@@ -1,0 +1,164 @@
+"""rnnkit serve: the JSON endpoints give what rnnkit.load gives, refuse bad input with a 4xx
+JSON error naming the limit and stay up, keep 50 concurrent requests apart, and the page works
+in headless Chromium (no console errors; typing a prime shows the API's text)."""
+
+import itertools
+import json
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import rnnkit
+from rnnkit import tasks
+from rnnkit.config import build
+
+flask = pytest.importorskip("flask")
+from rnnkit.serve import LIMITS, create_app  # noqa: E402
+
+
+def _train(name, out, **overrides):
+    task = tasks.get(name)
+    task.train(build(task.Config, overrides=overrides), out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    corpus = tmp_path_factory.mktemp("serve") / "fox.txt"
+    corpus.write_text("The quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
+    values = {"data.path": str(corpus), "model.hidden": 16, "model.layers": 1, "model.embed": 8}
+    values |= {"tbptt.k1": 16, "data.batch_size": 4, "train.steps": 8, "train.eval_every": 4}
+    return rnnkit.load(_train("charlm", tmp_path_factory.mktemp("serve") / "lm", **values))
+
+
+@pytest.fixture(scope="module")
+def pairs_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    words = ["red", "blue", "cat", "dog", "sun"]
+    lines = [f"{a} {b}\t{b} {a}" for a, b in itertools.permutations(words, 2)]
+    (tmp / "p.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    values = {"data.source": "tsv", "data.path": str(tmp / "p.tsv"), "data.n_val": 3}
+    values |= {"data.n_test": 3, "data.src_tokenizer": "word", "data.tgt_tokenizer": "word"}
+    values |= {"model.hidden": 16, "model.embed": 8, "train.steps": 10, "train.eval_every": 5}
+    return rnnkit.load(_train("translate", tmp / "run", **values))
+
+
+def _post(client, path, payload):
+    r = client.post(path, json=payload)
+    return r.status_code, r.get_json()
+
+
+def test_generate_equals_the_api_and_bad_input_is_refused(lm):
+    client = create_app(lm).test_client()
+    status, got = _post(client, "/api/generate", {"prime": "The ", "length": 30, "seed": 4,
+                                                  "temperature": 0.7, "unit": 2})  # fmt: skip
+    assert status == 200 and got["text"] == lm.generate("The ", 30, 0.7, 0, 4)
+    assert "".join(got["tokens"]) == got["text"] and len(got["activations"]) == len(got["text"])
+    assert all(-1 <= a <= 1 for a in got["activations"]) and got["units"] == 16
+    cases = [
+        ({"prime": "x" * (LIMITS["prime"] + 1)}, 413, "prime", LIMITS["prime"]),
+        ({"prime": 5}, 400, "prime", None),
+        ({"prime": "The ", "length": LIMITS["length"] + 1}, 400, "length", LIMITS["length"]),
+        ({"prime": "The ", "unit": 16}, 400, "unit", 15),
+        ({"prime": "The ", "temperature": "hot"}, 400, "temperature", None),
+        ({"prime": "\u2603"}, 422, None, None),  # a character the model never saw
+    ]
+    for payload, code, field, limit in cases:
+        status, err = _post(client, "/api/generate", payload)
+        assert status == code and err["field"] == field and err["limit"] == limit, (payload, err)
+        assert err["error"]
+    assert client.post("/api/generate", data="not json").status_code == 400
+    assert client.post("/api/translate", json={"text": "x"}).get_json()["field"] == "path"
+    assert client.get("/nowhere").status_code == 404
+    status, again = _post(client, "/api/generate", {"prime": "The ", "length": 5})
+    assert status == 200 and again["text"].startswith("The ")  # still up
+    info = client.get("/api/info").get_json()
+    assert info["task"] == "charlm" and info["calls"] == ["generate"]
+
+
+def test_translate_endpoint_equals_the_api(pairs_run):
+    client = create_app(pairs_run).test_client()
+    status, got = _post(client, "/api/translate", {"text": "red cat"})
+    expected = pairs_run.translate("red cat", attention=True)
+    assert status == 200 and got["text"] == expected.text
+    assert got["confidence"] == pytest.approx(expected.confidence)
+    assert len(got["attention"]) == len(got["output_tokens"]) and got["source_tokens"]
+    status, err = _post(client, "/api/translate", {"text": "x" * 501})
+    assert status == 413 and err["limit"] == 500
+
+
+def test_fifty_concurrent_requests_keep_their_own_state(lm):
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, create_app(lm), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.port}/api/generate"
+    primes = ["The ", "the ", "fox ", "dog. ", "lazy "]
+
+    def ask(i):
+        payload = {"prime": primes[i % 5], "length": 25, "seed": i, "temperature": 0.9}
+        request = urllib.request.Request(url, json.dumps(payload).encode(),
+                                         {"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return payload, json.loads(r.read())["text"]
+
+    try:
+        with ThreadPoolExecutor(50) as pool:
+            answers = list(pool.map(ask, range(50)))
+    finally:
+        server.shutdown()
+    assert len(answers) == 50
+    for payload, text in answers:
+        assert text == lm.generate(payload["prime"], 25, 0.9, 0, payload["seed"]), payload
+
+
+def test_the_page_in_headless_chromium(lm):
+    from test_viz import Chromium, needs_chromium
+
+    if needs_chromium.args[0]:
+        pytest.skip(needs_chromium.kwargs["reason"])
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, create_app(lm), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    browser = Chromium()
+    try:
+        target = browser.call("Target.createTarget", url="about:blank")["targetId"]
+        s = browser.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Page", "Runtime", "Log"):
+            browser.call(f"{domain}.enable", session=s)
+        browser.call("Page.navigate", session=s, url=f"http://127.0.0.1:{server.port}/")
+        browser.wait_for("Page.loadEventFired")
+
+        def js(expression):
+            return browser.call("Runtime.evaluate", session=s, expression=expression)["result"]
+
+        js("$('prime').value = 'fox '; $('length').value = 40; $('seed').value = 7;"
+           "$('temperature').value = 0.6; $('unit').value = 3; $('go').click();")  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not js("$('out').dataset.text || ''").get("value") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        shown = js("$('out').dataset.text")["value"]
+        spans = js("$('out').querySelectorAll('span').length")["value"]
+        coloured = js("$('out').querySelector('span').style.background")["value"]
+        browser.settle(0.3)
+        errors = [
+            e
+            for e in browser.events
+            if e.get("method") == "Runtime.exceptionThrown"
+            or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")
+            or (
+                e.get("method") == "Log.entryAdded"
+                and e["params"]["entry"]["level"] in ("error", "warning")
+            )
+        ]
+    finally:
+        browser.close()
+        server.shutdown()
+    assert errors == []
+    assert shown == lm.generate("fox ", 40, 0.6, 0, 7)
+    assert spans == len(shown) and coloured.startswith("rgba")
