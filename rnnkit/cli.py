@@ -110,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
     sv.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    sv.add_argument("--last", action="store_true", help=last)
 
     plot = sub.add_parser("plot", help="pictures of runs: see its sub-commands")
     groups = {"plot": plot.add_subparsers(dest="what", required=True)}
@@ -232,7 +233,7 @@ def _main(argv: list[str] | None) -> int:
             from rnnkit.serve import serve
 
             RunDir.open(args.run, need=())
-            serve(args.run, args.host, args.port, args.device)
+            serve(args.run, args.host, args.port, args.device, "last" if args.last else "best")
         elif args.command == "plot" and args.what == "curves":
             from rnnkit.viz import save_png
             from rnnkit.viz.curves import legend_labels, metric_curves_figure

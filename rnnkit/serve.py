@@ -182,11 +182,11 @@ def _activations(model: Model, text: str, unit: int):
     return list(text), [round(v, 4) for v in h[0, :, unit].tolist()], units
 
 
-def serve(run: str, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu") -> None:
-    """Serve ``run`` until Ctrl-C, printing the address."""
+def serve(run: str, host="127.0.0.1", port=8000, device="cpu", weights="best") -> None:
+    """Serve ``run`` (its ``weights``) until Ctrl-C, printing the address."""
     from werkzeug.serving import make_server
 
-    model = load_model(run, device)
+    model = load_model(run, device, weights)
     server = make_server(host, port, create_app(model), threaded=True)
     print(f"rnnkit: serving {model.task.name} run {run} at http://{host}:{server.port}/ "
           "(Ctrl-C stops)", flush=True)  # fmt: skip
