@@ -77,6 +77,10 @@ def create_app(model: Model):
     def reply(obj, status: int = 200) -> Response:
         return Response(json.dumps(obj), status=status, mimetype="application/json")
 
+    def need(call: str) -> None:
+        if call not in calls:
+            raise BadInput(f"a {model.task.name!r} run has no {call} (its: {calls})", "path")
+
     def body() -> dict:
         data = request.get_json(silent=True)
         if not isinstance(data, dict):
@@ -109,8 +113,7 @@ def create_app(model: Model):
 
     @app.post("/api/generate")
     def generate():
-        if "generate" not in calls:
-            raise BadInput(f"a {model.task.name!r} run does not generate", "path")
+        need("generate")
         b = body()
         prime = _get(b, "prime", str, None, 1, LIMITS["prime"])
         length = _get(b, "length", int, 200, 0, LIMITS["length"])
@@ -125,8 +128,7 @@ def create_app(model: Model):
 
     @app.post("/api/translate")
     def translate():
-        if "translate" not in calls:
-            raise BadInput(f"a {model.task.name!r} run does not translate", "path")
+        need("translate")
         b = body()
         text = _get(b, "text", str, None, 1, LIMITS["text"])
         beam = _get(b, "beam", int, model.config.decode.beam, 1, LIMITS["beam"])
@@ -147,8 +149,7 @@ def create_app(model: Model):
 
     @app.post("/api/classify")
     def classify():
-        if "classify" not in calls:
-            raise BadInput(f"a {model.task.name!r} run does not classify", "path")
+        need("classify")
         texts = body().get("texts")
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise BadInput("'texts' must be a list of strings", "texts")

@@ -6,19 +6,13 @@ import json
 
 import pytest
 import torch
+from helpers import train_run
 from safetensors.torch import load_file
 
 import rnnkit
 from rnnkit import tasks
 from rnnkit.cli import main
-from rnnkit.config import build
 from rnnkit.errors import DataError, RnnkitError
-
-
-def _train(name, out, **overrides):
-    task = tasks.get(name)
-    task.train(build(task.Config, overrides=overrides), out, progress=False)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +22,7 @@ def charlm_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("api") / "charlm"
     values = {"data.path": str(corpus), "model.hidden": 16, "model.layers": 1, "model.embed": 8}
     values |= {"tbptt.k1": 16, "data.batch_size": 4, "train.steps": 12, "train.eval_every": 4}
-    return _train("charlm", out, **values)
+    return train_run("charlm", out, **values)
 
 
 def test_generate_equals_the_task_and_the_module_is_the_best(charlm_run, capsys):
@@ -64,7 +58,7 @@ def test_predict_of_a_memory_task_is_its_module(tmp_path):
 
     values = {"model.cell": "ntm", "model.hidden": 8, "model.locations": 8, "model.word": 4}
     values |= {"data.max_len": 4, "train.steps": 3, "eval.batches": 1, "eval.batch_size": 4}
-    run = _train("copy", tmp_path / "copy", **values)
+    run = train_run("copy", tmp_path / "copy", **values)
     ntm = rnnkit.load(run)
     batch = make_copy(5, torch.Generator().manual_seed(0), length=4, bits=8)
     with torch.no_grad():
@@ -82,7 +76,7 @@ def test_translate_one_or_many(tmp_path):
     values = {"data.source": "tsv", "data.path": str(tmp_path / "p.tsv"), "data.n_val": 4}
     values |= {"data.n_test": 4, "data.src_tokenizer": "word", "data.tgt_tokenizer": "word"}
     values |= {"model.hidden": 16, "model.embed": 8, "train.steps": 20, "train.eval_every": 10}
-    run = _train("translate", tmp_path / "run", **values)
+    run = train_run("translate", tmp_path / "run", **values)
     model = rnnkit.load(run)
     task, loaded = tasks.get("translate"), tasks.load(run)
     many = model.translate(["red cat", "sun dog"])

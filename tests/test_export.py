@@ -5,22 +5,19 @@ disagree, or a model ONNX cannot express, is refused and nothing is written."""
 import numpy as np
 import pytest
 import torch
+from helpers import train_run
 
 from rnnkit import tasks
 from rnnkit.cli import main
-from rnnkit.config import build
 
 ort = pytest.importorskip("onnxruntime")
 
 
 def _lm(tmp_path, corpus, **model):
-    task = tasks.get("charlm")
     values = {"data.path": str(corpus), "model.embed": 8, "model.hidden": 16, "model.layers": 2}
     values |= {"tbptt.k1": 16, "data.batch_size": 4, "train.steps": 4, "train.eval_every": 2}
     values |= {f"model.{k}": v for k, v in model.items()}
-    out = tmp_path / "_".join(f"{k}{v}" for k, v in model.items())
-    task.train(build(task.Config, overrides=values), out, progress=False)
-    return out
+    return train_run("charlm", tmp_path / "_".join(f"{k}{v}" for k, v in model.items()), **values)
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +87,8 @@ def test_a_file_that_disagrees_is_not_written(tmp_path, corpus, capsys):
 
 
 def test_a_task_without_export_says_so(tmp_path, capsys):
-    task = tasks.get("adding")
     values = {"model.cell": "rnn", "model.hidden": 4, "data.seq_len": 8, "train.steps": 2}
     values |= {"eval.batches": 1, "eval.batch_size": 4}
-    task.train(build(task.Config, overrides=values), tmp_path / "run", progress=False)
+    train_run("adding", tmp_path / "run", **values)
     assert main(["export", str(tmp_path / "run")]) == 2
     assert "`rnnkit export` is not available for a 'adding' run yet" in capsys.readouterr().err

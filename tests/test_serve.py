@@ -10,19 +10,12 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from helpers import train_run
 
 import rnnkit
-from rnnkit import tasks
-from rnnkit.config import build
 
 flask = pytest.importorskip("flask")
 from rnnkit.serve import LIMITS, create_app  # noqa: E402
-
-
-def _train(name, out, **overrides):
-    task = tasks.get(name)
-    task.train(build(task.Config, overrides=overrides), out, progress=False)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +24,7 @@ def lm(tmp_path_factory):
     corpus.write_text("The quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
     values = {"data.path": str(corpus), "model.hidden": 16, "model.layers": 1, "model.embed": 8}
     values |= {"tbptt.k1": 16, "data.batch_size": 4, "train.steps": 8, "train.eval_every": 4}
-    return rnnkit.load(_train("charlm", tmp_path_factory.mktemp("serve") / "lm", **values))
+    return rnnkit.load(train_run("charlm", tmp_path_factory.mktemp("serve") / "lm", **values))
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +36,7 @@ def pairs_run(tmp_path_factory):
     values = {"data.source": "tsv", "data.path": str(tmp / "p.tsv"), "data.n_val": 3}
     values |= {"data.n_test": 3, "data.src_tokenizer": "word", "data.tgt_tokenizer": "word"}
     values |= {"model.hidden": 16, "model.embed": 8, "train.steps": 10, "train.eval_every": 5}
-    return rnnkit.load(_train("translate", tmp / "run", **values))
+    return rnnkit.load(train_run("translate", tmp / "run", **values))
 
 
 def _post(client, path, payload):
@@ -127,12 +120,7 @@ def test_the_page_in_headless_chromium(lm):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     browser = Chromium()
     try:
-        target = browser.call("Target.createTarget", url="about:blank")["targetId"]
-        s = browser.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        for domain in ("Page", "Runtime", "Log"):
-            browser.call(f"{domain}.enable", session=s)
-        browser.call("Page.navigate", session=s, url=f"http://127.0.0.1:{server.port}/")
-        browser.wait_for("Page.loadEventFired")
+        s = browser.open(f"http://127.0.0.1:{server.port}/")
 
         def js(expression):
             return browser.call("Runtime.evaluate", session=s, expression=expression)["result"]
@@ -146,16 +134,7 @@ def test_the_page_in_headless_chromium(lm):
         spans = js("$('out').querySelectorAll('span').length")["value"]
         coloured = js("$('out').querySelector('span').style.background")["value"]
         browser.settle(0.3)
-        errors = [
-            e
-            for e in browser.events
-            if e.get("method") == "Runtime.exceptionThrown"
-            or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")
-            or (
-                e.get("method") == "Log.entryAdded"
-                and e["params"]["entry"]["level"] in ("error", "warning")
-            )
-        ]
+        errors = browser.errors()
     finally:
         browser.close()
         server.shutdown()

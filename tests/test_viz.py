@@ -519,6 +519,41 @@ class Chromium:
         except TimeoutError:
             pass
 
+    def open(self, url: str, width: int | None = None) -> str:
+        """A new tab with the Page, Runtime and Log events on, at ``url`` once loaded; its
+        session id."""
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        s = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Page", "Runtime", "Log"):
+            self.call(f"{domain}.enable", session=s)
+        if width is not None:
+            self.call("Emulation.setDeviceMetricsOverride", session=s, width=width, height=900,
+                      deviceScaleFactor=1, mobile=False)  # fmt: skip
+        self.call("Page.navigate", session=s, url=url)
+        self.wait_for("Page.loadEventFired")
+        return s
+
+    def errors(self) -> list[str]:
+        """Uncaught exceptions, console errors and warnings, failed loads and other browser
+        log errors among the events so far."""
+        errors = []
+        for event in self.events:
+            method, p = event.get("method"), event.get("params", {})
+            if method == "Runtime.exceptionThrown":
+                d = p["exceptionDetails"]
+                errors.append(d.get("exception", {}).get("description") or d.get("text"))
+            elif method == "Runtime.consoleAPICalled" and p["type"] in (
+                "error",
+                "assert",
+                "warning",
+            ):
+                args = " ".join(str(a.get("value", a.get("description"))) for a in p["args"])
+                errors.append(f"console.{p['type']}: {args}")
+            elif method == "Log.entryAdded" and p["entry"]["level"] in ("error", "warning"):
+                entry = p["entry"]
+                errors.append(f"{entry['source']}: {entry['text']} {entry.get('url', '')}")
+        return errors
+
     def close(self) -> None:
         with contextlib.suppress(RuntimeError, TimeoutError, OSError):
             self.call("Browser.close")
@@ -538,37 +573,9 @@ def open_in_chromium(page: Path, screenshot: Path | None = None, width: int = 12
     page's size; write a PNG screenshot of the whole page to ``screenshot``."""
     browser = Chromium()
     try:
-        target = browser.call("Target.createTarget", url="about:blank")["targetId"]
-        s = browser.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        for domain in ("Page", "Runtime", "Log"):
-            browser.call(f"{domain}.enable", session=s)
-        browser.call(
-            "Emulation.setDeviceMetricsOverride",
-            session=s,
-            width=width,
-            height=900,
-            deviceScaleFactor=1,
-            mobile=False,
-        )
-        browser.call("Page.navigate", session=s, url=page.resolve().as_uri())
-        browser.wait_for("Page.loadEventFired")
+        s = browser.open(page.resolve().as_uri(), width)
         browser.settle(0.5)
-        errors = []
-        for event in browser.events:
-            method, p = event.get("method"), event.get("params", {})
-            if method == "Runtime.exceptionThrown":
-                d = p["exceptionDetails"]
-                errors.append(d.get("exception", {}).get("description") or d.get("text"))
-            elif method == "Runtime.consoleAPICalled" and p["type"] in (
-                "error",
-                "assert",
-                "warning",
-            ):
-                args = " ".join(str(a.get("value", a.get("description"))) for a in p["args"])
-                errors.append(f"console.{p['type']}: {args}")
-            elif method == "Log.entryAdded" and p["entry"]["level"] in ("error", "warning"):
-                entry = p["entry"]
-                errors.append(f"{entry['source']}: {entry['text']} {entry.get('url', '')}")
+        errors = browser.errors()
         title = browser.call("Runtime.evaluate", session=s, expression="document.title")
         size = browser.call("Page.getLayoutMetrics", session=s)["cssContentSize"]
         if screenshot is not None:
