@@ -19,6 +19,8 @@ def first_order_only() -> None:
     if torch.is_grad_enabled():
         raise RuntimeError(
             "rnnkit's fused path has a hand-written backward that cannot be differentiated "
-            "again (create_graph=True, double backward); build the layer with impl='loop' "
-            "for gradients of gradients"
+            "again (create_graph=True, double backward); for gradients of gradients build the "
+            "layer with impl='native' (torch's kernel; impl='auto' picks the fused path for a "
+            "GRU or a variable-length batch when training on the CPU) or impl='loop' (with "
+            "the variants)"
         )

@@ -502,13 +502,56 @@ def test_recurrent_deeper_layers_read_directions_times_hidden():
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_plan(kind):
-    for impl, start in (("auto", "native"), ("native", "native"), ("loop", "loop")):
+    from rnnkit.extension import load as built
+
+    auto = "fused" if kind == "gru" and built() else "native"  # the faster CPU GRU
+    for impl, start in (("auto", auto), ("native", "native"), ("loop", "loop")):
         layer, _ = make_pair(kind, impl)
         text = layer.plan()
         assert isinstance(text, str) and text.startswith(start), text
         assert layer.plan(torch.randn(T, B, I, dtype=DT)).startswith(start)
     default = LAYERS[kind][0](I, H)
-    assert default.impl == "auto" and default.plan().startswith("native")
+    assert default.impl == "auto" and default.plan().startswith(auto)
+    with torch.no_grad():  # inference: torch's kernel
+        assert default.plan().startswith("native")
+    assert default.eval().plan().startswith("native")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_auto_picks_the_fused_gru_which_equals_torch(dtype):
+    """impl='auto' trains a plain CPU GRU on rnnkit's fused path: outputs, final state and every
+    gradient equal torch.nn.GRU's with copied weights; double backward names impl='native'."""
+    from rnnkit.extension import load as built
+
+    if not built():
+        pytest.skip("the C++ loops are not built: auto keeps torch's kernel")
+    torch.manual_seed(3)
+    theirs = nn.GRU(6, 5, num_layers=2, bidirectional=True, batch_first=True, dtype=dtype)
+    ours = rnnkit.GRU(6, 5, num_layers=2, bidirectional=True, batch_first=True, dtype=dtype)
+    ours.load_state_dict(theirs.state_dict())
+    assert ours.plan().startswith("fused") and "impl='native'" in ours.plan()
+    x = torch.randn(4, 7, 6, dtype=dtype)
+    h0 = torch.randn(4, 4, 5, dtype=dtype)
+    xs, hs = leaf(x), leaf(h0)
+    (y1, h1), (y2, h2) = ours(xs, hs), theirs(x.clone().requires_grad_(True), h0.clone())
+    tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == torch.float32 else {}
+    assert_close(y1, y2, **tol)
+    assert_close(h1, h2, **tol)
+    xt, ht = leaf(x), leaf(h0)
+    y2, h2 = theirs(xt, ht)
+    w = torch.randn_like(y1)
+    (y1 * w).sum().add(h1.square().sum()).backward()
+    (y2 * w).sum().add(h2.square().sum()).backward()
+    assert_close(xs.grad, xt.grad, **tol)
+    assert_close(hs.grad, ht.grad, **tol)
+    for (name, a), (_, b) in zip(ours.named_parameters(), theirs.named_parameters(), strict=True):
+        assert_close(a.grad, b.grad, **tol, msg=name)
+    x2 = leaf(x)
+    with pytest.raises(RuntimeError, match="cannot be differentiated again.*impl='native'"):
+        torch.autograd.grad(ours(x2)[0].sum(), x2, create_graph=True)
+    ours.impl = "native"
+    (gx,) = torch.autograd.grad(ours(x2)[0].sum(), x2, create_graph=True)
+    gx.sum().backward()  # torch's kernel supports it
 
 
 @pytest.mark.parametrize("cls", [rnnkit.RNN, rnnkit.LSTM, rnnkit.GRU])

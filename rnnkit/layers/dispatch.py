@@ -88,15 +88,26 @@ def resolve(layer: Any, input: Any, return_states: bool, lengths: bool = False) 
         )
     device = "cpu" if input is None else _device_of(input).type
     variable = lengths or isinstance(input, PackedSequence)
-    if layer.impl == "auto" and variable and device == "cpu" and torch.is_grad_enabled():
+    if layer.impl == "auto" and device == "cpu" and torch.is_grad_enabled():
         like = input.data if isinstance(input, PackedSequence) else input
-        if cpp_loops(like if isinstance(like, Tensor) else layer.weight_hh_l0).cpp:
+        cpp = cpp_loops(like if isinstance(like, Tensor) else layer.weight_hh_l0).cpp
+        why = None
+        if cpp and variable:
+            why = (
+                "torch's CPU kernel over a variable-length (packed) batch computes the same "
+                "function but its backward is far slower (benchmarks/bench_packed.py)"
+            )
+        elif cpp and layer.mode == "GRU" and layer.training:
+            why = (
+                "torch's CPU GRU computes the same function without a oneDNN primitive, and "
+                "trains slower (benchmarks/bench_layers.py; in eval mode or under no_grad "
+                "torch's kernel runs); for double backward use impl='native'"
+            )
+        if why:
             return "fused", (
                 "fused: one matrix product for the input projections of the whole sequence, "
                 "then a custom autograd Function whose backward is the hand-written BPTT over "
-                f"saved gates (rnnkit.fused), {_time_loops_text(layer, input)}; torch's CPU "
-                "kernel over a variable-length (packed) batch computes the same function but "
-                "its backward is far slower (benchmarks/bench_packed.py)"
+                f"saved gates (rnnkit.fused), {_time_loops_text(layer, input)}; {why}"
             )
     kernel = "cuDNN" if device == "cuda" else "ATen/oneDNN"
     why = "requested" if layer.impl == "native" else "it computes the requested function"
