@@ -11,7 +11,7 @@ BLOCKS = {
     "ctc",
 }  # fmt: skip
 ENGINE = {"training", "checkpoint", "run"}
-UPPER = {"data", "models", "viz", "tasks", "cli"}
+UPPER = {"data", "models", "viz", "tasks", "cli", "api", "serve", "export"}
 
 
 def forbidden(part: str, target: str) -> bool:
@@ -31,6 +31,12 @@ def forbidden(part: str, target: str) -> bool:
         return top in UPPER
     if part == "viz":
         return top == "tasks" and target not in ("tasks", "tasks.base")
+    if part == "tasks":
+        return top in {"api", "serve"}
+    if part in ("api", "serve"):
+        return False  # cli is refused above
+    if part == "export":
+        return top in {"tasks", "api", "serve"}
     return False
 
 
