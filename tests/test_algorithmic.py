@@ -256,6 +256,9 @@ def test_evaluate_takes_evaluation_settings_and_the_last_parameters(tmp_path, ca
     best = task.evaluate(run)
     assert best["cost_bits"] == pytest.approx(saved["cost_bits"], rel=1e-5)
     assert best["cost_bits"] <= last["cost_bits"]
+    (tmp_path / "run/last.safetensors").unlink()  # a run from before the best was kept apart
+    assert cli.main(["evaluate", run, "--last"]) == 2
+    assert "keeps no last parameters" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
