@@ -14,6 +14,8 @@ programs can call too:
     POST /api/translate  {"text", "beam"} -> {"text", "confidence", "low_confidence",
                          "problem", "attention", "source_tokens", "output_tokens"}
     POST /api/classify   {"texts": [...]} -> {"results": [{"text", "label", "p_positive"}]}
+    POST /api/forecast   {"horizon", "seed"} -> {"series": [{"id", "history": {"dates",
+                         "values"}, "forecast": {"dates", "mean", "lo-80", "hi-80", ...}}]}
 
 Input that is too long or of the wrong kind gets a 4xx JSON error naming the field and its
 limit ({"error", "field", "limit"}); the server stays up. Requests run one at a time through
@@ -30,7 +32,15 @@ from rnnkit.api import Model
 from rnnkit.api import load as load_model
 from rnnkit.errors import RnnkitError
 
-LIMITS = {"prime": 1000, "length": 2000, "text": 500, "texts": 64, "beam": 16, "top_k": 10000}
+LIMITS = {
+    "prime": 1000,
+    "length": 2000,
+    "text": 500,
+    "texts": 64,
+    "beam": 16,
+    "top_k": 10000,
+    "horizon": 500,
+}
 
 
 class BadInput(Exception):
@@ -94,6 +104,11 @@ def create_app(model: Model):
     @app.errorhandler(RnnkitError)
     def refused(err: RnnkitError):
         return reply({"error": err.message, "hint": err.hint, "field": None, "limit": None}, 422)
+
+    @app.errorhandler(500)
+    def failed(err):  # a bug, not the caller's input: say so in JSON and stay up
+        cause = getattr(err, "original_exception", None) or err
+        return reply({"error": f"internal error: {type(cause).__name__}: {cause}"}, 500)
 
     @app.errorhandler(404)
     def not_found(err):
@@ -161,6 +176,29 @@ def create_app(model: Model):
         with lock:
             results = model.classify(texts)
         return reply({"results": results})
+
+    @app.post("/api/forecast")
+    def forecast():
+        need("forecast")
+        b = body()
+        horizon = _get(b, "horizon", int, model.config.data.horizon, 1, LIMITS["horizon"])
+        seed = _get(b, "seed", int, 0, 0, 2**31 - 1)
+        import numpy as np
+
+        with lock:
+            found, setup = model.forecast(horizon, seed=seed)
+        series = []
+        for s in setup.series:
+            dates, fc = found[s.uid]
+            keep = max(3 * horizon, 36)
+            history = {"dates": [str(d.date()) for d in s.dates[-keep:]],
+                       "values": [float(v) for v in s.values[-keep:]]}  # fmt: skip
+            future = {"dates": [str(d.date()) for d in dates]}
+            future |= {
+                k: np.asarray(v, dtype=float).tolist() for k, v in fc.items() if np.ndim(v) == 1
+            }  # fmt: skip (mean and quantiles, not samples)
+            series.append({"id": str(s.uid), "history": history, "forecast": future})
+        return reply({"series": series})
 
     return app
 
@@ -265,6 +303,31 @@ async function translate() {
     }
   } catch (e) { show(e); }
 }
+function chart(s) {  // history and forecast with its 80% interval, as an inline SVG
+  const W = 760, H = 220, h = s.history.values, f = s.forecast;
+  const lo = f['lo-80'] || f.mean, hi = f['hi-80'] || f.mean;
+  const all = h.concat(f.mean, lo, hi), n = h.length + f.mean.length;
+  const min = Math.min(...all), max = Math.max(...all), span = (max - min) || 1;
+  const x = (i) => 40 + (W - 50) * i / (n - 1), y = (v) => H - 20 - (H - 40) * (v - min) / span;
+  const pt = (k, v) => `${x(k).toFixed(1)},${y(v).toFixed(1)}`;
+  const line = (vs, k0) => vs.map((v, i) => pt(k0 + i, v)).join(' ');
+  const band = line(hi, h.length) + ' ' + lo.map((v, i) => pt(h.length + i, v)).reverse().join(' ');
+  return `<h3>${s.id}</h3><svg width="${W}" height="${H}" role="img">` +
+    `<polygon points="${band}" fill="rgba(220,40,40,0.2)"/>` +
+    `<polyline points="${line(h, 0)}" fill="none" stroke="#333"/>` +
+    `<polyline points="${line(f.mean, h.length)}" fill="none" stroke="#c22"/>` +
+    `<text x="40" y="12" font-size="11">${s.history.dates[0]} .. ${f.dates[f.dates.length - 1]}` +
+    ` (red: forecast, band: 80%)</text></svg>`;
+}
+async function forecast() {
+  $('msg').textContent = 'forecasting...'; $('msg').className = '';
+  try {
+    const d = await call('/api/forecast', {horizon: +$('horizon').value});
+    $('out').innerHTML = d.series.map(chart).join('');
+    $('out').dataset.text = JSON.stringify(d.series.map((s) => s.forecast.mean));
+    $('msg').textContent = '';
+  } catch (e) { show(e); }
+}
 async function classify() {
   $('msg').textContent = ''; $('msg').className = '';
   try {
@@ -288,6 +351,9 @@ FORMS = {
     "translate": """
 <p><input type="text" id="text" value="5 mars 2024"></p>
 <p><button id="go" onclick="translate()">translate</button></p>""",
+    "forecast": """
+<p><label>horizon <input type="number" id="horizon" value="12" min="1" max="500"></label>
+<button id="go" onclick="forecast()">forecast</button></p>""",
     "classify": """
 <p><input type="text" id="text" value="a gem of a film"></p>
 <p><button id="go" onclick="classify()">classify</button></p>""",

@@ -283,3 +283,55 @@ def test_known_future_covariates_are_used_and_must_reach_the_horizon(tmp_path, c
     assert "gives its covariates for 12 steps" in capsys.readouterr().err
     assert main(["train", "forecast", "data.covariates=promo", "--out", str(tmp_path / "x")]) == 2
     assert "no CSV is given" in capsys.readouterr().err
+
+
+def test_the_forecast_page_and_endpoint(run):
+    """rnnkit serve on a forecasting run: the endpoint's forecast is rnnkit.load's, bad input is
+    refused naming the limit, and the page draws a chart per series in headless Chromium."""
+    pytest.importorskip("flask")
+    import rnnkit
+    from rnnkit.serve import LIMITS, create_app
+
+    model = rnnkit.load(run)
+    client = create_app(model).test_client()
+    got = client.post("/api/forecast", json={"horizon": 6, "seed": 2}).get_json()
+    expected, _ = model.forecast(6, seed=2)
+    assert [s["id"] for s in got["series"]] == list(expected)
+    for s in got["series"]:
+        dates, fc = expected[s["id"]]
+        assert s["forecast"]["mean"] == pytest.approx(fc["mean"].tolist())
+        assert s["forecast"]["dates"] == [str(d.date()) for d in dates]
+        assert len(s["history"]["values"]) == len(s["history"]["dates"]) == 36
+    r = client.post("/api/forecast", json={"horizon": LIMITS["horizon"] + 1})
+    assert r.status_code == 400 and r.get_json()["limit"] == LIMITS["horizon"]
+    assert client.post("/api/generate", json={"prime": "x"}).status_code == 400
+
+    from test_viz import Chromium, needs_chromium
+
+    if needs_chromium.args[0]:
+        pytest.skip(needs_chromium.kwargs["reason"])
+    import threading
+    import time
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, create_app(model), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    browser = Chromium()
+    try:
+        s = browser.open(f"http://127.0.0.1:{server.port}/")
+
+        def js(expression):
+            return browser.call("Runtime.evaluate", session=s, expression=expression)["result"]
+
+        js("$('horizon').value = 6; $('go').click();")
+        deadline = time.monotonic() + 60
+        while not js("$('out').dataset.text || ''").get("value") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        charts = js("$('out').querySelectorAll('svg polyline').length")["value"]
+        browser.settle(0.3)
+        errors = browser.errors()
+    finally:
+        browser.close()
+        server.shutdown()
+    assert errors == [] and charts == 2 * len(expected)  # history and forecast per series

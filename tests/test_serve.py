@@ -141,3 +141,19 @@ def test_the_page_in_headless_chromium(lm):
     assert errors == []
     assert shown == lm.generate("fox ", 40, 0.6, 0, 7)
     assert spans == len(shown) and coloured.startswith("rgba")
+
+
+def test_a_failure_inside_is_a_json_500_and_the_server_stays_up(lm, monkeypatch):
+    app = create_app(lm)
+    client = app.test_client()
+    task = type(lm.task)
+    real = task.sample
+
+    def broken(self, *args, **kwargs):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(task, "sample", broken)
+    r = client.post("/api/generate", json={"prime": "The "})
+    assert r.status_code == 500 and r.get_json()["error"] == "internal error: ValueError: a bug"
+    monkeypatch.setattr(task, "sample", real)
+    assert client.post("/api/generate", json={"prime": "The ", "length": 3}).status_code == 200
