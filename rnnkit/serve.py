@@ -14,6 +14,9 @@ programs can call too:
     POST /api/translate  {"text", "beam"} -> {"text", "confidence", "low_confidence",
                          "problem", "attention", "source_tokens", "output_tokens"}
     POST /api/classify   {"texts": [...]} -> {"results": [{"text", "label", "p_positive"}]}
+    POST /api/caption    an image file (multipart "file") -> {"caption", "n_best", "notes"}
+    POST /api/recognize  a recording or handwriting file (multipart "file") -> {"text",
+                         "score", "notes"}
     POST /api/forecast   {"horizon", "seed"} -> {"series": [{"id", "history": {"dates",
                          "values"}, "forecast": {"dates", "mean", "lo-80", "hi-80", ...}}]}
 
@@ -40,6 +43,7 @@ LIMITS = {
     "beam": 16,
     "top_k": 10000,
     "horizon": 500,
+    "file_bytes": 5 * 2**20,  # an uploaded image or recording
 }
 
 
@@ -81,6 +85,7 @@ def create_app(model: Model):
     from flask import Flask, Response, request
 
     app = Flask("rnnkit.serve")
+    app.config["MAX_CONTENT_LENGTH"] = LIMITS["file_bytes"]
     lock = threading.Lock()
     calls = model.calls
 
@@ -109,6 +114,12 @@ def create_app(model: Model):
     def failed(err):  # a bug, not the caller's input: say so in JSON and stay up
         cause = getattr(err, "original_exception", None) or err
         return reply({"error": f"internal error: {type(cause).__name__}: {cause}"}, 500)
+
+    @app.errorhandler(413)
+    def too_large(err):
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        return reply({"error": f"the upload is over {limit} bytes", "field": "file",
+                      "limit": limit}, 413)  # fmt: skip
 
     @app.errorhandler(404)
     def not_found(err):
@@ -176,6 +187,52 @@ def create_app(model: Model):
         with lock:
             results = model.classify(texts)
         return reply({"results": results})
+
+    def upload() -> tuple[str, object]:
+        """The uploaded file saved to a temporary path with its suffix (the readers go by it)."""
+        import tempfile
+        from pathlib import Path
+
+        file = request.files.get("file")
+        if file is None or not file.filename:
+            raise BadInput("send the file as multipart form field 'file'", "file")
+        suffix = Path(file.filename).suffix.lower()[:8]
+        folder = tempfile.TemporaryDirectory(prefix="rnnkit-serve-")
+        path = str(Path(folder.name) / f"upload{suffix}")
+        file.save(path)
+        file.close()
+        return path, folder
+
+    def noted(call):
+        """call() -> (result, the rnnkit notes it gave: images resized, sound resampled)."""
+        import warnings
+
+        from rnnkit.errors import Note
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Note)
+            out = call()
+        return out, [str(w.message) for w in caught if issubclass(w.category, Note)]
+
+    @app.post("/api/caption")
+    def caption():
+        need("caption")
+        path, folder = upload()
+        with folder, lock:
+            loaded = model.loaded
+            picture, notes = noted(lambda: loaded.task.read(loaded, path))
+            n_best = model.caption(picture[None], n_best=min(3, model.config.decode.beam))[0]
+        return reply({"caption": n_best[0][0], "n_best": [[c, float(s)] for c, s in n_best],
+                      "notes": notes})  # fmt: skip
+
+    @app.post("/api/recognize")
+    def recognize():
+        need("recognize")
+        path, folder = upload()
+        with folder, lock:
+            found, notes = noted(lambda: model.recognize([path]))
+        return reply({"text": found[0]["text"], "score": float(found[0]["score"]),
+                      "notes": notes})  # fmt: skip
 
     @app.post("/api/forecast")
     def forecast():
@@ -249,13 +306,15 @@ table.att th { font-family: monospace; font-weight: normal; font-size: 12px; }
 
 SCRIPT = """
 const $ = (id) => document.getElementById(id);
-async function call(path, payload) {
-  const r = await fetch(path, {method: 'POST', headers: {'Content-Type': 'application/json'},
-                               body: JSON.stringify(payload)});
+async function answer(r) {  // the JSON reply, or its error (and limit) thrown
   const data = await r.json();
   const limit = data.limit != null ? ' (limit ' + data.limit + ')' : '';
   if (!r.ok) throw new Error(data.error + limit);
   return data;
+}
+async function call(path, payload) {
+  return answer(await fetch(path, {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                   body: JSON.stringify(payload)}));
 }
 function show(err) { $('msg').textContent = err.message; $('msg').className = 'err'; }
 function colour(v) {  // -1 blue .. 0 white .. +1 red
@@ -328,6 +387,26 @@ async function forecast() {
     $('msg').textContent = '';
   } catch (e) { show(e); }
 }
+async function send(path) {  // the chosen file, as multipart form field 'file'
+  const file = $('file').files[0];
+  if (!file) throw new Error('choose a file first');
+  const form = new FormData(); form.append('file', file);
+  return answer(await fetch(path, {method: 'POST', body: form}));
+}
+async function upload(path) {
+  $('msg').textContent = 'reading...'; $('msg').className = '';
+  try {
+    const d = await send(path);
+    const text = d.caption !== undefined ? d.caption : d.text;
+    $('out').textContent = text; $('out').dataset.text = text;
+    if (d.caption !== undefined && $('file').files[0].type.startsWith('image/')) {
+      const img = document.createElement('img'); img.width = 128;
+      img.style.imageRendering = 'pixelated'; img.alt = 'the uploaded image';
+      img.src = URL.createObjectURL($('file').files[0]); $('out').prepend(img, ' ');
+    }
+    $('msg').textContent = d.notes.join('; ');
+  } catch (e) { show(e); }
+}
 async function classify() {
   $('msg').textContent = ''; $('msg').className = '';
   try {
@@ -354,6 +433,12 @@ FORMS = {
     "forecast": """
 <p><label>horizon <input type="number" id="horizon" value="12" min="1" max="500"></label>
 <button id="go" onclick="forecast()">forecast</button></p>""",
+    "caption": """
+<p><input type="file" id="file" accept="image/*">
+<button id="go" onclick="upload('/api/caption')">caption</button></p>""",
+    "recognize": """
+<p><input type="file" id="file"> <button id="go" onclick="upload('/api/recognize')">recognize
+</button> (speech: WAV, FLAC or .npy frames; handwriting: PNG or a stroke file)</p>""",
     "classify": """
 <p><input type="text" id="text" value="a gem of a film"></p>
 <p><button id="go" onclick="classify()">classify</button></p>""",

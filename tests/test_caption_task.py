@@ -124,3 +124,69 @@ def test_trained_video_run(video_run, tmp_path, capsys):
     assert plot.read_bytes()[:4] == b"\x89PNG"
     assert cli(["label", str(video_run), str(tmp_path / "missing.gif")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_the_caption_page_takes_an_uploaded_image(scenes_run, tmp_path):
+    """rnnkit serve on a caption run: an uploaded PNG gets the caption rnnkit.load gives for the
+    same file; an upload over the limit or a missing file is a 4xx JSON error naming it; the page
+    in headless Chromium captions a file chosen in its file input."""
+    pytest.importorskip("flask")
+    import io
+
+    import rnnkit
+    from rnnkit.serve import LIMITS, create_app
+
+    model = rnnkit.load(scenes_run)
+    x, _ = make_split(model.config.data, "test", 3)
+    picture = tmp_path / "scene.png"
+    images.save_image(picture, x[1])
+    client = create_app(model).test_client()
+    r = client.post("/api/caption", data={"file": (io.BytesIO(picture.read_bytes()), "s.png")})
+    got = r.get_json()
+    expected = model.caption(model.task.read(model.loaded, str(picture))[None], n_best=3)[0]
+    assert r.status_code == 200 and got["caption"] == expected[0][0] and got["notes"] == []
+    assert LIMITS["file_bytes"] == 5 * 2**20
+    small = create_app(model)
+    small.config["MAX_CONTENT_LENGTH"] = 1000  # the same check, without a 5 MB body
+    big = io.BytesIO(b"\0" * 2000)
+    r = small.test_client().post("/api/caption", data={"file": (big, "big.png")})
+    assert r.status_code == 413 and r.get_json()["limit"] == 1000
+    r = client.post("/api/caption", data={})
+    assert r.status_code == 400 and r.get_json()["field"] == "file"
+    r = client.post("/api/caption", data={"file": (io.BytesIO(b"not an image"), "x.png")})
+    assert r.status_code == 422 and r.get_json()["error"]  # the reader's own message
+
+    from test_viz import Chromium, needs_chromium
+
+    if needs_chromium.args[0]:
+        pytest.skip(needs_chromium.kwargs["reason"])
+    import threading
+    import time
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, create_app(model), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    browser = Chromium()
+    try:
+        s = browser.open(f"http://127.0.0.1:{server.port}/")
+        root = browser.call("DOM.getDocument", session=s)["root"]["nodeId"]
+        node = browser.call("DOM.querySelector", session=s, nodeId=root, selector="#file")
+        browser.call("DOM.setFileInputFiles", session=s, files=[str(picture)],
+                     nodeId=node["nodeId"])  # fmt: skip
+
+        def js(expression):
+            return browser.call("Runtime.evaluate", session=s, expression=expression)["result"]
+
+        js("$('go').click();")
+        deadline = time.monotonic() + 60
+        while not js("$('out').dataset.text || ''").get("value") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        shown = js("$('out').dataset.text")["value"]
+        has_image = js("$('out').querySelectorAll('img').length")["value"]
+        browser.settle(0.3)
+        errors = browser.errors()
+    finally:
+        browser.close()
+        server.shutdown()
+    assert errors == [] and shown == expected[0][0] and has_image == 1

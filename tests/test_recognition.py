@@ -327,3 +327,25 @@ def test_your_recordings_train_and_are_recognised(tmp_path, capsys):
     assert "resampled from 22050 Hz to 16000 Hz" in printed and str(wavs[0]) in printed
     recorded = json.loads((out / "inputs.json").read_text())
     assert recorded["data.transcripts"]["path"] == str(tsv.resolve())
+
+
+def test_the_recognize_endpoint_takes_an_uploaded_file(run, tmp_path):
+    """rnnkit serve on a handwriting run: an uploaded line (.npy frames) is read as
+    rnnkit.load reads the same file."""
+    pytest.importorskip("flask")
+    import io
+
+    import rnnkit
+    from rnnkit.data.handwriting import make_digit_lines
+    from rnnkit.serve import create_app
+
+    model = rnnkit.load(run)
+    x, _ = make_digit_lines(1, "test", 5, 2, 3)[0]
+    np.save(tmp_path / "line.npy", x)
+    client = create_app(model).test_client()
+    data = {"file": (io.BytesIO((tmp_path / "line.npy").read_bytes()), "line.npy")}
+    got = client.post("/api/recognize", data=data).get_json()
+    expected = model.recognize([str(tmp_path / "line.npy")])[0]
+    assert got["text"] == expected["text"] and got["score"] == pytest.approx(expected["score"])
+    again = {"file": (io.BytesIO(b"x"), "line.npy")}
+    assert client.post("/api/caption", data=again).status_code == 400  # not a caption run
