@@ -156,37 +156,12 @@ def test_the_caption_page_takes_an_uploaded_image(scenes_run, tmp_path):
     r = client.post("/api/caption", data={"file": (io.BytesIO(b"not an image"), "x.png")})
     assert r.status_code == 422 and r.get_json()["error"]  # the reader's own message
 
-    from test_viz import Chromium, needs_chromium
+    from helpers import on_the_page
 
-    if needs_chromium.args[0]:
-        pytest.skip(needs_chromium.kwargs["reason"])
-    import threading
-    import time
-
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, create_app(model), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    browser = Chromium()
-    try:
-        s = browser.open(f"http://127.0.0.1:{server.port}/")
-        root = browser.call("DOM.getDocument", session=s)["root"]["nodeId"]
-        node = browser.call("DOM.querySelector", session=s, nodeId=root, selector="#file")
-        browser.call("DOM.setFileInputFiles", session=s, files=[str(picture)],
-                     nodeId=node["nodeId"])  # fmt: skip
-
-        def js(expression):
-            return browser.call("Runtime.evaluate", session=s, expression=expression)["result"]
-
-        js("$('go').click();")
-        deadline = time.monotonic() + 60
-        while not js("$('out').dataset.text || ''").get("value") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        shown = js("$('out').dataset.text")["value"]
-        has_image = js("$('out').querySelectorAll('img').length")["value"]
-        browser.settle(0.3)
-        errors = browser.errors()
-    finally:
-        browser.close()
-        server.shutdown()
-    assert errors == [] and shown == expected[0][0] and has_image == 1
+    got, errors = on_the_page(
+        model,
+        "$('go').click();",
+        {"shown": "$('out').dataset.text", "images": "$('out').querySelectorAll('img').length"},
+        files=[picture],
+    )
+    assert errors == [] and got["shown"] == expected[0][0] and got["images"] == 1

@@ -306,32 +306,11 @@ def test_the_forecast_page_and_endpoint(run):
     assert r.status_code == 400 and r.get_json()["limit"] == LIMITS["horizon"]
     assert client.post("/api/generate", json={"prime": "x"}).status_code == 400
 
-    from test_viz import Chromium, needs_chromium
+    from helpers import on_the_page
 
-    if needs_chromium.args[0]:
-        pytest.skip(needs_chromium.kwargs["reason"])
-    import threading
-    import time
-
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, create_app(model), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    browser = Chromium()
-    try:
-        s = browser.open(f"http://127.0.0.1:{server.port}/")
-
-        def js(expression):
-            return browser.call("Runtime.evaluate", session=s, expression=expression)["result"]
-
-        js("$('horizon').value = 6; $('go').click();")
-        deadline = time.monotonic() + 60
-        while not js("$('out').dataset.text || ''").get("value") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        charts = js("$('out').querySelectorAll('svg polyline').length")["value"]
-        browser.settle(0.3)
-        errors = browser.errors()
-    finally:
-        browser.close()
-        server.shutdown()
-    assert errors == [] and charts == 2 * len(expected)  # history and forecast per series
+    got, errors = on_the_page(
+        model,
+        "$('horizon').value = 6; $('go').click();",
+        {"charts": "$('out').querySelectorAll('svg polyline').length"},
+    )
+    assert errors == [] and got["charts"] == 2 * len(expected)  # history and forecast per series

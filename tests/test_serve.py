@@ -5,7 +5,6 @@ in headless Chromium (no console errors; typing a prime shows the API's text).""
 import itertools
 import json
 import threading
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -110,37 +109,21 @@ def test_fifty_concurrent_requests_keep_their_own_state(lm):
 
 
 def test_the_page_in_headless_chromium(lm):
-    from test_viz import Chromium, needs_chromium
+    from helpers import on_the_page
 
-    if needs_chromium.args[0]:
-        pytest.skip(needs_chromium.kwargs["reason"])
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, create_app(lm), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    browser = Chromium()
-    try:
-        s = browser.open(f"http://127.0.0.1:{server.port}/")
-
-        def js(expression):
-            return browser.call("Runtime.evaluate", session=s, expression=expression)["result"]
-
-        js("$('prime').value = 'fox '; $('length').value = 40; $('seed').value = 7;"
-           "$('temperature').value = 0.6; $('unit').value = 3; $('go').click();")  # fmt: skip
-        deadline = time.monotonic() + 30
-        while not js("$('out').dataset.text || ''").get("value") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        shown = js("$('out').dataset.text")["value"]
-        spans = js("$('out').querySelectorAll('span').length")["value"]
-        coloured = js("$('out').querySelector('span').style.background")["value"]
-        browser.settle(0.3)
-        errors = browser.errors()
-    finally:
-        browser.close()
-        server.shutdown()
+    got, errors = on_the_page(
+        lm,
+        "$('prime').value = 'fox '; $('length').value = 40; $('seed').value = 7;"
+        "$('temperature').value = 0.6; $('unit').value = 3; $('go').click();",
+        {
+            "shown": "$('out').dataset.text",
+            "spans": "$('out').querySelectorAll('span').length",
+            "colour": "$('out').querySelector('span').style.background",
+        },
+    )
     assert errors == []
-    assert shown == lm.generate("fox ", 40, 0.6, 0, 7)
-    assert spans == len(shown) and coloured.startswith("rgba")
+    assert got["shown"] == lm.generate("fox ", 40, 0.6, 0, 7)
+    assert got["spans"] == len(got["shown"]) and got["colour"].startswith("rgba")
 
 
 def test_a_failure_inside_is_a_json_500_and_the_server_stays_up(lm, monkeypatch):
