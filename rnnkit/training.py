@@ -133,7 +133,7 @@ def distributed() -> tuple[int, int]:
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     """adam, adamw (decoupled weight decay), amsgrad (Adam with the running maximum of the
     second moment, Reddi et al. 2018: its step cannot grow when gradients shrink near a
-    solution, which is what made NTM copy relapse), or sgd with momentum."""
+    solution; on NTM copy it did not stop the relapses, see README), or sgd with momentum."""
     c = config
     if c.optimizer == "sgd":
         return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
