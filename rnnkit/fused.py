@@ -27,6 +27,8 @@ an error that points to impl='loop'.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor
 
@@ -541,6 +543,9 @@ def run_direction(mode: str, prep, state, mask: Tensor | None, reverse: bool):
     prep.bias_hh is None; GRU keeps b_hh apart, since its b_hn sits inside r * (W_hn h + b_hn).
     """
     gx = prep.gx
+    if torch.is_autocast_enabled(gx.device.type):  # gx came from a low-precision product
+        with torch.autocast(gx.device.type, enabled=False):
+            return _full_precision(mode, prep, state, mask, reverse)
     valid = None if mask is None else mask.unsqueeze(-1)  # (t, b, 1)
     keep_h = _effective_keep(prep.keep_h, valid, gx.dtype)
     keep_c = _effective_keep(prep.keep_c, valid, gx.dtype)
@@ -578,3 +583,14 @@ def run_direction(mode: str, prep, state, mask: Tensor | None, reverse: bool):
             mode == "RNN_RELU",
         )  # fmt: skip
     return (y.flip(0) if reverse else y), final
+
+
+def _full_precision(mode: str, prep, state, mask: Tensor | None, reverse: bool):
+    """`run_direction` under autocast: the input projections ran in the low precision (bf16 /
+    fp16), the recurrence runs in the weights' dtype (the C++ loops take float32, and the
+    backward's products mix no dtypes); the casts are differentiable, so the gradients reach
+    gx in its own dtype."""
+    dtype = prep.weight_hh.dtype
+    prep = dataclasses.replace(prep, gx=prep.gx.to(dtype))
+    state = tuple(s.to(dtype) for s in state) if isinstance(state, tuple) else state.to(dtype)
+    return run_direction(mode, prep, state, mask, reverse)
