@@ -50,6 +50,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 (adam, sgd) or decoupled (adamw) weight decay
     momentum: float = 0.9  # sgd only
     schedule: str = "constant"  # constant | cosine | step | plateau
+    schedule_clock: str = "steps"  # steps | time: cosine progress = train_seconds / max_minutes
     warmup: int = 0  # steps of linear warm-up from 0 to lr
     min_lr: float = 0.0  # the floor of cosine and plateau
     step_size: int = 1000  # step schedule: multiply lr by gamma every step_size steps
@@ -72,6 +73,7 @@ class TrainConfig:
     def validate(self, prefix: str = "train.") -> None:
         choice(prefix + "optimizer", self.optimizer, ("adam", "adamw", "amsgrad", "sgd"))
         choice(prefix + "schedule", self.schedule, ("constant", "cosine", "step", "plateau"))
+        choice(prefix + "schedule_clock", self.schedule_clock, ("steps", "time"))
         choice(prefix + "clip_mode", self.clip_mode, ("norm", "value"))
         choice(prefix + "precision", self.precision, ("fp32", "bf16", "fp16"))
         choice(prefix + "device", self.device, ("auto", "cpu", "cuda"))
@@ -91,6 +93,13 @@ class TrainConfig:
             prefix=prefix,
             allow_zero=True,
         )
+        if self.schedule_clock == "time" and not (self.max_minutes and self.schedule == "cosine"):
+            raise ConfigError(
+                f"config key '{prefix}schedule_clock' = time needs {prefix}schedule=cosine and "
+                f"{prefix}max_minutes > 0, got schedule={self.schedule}, "
+                f"max_minutes={self.max_minutes:g}",
+                f"set {prefix}max_minutes (the decay ends there), or {prefix}schedule_clock=steps",
+            )
 
 
 @dataclass
@@ -141,14 +150,25 @@ def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     return cls(params, lr=c.lr, weight_decay=c.weight_decay, amsgrad=c.optimizer == "amsgrad")
 
 
-def learning_rate(c: TrainConfig, step: int, plateau_scale: float = 1.0) -> float:
-    """The learning rate of optimizer step ``step`` (0-based).
+def learning_rate(
+    c: TrainConfig, step: int, plateau_scale: float = 1.0, seconds: float = 0.0
+) -> float:
+    """The learning rate of optimizer step ``step`` (0-based), ``seconds`` of training done.
 
     warm-up:  lr * (step + 1) / warmup                        for step < warmup
     cosine:   min_lr + (lr - min_lr) * (1 + cos(pi * p)) / 2  p = progress after warm-up
     step:     lr * gamma ** (step // step_size)
     plateau:  lr * plateau_scale (decayed by gamma on a plateau), at least min_lr
+
+    With ``schedule_clock = time`` the cosine's progress is p = seconds / (60 max_minutes): the
+    decay ends when the time does, however many steps that is (for comparisons at equal time;
+    the learning rate then depends on the machine's speed, so such a run is not bit-for-bit
+    repeatable), and the warm-up scales it for the first ``warmup`` steps.
     """
+    if c.schedule == "cosine" and c.schedule_clock == "time":
+        p = min(1.0, seconds / (60 * c.max_minutes))
+        lr = c.min_lr + (c.lr - c.min_lr) * (1 + math.cos(math.pi * p)) / 2
+        return lr * min(1.0, (step + 1) / c.warmup) if c.warmup else lr
     if step < c.warmup:
         return c.lr * (step + 1) / c.warmup
     if c.schedule == "cosine":
@@ -222,7 +242,7 @@ class Trainer:
         previous = signal.signal(signal.SIGINT, self._on_interrupt)
         try:
             while self.step < c.steps and not self._stop_requested:
-                lr = learning_rate(c, self.step, self.plateau_scale)
+                lr = learning_rate(c, self.step, self.plateau_scale, self.train_seconds)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 began = time.perf_counter()

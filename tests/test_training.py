@@ -18,7 +18,7 @@ from torch import nn
 
 from rnnkit import checkpoint
 from rnnkit.cli import main
-from rnnkit.errors import RnnkitError, RunDirError
+from rnnkit.errors import ConfigError, RnnkitError, RunDirError
 from rnnkit.run import RunDir
 from rnnkit.training import TBPTTConfig, TrainConfig, Trainer, TruncatedBPTT, learning_rate
 
@@ -282,6 +282,18 @@ def test_learning_rate_schedules_hand_worked():
     p = TrainConfig(lr=1.0, schedule="plateau", min_lr=0.2)
     assert learning_rate(p, 5, plateau_scale=0.5) == 0.5
     assert learning_rate(p, 5, plateau_scale=0.01) == 0.2
+
+
+def test_cosine_on_the_time_clock_ends_with_the_time_limit():
+    c = TrainConfig(lr=1.0, min_lr=0.1, schedule="cosine", schedule_clock="time", max_minutes=2)
+    assert learning_rate(c, 10**6, seconds=0.0) == pytest.approx(1.0)  # steps do not count
+    assert learning_rate(c, 3, seconds=60.0) == pytest.approx(0.55)  # half the time
+    assert learning_rate(c, 3, seconds=500.0) == pytest.approx(0.1)  # past the end: the floor
+    w = TrainConfig(**{**c.__dict__, "warmup": 4})
+    assert learning_rate(w, 1, seconds=60.0) == pytest.approx(0.55 * 2 / 4)  # warm-up scales
+    for bad in ({"max_minutes": 0}, {"schedule": "constant"}):
+        with pytest.raises(ConfigError, match="schedule_clock.*max_minutes"):
+            TrainConfig(**{**c.__dict__, **bad}).validate()
 
 
 def test_gradient_accumulation_equals_the_whole_batch():
