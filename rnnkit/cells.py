@@ -140,7 +140,7 @@ def lstm_step(
         o = o + w_co * c_next
     o = torch.sigmoid(o)
     if ln_weight_c is not None:
-        c_hat = F.layer_norm(c_next, (c_next.size(-1),), ln_weight_c, ln_bias_c, LN_EPS)
+        c_hat = F.layer_norm(c_next, (ln_weight_c.size(0),), ln_weight_c, ln_bias_c, LN_EPS)
     else:
         c_hat = c_next
     h_next = o * torch.tanh(c_hat)

@@ -22,6 +22,7 @@ import sys
 import time
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 from rnnkit import tasks
 from rnnkit.config import build, leaf_keys, parse_overrides
@@ -224,11 +225,15 @@ def _main(argv: list[str] | None) -> int:
             RunDir.open(args.run, need=())
             task = tasks.of_run(args.run)
             loaded = task.load(args.run, weights="last" if args.last else "best")
-            graph = task.export_graph(loaded)
-            name = "model.onnx" if args.format == "onnx" else "model.pt2"
-            out = args.out or loaded.run.inside(name)
-            worst = export(graph, args.format, out, args.tolerance)
-            print(f"wrote {out}: checked against PyTorch, max abs difference {worst:.3g}")
+            graphs = task.export_graph(loaded)
+            suffix = ".onnx" if args.format == "onnx" else ".pt2"
+            out = Path(args.out or loaded.run.inside("model" + suffix))
+            if not isinstance(graphs, dict):  # one graph, or named parts: model.encoder.onnx
+                graphs = {"": graphs}
+            for part, graph in graphs.items():
+                path = out.with_name(f"{out.stem}.{part}{out.suffix}") if part else out
+                worst = export(graph, args.format, path, args.tolerance)
+                print(f"wrote {path}: checked against PyTorch, max abs difference {worst:.3g}")
         elif args.command == "serve":
             from rnnkit.serve import serve
 

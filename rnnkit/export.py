@@ -4,24 +4,38 @@
     rnnkit export RUN --format torch                  a torch.export program (torch.export.save)
                                                       of one step: stream a sequence through it
 
-A task describes its graph with `Task.export_graph(loaded) -> Graph`: a module whose inputs and
-outputs are plain tensors, the recurrent state among them so that a caller can stream a
-sequence a piece (or a step) at a time, and which axes are dynamic. The language models' graph:
+A task describes its graph with `Task.export_graph(loaded) -> Graph` (or named parts, each
+written as model.PART.onnx): a module whose inputs and outputs are plain tensors, the recurrent
+state among them so that a caller can stream a sequence a piece (or a step) at a time, and
+which axes are dynamic. The graphs:
 
-    ids (b, t) int64, h0 (l, b, h) [, c0 (l, b, h)]  ->  logits (b, t, v), h_n [, c_n]
+    language models     ids (b, t) int64, h0 (l, b, h) [, c0]  ->  logits (b, t, v), h_n [, c_n]
+    classifiers         ids (b, t) int64, lengths (b,) int64  ->  scores (b, o)
+    recognisers         features (b, T, f), lengths (b,)  ->  log_probs (b, T', C), frames (b,)
+    sequence-to-seq.    encoder: src (b, S) int64, lengths (b,)  ->  states, mask [, keys], h0
+                        [, c0] [, feed0];  decoder (one step): y_prev (b,), h [, c] [, feed],
+                        states, mask [, keys]  ->  logits (b, v), h_next [, c_next]
+                        [, feed_next] [, attention (b, S)]
+
+Padded batches are read packed (torch.nn.utils.rnn.pack_padded_sequence, ONNX's sequence_lens),
+so padding reaches neither direction of a bidirectional layer.
 
 rnnkit's layers compute torch.nn's function with torch.nn's parameters, so the graph runs the
 trained weights in torch.nn.LSTM / GRU / RNN, which ONNX has operators for (a dynamic time axis
 included). A layer with a variant that changes the function at inference (layer norm, peephole,
-...) has no such operator; its export is refused with a message, not written wrong.
+zoneout) has no such operator: its graph is one step of the layer's own step equations
+(`rnnkit.cells`, impl="loop"), ids (b, 1), and a caller streams a sequence through it, the
+state fed back (``Graph.steps``).
 
 Before a file is written, it is run on random inputs (batch 1 and others, a length never seen
-at export) and compared with PyTorch; the largest difference is printed, and a file that
-disagrees beyond the tolerance is not written.
+at export; a one-step graph is streamed over the length) and compared with PyTorch's forward
+over the whole sequence; the largest difference is printed, and a file that disagrees beyond
+the tolerance is not written.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -45,7 +59,9 @@ class Graph:
     """What to export: ``module(*inputs) -> outputs``, plain tensors only.
 
     make_inputs(b, t, generator) -> the inputs for batch b and length t; names of the inputs
-    and outputs; dynamic: {input or output name: {axis: name}}.
+    and outputs; dynamic: {input or output name: {axis: name}}, the axis named "time" being a
+    sequence's; state: (input, output) names of the recurrent state, which a caller feeds back
+    to stream a sequence; steps: the graph is exported one step long (time fixed at 1).
     """
 
     module: nn.Module
@@ -53,6 +69,8 @@ class Graph:
     input_names: list[str]
     output_names: list[str]
     dynamic: dict[str, dict[int, str]] = field(default_factory=dict)
+    state: list[tuple[str, str]] = field(default_factory=list)
+    steps: bool = False
 
 
 def torch_recurrent(layer: nn.Module) -> nn.Module:
@@ -66,7 +84,8 @@ def torch_recurrent(layer: nn.Module) -> nn.Module:
         raise ExportError(
             f"the {type(layer).__name__} uses {', '.join(blockers)}, which torch.nn's layers "
             "and ONNX's recurrent operators do not compute",
-            "export supports the plain cells for now; train without the variant to export",
+            "a language model exports it one step at a time; for this model train without "
+            "the variant, or use rnnkit.load(RUN) in Python",
         )
     options = {
         "input_size": layer.input_size,
@@ -97,13 +116,13 @@ def export(graph: Graph, fmt: str, out: str | Path, tolerance: float = 1e-4) -> 
     module = graph.module.eval()
     # torch.export unrolls torch.nn's recurrent layers over time, so its program is one step
     # long (the batch stays dynamic); ONNX has recurrent operators with a dynamic time axis
-    steps = fmt == "torch"
+    steps = fmt == "torch" or graph.steps
     example = graph.make_inputs(2, 1 if steps else 8, torch.Generator().manual_seed(0))
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=f".tmp{out.suffix}")
     os.close(fd)
     try:
         if fmt == "onnx":
-            run = _onnx(module, example, graph, tmp)
+            run = _onnx(module, example, graph, tmp, steps)
         else:
             run = _torch_export(module, example, graph, tmp)
         worst = _compare(module, run, graph, steps)
@@ -119,8 +138,15 @@ def export(graph: Graph, fmt: str, out: str | Path, tolerance: float = 1e-4) -> 
         Path(tmp).unlink(missing_ok=True)
 
 
-def _onnx(module, example, graph: Graph, path: str):
+def _onnx(module, example, graph: Graph, path: str, steps: bool):
     import warnings
+
+    dynamic = graph.dynamic
+    if steps:  # the time loop was traced one step long: its time axis is fixed at 1
+        dynamic = {
+            name: {a: label for a, label in axes.items() if label != "time"}
+            for name, axes in dynamic.items()
+        }
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's notes on RNN batch sizes
@@ -130,7 +156,7 @@ def _onnx(module, example, graph: Graph, path: str):
             path,
             input_names=graph.input_names,
             output_names=graph.output_names,
-            dynamic_axes=graph.dynamic,
+            dynamic_axes=dynamic,
             opset_version=17,
             dynamo=False,
         )
@@ -179,13 +205,15 @@ def _torch_export(module, example, graph: Graph, path: str):
 
 @torch.no_grad()
 def _compare(module, run, graph: Graph, steps: bool = False) -> float:
+    """The largest absolute difference between PyTorch's ``module`` over whole sequences and
+    the exported ``run`` (fed the same sequences whole, or a step at a time with its state fed
+    back when ``steps``), over `CHECK_SHAPES`."""
     worst = 0.0
     for b, t in CHECK_SHAPES:
-        t = 1 if steps else t
         inputs = graph.make_inputs(b, t, torch.Generator().manual_seed(b * 100 + t))
         expected = module(*inputs)
         expected = list(expected) if isinstance(expected, tuple | list) else [expected]
-        got = run(inputs)
+        got = _streamed(run, graph, inputs, t) if steps else run(inputs)
         for e, g in zip(expected, got, strict=True):
             if e.shape != g.shape:
                 raise ExportError(
@@ -196,14 +224,48 @@ def _compare(module, run, graph: Graph, steps: bool = False) -> float:
     return worst
 
 
+def _time_axis(graph: Graph, name: str) -> int | None:
+    return next((a for a, label in graph.dynamic.get(name, {}).items() if label == "time"), None)
+
+
+def _streamed(run, graph: Graph, inputs: list[Tensor], t: int) -> list[Tensor]:
+    """``run`` a step at a time over length ``t``: each input with a time axis sliced to one
+    step, the state outputs fed back as the state inputs; outputs with a time axis are joined
+    along it, the others (the final state) are the last step's."""
+    names = graph.input_names
+    feed = dict(zip(names, inputs, strict=True))
+    back = {out: inp for inp, out in graph.state}
+    pieces: list[list[Tensor]] = []
+    for j in range(t):
+        step = []
+        for name in names:
+            axis = _time_axis(graph, name)
+            step.append(feed[name] if axis is None else feed[name].narrow(axis, j, 1))
+        out = run(step)
+        for name, value in zip(graph.output_names, out, strict=True):
+            if name in back:
+                feed[back[name]] = value
+        pieces.append(out)
+    joined = []
+    for k, name in enumerate(graph.output_names):
+        axis = _time_axis(graph, name)
+        joined.append(pieces[-1][k] if axis is None else torch.cat([p[k] for p in pieces], axis))
+    return joined
+
+
 # ----------------------------------------------------------------------------- language models
 class LanguageModelGraph(nn.Module):
-    """A `rnnkit.models.LanguageModel` with torch.nn's recurrent layer and the state explicit:
-    ids (b, t), h0 (l, b, h) [, c0] -> logits (b, t, v), h_n [, c_n]."""
+    """A `rnnkit.models.LanguageModel` with the state explicit: ids (b, t), h0 (l, b, h)
+    [, c0] -> logits (b, t, v), h_n [, c_n]. Its recurrent layer is torch.nn's with the
+    trained weights, or, with ``steps``, rnnkit's own on its step equations (impl="loop")."""
 
-    def __init__(self, lm: nn.Module):
+    def __init__(self, lm: nn.Module, steps: bool = False):
         super().__init__()
-        self.embed, self.rnn = lm.embed, torch_recurrent(lm.rnn)
+        if steps:
+            self.embed, self.rnn = lm.embed, copy.deepcopy(lm.rnn).eval()
+            self.rnn.impl = "loop"
+        else:
+            self.embed, self.rnn = lm.embed, torch_recurrent(lm.rnn)
         self.lstm = isinstance(self.rnn, nn.LSTM)
         self.head = getattr(lm, "head", None)  # None: tied, W = E with its own bias
         self.bias = getattr(lm, "bias", None)
@@ -219,7 +281,10 @@ class LanguageModelGraph(nn.Module):
 
 
 def language_model_graph(lm: nn.Module, vocab_size: int) -> Graph:
-    module = LanguageModelGraph(lm).eval()
+    """The language model's graph: torch.nn's layer over a dynamic time axis, or one step of
+    rnnkit's step equations where a variant changes the function (see the module's doc)."""
+    blockers = lm.rnn.variants.native_blockers(training=False)
+    module = LanguageModelGraph(lm, steps=bool(blockers)).eval()
     rnn = module.rnn
     lstm = module.lstm
 
@@ -232,4 +297,219 @@ def language_model_graph(lm: nn.Module, vocab_size: int) -> Graph:
     states_in, states_out = (["h0", "c0"], ["h_n", "c_n"]) if lstm else (["h0"], ["h_n"])
     dynamic = {"ids": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"}}
     dynamic |= {name: {1: "batch"} for name in states_in + states_out}
-    return Graph(module, make_inputs, ["ids", *states_in], ["logits", *states_out], dynamic)
+    return Graph(
+        module,
+        make_inputs,
+        ["ids", *states_in],
+        ["logits", *states_out],
+        dynamic,
+        state=list(zip(states_in, states_out, strict=True)),
+        steps=bool(blockers),
+    )
+
+
+# ----------------------------------------------------------------------------- padded batches
+class SequenceModelGraph(nn.Module):
+    """A `rnnkit.models.SequenceModel` over a padded batch, torch.nn's layer reading it packed
+    (so padding never reaches either direction): x (b, t) ids or (b, t, i) features, lengths
+    (b,) int64 -> y (b, t', o) per step or (b, o) per sequence, t' = the longest length."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        if hasattr(model, "wide"):
+            raise ExportError(
+                "the model has a wide part (model.ngrams > 0): its hashed n-grams are counted "
+                "in Python, which an exported graph cannot run",
+                "train with model.ngrams=0 to export, or use rnnkit.load(RUN) in Python",
+            )
+        self.model, self.rnn = model, torch_recurrent(model.rnn)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        m = self.model
+        if hasattr(m, "embed"):
+            ids = x
+            x = m.embed(ids)  # (b, t, e)
+            if hasattr(m, "token_features"):
+                x = torch.cat([x, m.token_features[ids]], dim=-1)  # (b, t, e + k)
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        h, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True)  # (b, t', d*h)
+        if m.config.head == "step":
+            return m.head(h)
+        pooled, _ = m.pool(h, lengths)
+        return m.head(pooled)
+
+
+def padded_lengths(b: int, t: int, g: torch.Generator) -> Tensor:
+    """Random lengths in [1, t] for a batch of b, the first sequence t long (so that the
+    output's time axis is t, as PyTorch's)."""
+    lengths = torch.randint(1, t + 1, (b,), generator=g)
+    lengths[0] = t
+    return lengths
+
+
+def sequence_model_graph(model: nn.Module, vocab_size: int = 0, features: int = 0) -> Graph:
+    """The graph of a classifier or tagger: token ids (``vocab_size``) or ``features`` per
+    step, with lengths -> scores."""
+    module = SequenceModelGraph(model).eval()
+    step = model.config.head == "step"
+
+    def make_inputs(b: int, t: int, g: torch.Generator):
+        if vocab_size:
+            x = torch.randint(1, vocab_size, (b, t), generator=g)
+        else:
+            x = torch.randn(b, t, features, generator=g)
+        return [x, padded_lengths(b, t, g)]
+
+    name = "ids" if vocab_size else "features"
+    dynamic = {name: {0: "batch", 1: "time"}, "lengths": {0: "batch"}}
+    dynamic["scores"] = {0: "batch", 1: "time"} if step else {0: "batch"}
+    return Graph(module, make_inputs, [name, "lengths"], ["scores"], dynamic)
+
+
+class RecognizerGraph(nn.Module):
+    """A `rnnkit.models.Recognizer`: frames (b, T, f), lengths (b,) -> CTC log-probabilities
+    (b, T', C) and the frames each sequence has after the front end (b,)."""
+
+    def __init__(self, recognizer: nn.Module):
+        super().__init__()
+        self.frontend = getattr(recognizer, "frontend", None)
+        self.body = SequenceModelGraph(recognizer.body)
+
+    def forward(self, x: Tensor, lengths: Tensor):
+        if self.frontend is not None:
+            x = self.frontend(x, lengths)
+            lengths = self.frontend.output_lengths(lengths).clamp(min=1, max=x.shape[1])
+        return torch.log_softmax(self.body(x, lengths), dim=-1), lengths
+
+
+def recognizer_graph(recognizer: nn.Module, features: int) -> Graph:
+    module = RecognizerGraph(recognizer).eval()
+
+    def make_inputs(b: int, t: int, g: torch.Generator):
+        return [torch.randn(b, t, features, generator=g), padded_lengths(b, t, g)]
+
+    dynamic = {"features": {0: "batch", 1: "time"}, "lengths": {0: "batch"}}
+    dynamic |= {"log_probs": {0: "batch", 1: "frames"}, "frames": {0: "batch"}}
+    return Graph(module, make_inputs, ["features", "lengths"], ["log_probs", "frames"], dynamic)
+
+
+# ----------------------------------------------------------------------------- encoder-decoder
+class EncoderGraph(nn.Module):
+    """A `rnnkit.models.Seq2Seq`'s encoder: src (b, S) ids, lengths (b,) -> the memory
+    (states (b, S', k), mask (b, S') bool, keys (b, S', k) where attention projects them) and
+    the decoder's first state: h0 (l, b, h) [, c0] [, feed (b, h)], S' the longest length."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        enc = model.encoder
+        if not hasattr(enc, "rnn"):
+            raise ExportError(
+                f"this model's encoder is a {type(enc).__name__}, not a recurrent encoder",
+                "export supports the recurrent encoder-decoder",
+            )
+        self.model, self.rnn = model, torch_recurrent(enc.rnn)
+
+    def forward(self, src: Tensor, lengths: Tensor):
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        m, c = self.model, self.model.config
+        x = m.encoder.embed(src)
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, final = self.rnn(packed)
+        states, _ = pad_packed_sequence(out, batch_first=True)  # (b, S', d*h)
+        h_n = final[0] if isinstance(final, tuple) else final  # (layers*d, b, h)
+        d = 2 if c.bidirectional else 1
+        top = h_n.view(c.encoder_layers, d, -1, c.hidden)[-1]  # the last layer: (d, b, h)
+        summary = torch.cat(list(top), dim=-1)  # [h_fwd_S; h_bwd_1]
+        mask = torch.arange(states.size(1)) < lengths[:, None]  # (b, S')
+        s0 = torch.tanh(m.bridge(summary)).view(-1, c.decoder_layers, c.hidden).transpose(0, 1)
+        out = [states, mask]
+        if c.attention != "none":
+            out.append(m.attention.project(states))
+        out.append(s0)
+        if c.cell == "lstm":
+            out.append(torch.zeros_like(s0))
+        if m.feed_size:
+            out.append(states.new_zeros(src.size(0), m.feed_size))
+        return tuple(out)
+
+
+class DecoderStepGraph(nn.Module):
+    """One decoding step of a `rnnkit.models.Seq2Seq`: y_prev (b,), the state h [, c]
+    [, feed], the memory -> logits (b, v), the next state [, attention weights (b, S)]."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.rnn = model, torch_recurrent(model.decoder)
+        c = model.config
+        self.attention, self.lstm = c.attention != "none", c.cell == "lstm"
+        self.feed = bool(model.feed_size)
+
+    def forward(self, y_prev: Tensor, *tensors: Tensor):
+        from rnnkit.models.seq2seq import DecoderState, Memory
+
+        rest = list(tensors)
+        rnn = (rest.pop(0), rest.pop(0)) if self.lstm else rest.pop(0)
+        feed = rest.pop(0) if self.feed else y_prev.new_zeros(y_prev.size(0), 0).float()
+        states, mask = rest.pop(0), rest.pop(0)
+        keys = rest.pop(0) if self.attention else None
+        logits, state, a = self.model.decode_step(  # its own code, torch.nn's layer
+            y_prev, DecoderState(rnn, feed), Memory(states, mask, keys), decoder=self.rnn
+        )
+        out = [logits, *(state.rnn if self.lstm else (state.rnn,))]
+        if self.feed:
+            out.append(state.feed)
+        if self.attention:
+            out.append(a)
+        return tuple(out)
+
+
+def seq2seq_graphs(model: nn.Module, src_vocab: int, tgt_vocab: int) -> dict[str, Graph]:
+    """{"encoder": ..., "decoder": ...}: run the encoder once, then the decoder step by step,
+    feeding back its state (and the previous token: greedy, or a beam search's choice)."""
+    c = model.config
+    encoder = EncoderGraph(model).eval()
+    decoder = DecoderStepGraph(model).eval()
+    state_names = ["h", "c"] if c.cell == "lstm" else ["h"]
+    if model.feed_size:
+        state_names.append("feed")
+    memory_names = ["states", "mask"] + (["keys"] if c.attention != "none" else [])
+
+    def encoder_inputs(b: int, t: int, g: torch.Generator):
+        return [torch.randint(4, src_vocab, (b, t), generator=g), padded_lengths(b, t, g)]
+
+    def decoder_inputs(b: int, t: int, g: torch.Generator):
+        src, lengths = encoder_inputs(b, t, g)
+        with torch.no_grad():
+            memory_and_state = encoder(src, lengths)
+        k = len(memory_names)
+        memory, state = list(memory_and_state[:k]), list(memory_and_state[k:])
+        state = [s + 0.1 * torch.randn(s.shape, generator=g) for s in state]  # not only s0
+        y_prev = torch.randint(1, tgt_vocab, (b,), generator=g)
+        return [y_prev, *state, *memory]
+
+    encoder_out = memory_names + [f"{n}0" for n in state_names]
+    dynamic = {"src": {0: "batch", 1: "source"}, "lengths": {0: "batch"}}
+    dynamic |= {n: {0: "batch", 1: "source"} for n in memory_names}
+    dynamic |= {f"{n}0": ({1: "batch"} if n in ("h", "c") else {0: "batch"}) for n in state_names}
+    decoder_out = ["logits"] + [f"{n}_next" for n in state_names]
+    decoder_out += ["attention"] if c.attention != "none" else []
+    step_dynamic = {"y_prev": {0: "batch"}, "logits": {0: "batch"}}
+    step_dynamic |= {n: {0: "batch", 1: "source"} for n in memory_names}
+    step_dynamic |= {"attention": {0: "batch", 1: "source"}} if c.attention != "none" else {}
+    for n in state_names:
+        axes = {1: "batch"} if n in ("h", "c") else {0: "batch"}
+        step_dynamic |= {n: axes, f"{n}_next": axes}
+    return {
+        "encoder": Graph(encoder, encoder_inputs, ["src", "lengths"], encoder_out, dynamic),
+        "decoder": Graph(
+            decoder,
+            decoder_inputs,
+            ["y_prev", *state_names, *memory_names],
+            decoder_out,
+            step_dynamic,
+            state=[(n, f"{n}_next") for n in state_names],
+        ),
+    }

@@ -7,7 +7,10 @@ programs can call too:
     GET  /               the page: a language model generates from a prime with a temperature
                          slider, each character coloured by a chosen hidden unit's activation;
                          a sequence-to-sequence run translates, with its confidence and its
-                         attention map; a sentiment run classifies
+                         attention map; a sentiment run classifies; a forecaster draws its
+                         forecast; caption and recognition runs read an uploaded file; a
+                         PixelRNN draws digits and completes held-out ones; a video run
+                         labels each frame of an uploaded clip
     GET  /api/info       {"task", "calls", "limits"}
     POST /api/generate   {"prime", "length", "temperature", "top_k", "seed", "unit"}
                          -> {"text", "tokens", "activations", "units"}
@@ -19,6 +22,11 @@ programs can call too:
                          "score", "notes"}
     POST /api/forecast   {"horizon", "seed"} -> {"series": [{"id", "history": {"dates",
                          "values"}, "forecast": {"dates", "mean", "lo-80", "hi-80", ...}}]}
+    POST /api/sample     {"n", "temperature", "seed"} -> {"images": n x 8 x 8 levels, "levels"}
+    POST /api/complete   {"n", "rows", "temperature", "seed"} -> {"given": the first n held-out
+                         digits, "images": their first rows kept and the rest drawn, "levels"}
+    POST /api/label      a clip file (multipart "file": .npy, GIF, APNG) -> {"frames",
+                         "labels": {model: [class per frame]}, "notes"}
 
 Input that is too long or of the wrong kind gets a 4xx JSON error naming the field and its
 limit ({"error", "field", "limit"}); the server stays up. Requests run one at a time through
@@ -43,6 +51,7 @@ LIMITS = {
     "beam": 16,
     "top_k": 10000,
     "horizon": 500,
+    "images": 64,
     "file_bytes": 5 * 2**20,  # an uploaded image or recording
 }
 
@@ -257,7 +266,50 @@ def create_app(model: Model):
             series.append({"id": str(s.uid), "history": history, "forecast": future})
         return reply({"series": series})
 
+    @app.post("/api/sample")
+    def sample():
+        need("sample")
+        b = body()
+        n = _get(b, "n", int, 8, 1, LIMITS["images"])
+        temperature = _get(b, "temperature", float, 1.0, 0.05, 100.0)
+        seed = _get(b, "seed", int, 0, 0, 2**31 - 1)
+        with lock:
+            images = model.sample(n, temperature, seed)
+        return reply({"images": images.tolist(), "levels": _levels(model)})
+
+    @app.post("/api/complete")
+    def complete():
+        need("complete")
+        from rnnkit.tasks.pixels import SIDE, digit_levels
+
+        b = body()
+        n = _get(b, "n", int, 8, 1, LIMITS["images"])
+        rows = _get(b, "rows", int, SIDE // 2, 0, SIDE)
+        temperature = _get(b, "temperature", float, 1.0, 0.05, 100.0)
+        seed = _get(b, "seed", int, 0, 0, 2**31 - 1)
+        with lock:
+            given = digit_levels(model.config.data, "test")[:n]
+            images = model.complete(given, rows, temperature, seed)
+        return reply({"given": given.tolist(), "images": images.tolist(), "rows": rows,
+                      "levels": _levels(model)})  # fmt: skip
+
+    @app.post("/api/label")
+    def label():
+        need("label")
+        path, folder = upload()
+        with folder, lock:
+            loaded = model.loaded
+            clip, notes = noted(lambda: loaded.task.read(loaded, path))
+            labels = model.label(clip)
+        return reply({"frames": len(clip), "labels": labels, "notes": notes})
+
     return app
+
+
+def _levels(model: Model) -> int:
+    from rnnkit.tasks.pixels import levels
+
+    return levels(model.config.data)
 
 
 def _activations(model: Model, text: str, unit: int):
@@ -302,6 +354,8 @@ textarea, input[type=text] { width: 100%; font-family: monospace; font-size: 14p
        min-height: 60px; line-height: 1.5; }
 .err { color: #a33; } .low { color: #a60; } table.att td { width: 22px; height: 18px; }
 table.att th { font-family: monospace; font-weight: normal; font-size: 12px; }
+table.px { display: inline-table; border-collapse: collapse; margin: 4px; }
+table.px td { width: 9px; height: 9px; padding: 0; } table.px td.given { outline: 1px solid #c22; }
 """
 
 SCRIPT = """
@@ -407,6 +461,47 @@ async function upload(path) {
     $('msg').textContent = d.notes.join('; ');
   } catch (e) { show(e); }
 }
+function grid(image, k, rows) {  // an 8 x 8 image of levels 0..k-1 as a table of grey cells
+  const t = document.createElement('table'); t.className = 'px';
+  image.forEach((row, i) => { const tr = t.insertRow();
+    row.forEach((v) => { const c = tr.insertCell(); const g = Math.round(255 * (1 - v / (k - 1)));
+      c.style.background = `rgb(${g},${g},${g})`; if (i < rows) c.className = 'given'; }); });
+  return t;
+}
+async function pixels(what) {
+  $('msg').textContent = 'drawing...'; $('msg').className = '';
+  try {
+    const d = await call('/api/' + what, {n: +$('n').value, temperature: +$('temperature').value,
+                                          seed: +$('seed').value});
+    const out = $('out'); out.textContent = '';
+    const rows = what === 'complete' ? d.rows : 0;
+    if (what === 'complete') {
+      const p = document.createElement('p'); p.textContent = 'held-out digits:'; out.append(p);
+      d.given.forEach((im) => out.append(grid(im, d.levels, 8)));
+      const q = document.createElement('p');
+      q.textContent = `the same with their first ${d.rows} rows kept (outlined), the rest drawn:`;
+      out.append(q);
+    }
+    d.images.forEach((im) => out.append(grid(im, d.levels, rows)));
+    out.dataset.text = JSON.stringify(d.images);
+    $('msg').textContent = '';
+  } catch (e) { show(e); }
+}
+async function label() {
+  $('msg').textContent = 'reading...'; $('msg').className = '';
+  try {
+    const d = await send('/api/label');
+    const t = $('att'); t.innerHTML = '';
+    const head = t.insertRow(); head.insertCell().textContent = 'frame';
+    for (let i = 0; i < d.frames; i++) head.insertCell().textContent = i + 1;
+    Object.entries(d.labels).forEach(([name, labels]) => {
+      const tr = t.insertRow(); tr.insertCell().textContent = name;
+      labels.forEach((l) => { tr.insertCell().textContent = l; });
+    });
+    $('out').textContent = d.frames + ' frames'; $('out').dataset.text = JSON.stringify(d.labels);
+    $('msg').textContent = d.notes.join('; ');
+  } catch (e) { show(e); }
+}
 async function classify() {
   $('msg').textContent = ''; $('msg').className = '';
   try {
@@ -439,6 +534,16 @@ FORMS = {
     "recognize": """
 <p><input type="file" id="file"> <button id="go" onclick="upload('/api/recognize')">recognize
 </button> (speech: WAV, FLAC or .npy frames; handwriting: PNG or a stroke file)</p>""",
+    "sample": """
+<p><label>images <input type="number" id="n" value="8" min="1" max="64"></label>
+  <label>temperature <input type="number" id="temperature" value="1" min="0.05" step="0.05">
+  </label> <label>seed <input type="number" id="seed" value="0" min="0"></label>
+  <button id="go" onclick="pixels('sample')">draw new digits</button>
+  <button id="complete" onclick="pixels('complete')">complete held-out digits</button></p>""",
+    "label": """
+<p><input type="file" id="file" accept=".npy,.gif,.png,.apng,.tif,.tiff">
+<button id="go" onclick="label()">label each frame</button> (a clip: .npy frames, GIF or
+APNG)</p>""",
     "classify": """
 <p><input type="text" id="text" value="a gem of a film"></p>
 <p><button id="go" onclick="classify()">classify</button></p>""",

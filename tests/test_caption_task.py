@@ -165,3 +165,28 @@ def test_the_caption_page_takes_an_uploaded_image(scenes_run, tmp_path):
         files=[picture],
     )
     assert errors == [] and got["shown"] == expected[0][0] and got["images"] == 1
+
+
+def test_the_video_page_labels_each_frame_of_an_uploaded_clip(video_run, tmp_path):
+    import json
+
+    from helpers import on_the_page
+
+    from rnnkit import load
+    from rnnkit.data.video import make_clips, save_clip
+    from rnnkit.serve import create_app
+
+    model = load(video_run)
+    clip = make_clips(1, "test", seed=3).video[0]  # (T, 1, 32, 32)
+    path = save_clip(tmp_path / "clip.gif", clip)
+    expected = model.label(model.loaded.task.read(model.loaded, str(path)))
+    client = create_app(model).test_client()
+    with open(path, "rb") as f:
+        r = client.post("/api/label", data={"file": (f, "clip.gif")})
+    assert r.status_code == 200
+    assert r.get_json()["labels"] == expected and r.get_json()["frames"] == len(clip)
+    assert client.post("/api/label").get_json()["field"] == "file"
+    got, errors = on_the_page(
+        model, "label()", {"labels": "$('out').dataset.text"}, files=[path]
+    )
+    assert errors == [] and json.loads(got["labels"]) == expected

@@ -72,3 +72,34 @@ def test_sample_refuses_options_of_other_tasks(run, capsys):
     assert "--prime` does not apply to a 'pixels' run" in err and "--complete" in err
     assert cli(["sample", str(run), "--temperature", "0"]) == 2
     assert "temperature must be a positive number" in capsys.readouterr().err
+
+
+def test_the_page_draws_and_completes_digits_as_the_library_does(run):
+    import json
+
+    from helpers import on_the_page
+
+    from rnnkit import load
+    from rnnkit.serve import LIMITS, create_app
+
+    model, task = load(run), Pixels()
+    client = create_app(model).test_client()
+    r = client.post("/api/sample", json={"n": 3, "temperature": 1.0, "seed": 2})
+    assert r.status_code == 200
+    assert r.get_json()["images"] == task.draw(model.loaded, 3, 1.0, 2).tolist()
+    d = client.post("/api/complete", json={"n": 2, "rows": 4, "seed": 1}).get_json()
+    given = digit_levels(model.config.data, "test")[:2]
+    assert d["given"] == given.tolist() and d["levels"] == 17
+    assert d["images"] == task.complete(model.loaded, given, 4, 1.0, 1).tolist()
+    bad = client.post("/api/sample", json={"n": 1000})
+    assert bad.status_code == 400
+    assert bad.get_json()["field"] == "n" and bad.get_json()["limit"] == LIMITS["images"]
+    assert client.post("/api/complete", json={"rows": 9}).get_json()["field"] == "rows"
+    got, errors = on_the_page(
+        model,
+        "$('n').value = 2; $('seed').value = 5; pixels('sample')",
+        {"images": "$('out').dataset.text", "cells": "document.querySelectorAll('td').length"},
+    )
+    assert errors == []
+    assert json.loads(got["images"]) == task.draw(model.loaded, 2, 1.0, 5).tolist()
+    assert got["cells"] == 2 * 64  # two 8 x 8 grids

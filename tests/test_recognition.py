@@ -349,3 +349,25 @@ def test_the_recognize_endpoint_takes_an_uploaded_file(run, tmp_path):
     assert got["text"] == expected["text"] and got["score"] == pytest.approx(expected["score"])
     again = {"file": (io.BytesIO(b"x"), "line.npy")}
     assert client.post("/api/caption", data=again).status_code == 400  # not a caption run
+
+
+def test_the_exported_onnx_recognizer_equals_the_model_on_a_padded_batch(run, tmp_path, capsys):
+    """Two bidirectional layers over frames of three lengths, through ONNX Runtime: the CTC
+    log-probabilities and frame counts equal the model's."""
+    ort = pytest.importorskip("onnxruntime")
+    from rnnkit import tasks
+    from rnnkit.tasks.recognition import batch_of
+
+    out = tmp_path / "hw.onnx"
+    assert cli(["export", str(run), "--out", str(out)]) == 0
+    assert "max abs difference" in capsys.readouterr().out
+    loaded = tasks.load(run)
+    rng = np.random.default_rng(0)
+    samples = [(rng.normal(size=(t, loaded.setup.features)).astype(np.float32), "") for t in (40, 17, 29)]
+    x, lengths, _ = batch_of(samples, range(3), "cpu")
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    log_probs, frames = session.run(None, {"features": x.numpy(), "lengths": lengths.numpy()})
+    with torch.no_grad():
+        expected, expected_frames = loaded.model(x, lengths)
+    np.testing.assert_allclose(log_probs, expected.numpy(), atol=1e-4)
+    np.testing.assert_array_equal(frames, expected_frames.numpy())

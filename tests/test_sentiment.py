@@ -214,3 +214,26 @@ def test_ngrams_need_word_input():
 
     with pytest.raises(ConfigError, match="model.ngrams"):
         build(get("sentiment").Config, overrides={"data.input": "char", "model.ngrams": 2})
+
+
+@needs_data
+def test_the_exported_onnx_classifier_equals_the_model_on_a_padded_batch(run, tmp_path, capsys):
+    """Bidirectional LSTM, attention pooling and lexicon features, through ONNX Runtime: the
+    padded batch's scores equal the model's, each text's as if alone."""
+    ort = pytest.importorskip("onnxruntime")
+    from rnnkit import tasks
+    from rnnkit.tasks.sentiment import encode
+
+    out = tmp_path / "sentiment.onnx"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    assert "max abs difference" in capsys.readouterr().out
+    loaded = tasks.load(run)
+    texts = ["a gripping , funny film", "dull", "not good at all , and far too long to sit"]
+    x, lengths = pad(encode(loaded.setup.vocab, texts), loaded.setup.vocab.pad)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"ids": x.numpy(), "lengths": lengths.numpy()})[0]
+    with torch.no_grad():
+        expected = loaded.model(x, lengths=lengths)[0]
+        alone = loaded.model(x[1:2, :1])[0]  # "dull", unpadded
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
+    np.testing.assert_allclose(got[1], alone[0].numpy(), atol=1e-4)

@@ -388,3 +388,50 @@ def test_evaluate_on_another_split_and_beam(run, capsys):
     assert (
         "split=train: a 'translate' run is evaluated on one of val, test" in capsys.readouterr().err
     )
+
+
+def test_exported_encoder_and_decoder_step_translate_as_the_model_does(run, tmp_path, capsys):
+    """ONNX Runtime runs the encoder once and the decoder a step at a time, feeding back its
+    state and its greedy choice: the words equal `translate` with beam 1, and the attention
+    rows sum to 1 over the real source tokens only."""
+    ort = pytest.importorskip("onnxruntime")
+    import numpy as np
+
+    from rnnkit import tasks
+    from rnnkit.data.vocab import BOS, EOS
+
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "m.encoder.onnx" in printed and "m.decoder.onnx" in printed
+    encoder = ort.InferenceSession(str(tmp_path / "m.encoder.onnx"))
+    decoder = ort.InferenceSession(str(tmp_path / "m.decoder.onnx"))
+    loaded = tasks.load(run)
+    texts = [f"{a} {b}" for a, b in zip(WORDS, WORDS[1:], strict=False)][:4] + [WORDS[0]]
+    src_tok, tgt_tok = loaded.setup.src_tok, loaded.setup.tgt_tok
+    ids = [src_tok.encode(t) for t in texts]
+    width = max(map(len, ids))
+    src = np.array([i + [0] * (width - len(i)) for i in ids], dtype=np.int64)
+    lengths = np.array([len(i) for i in ids], dtype=np.int64)
+    names = [o.name for o in encoder.get_outputs()]
+    enc = dict(zip(names, encoder.run(None, {"src": src, "lengths": lengths}), strict=True))
+    memory = {k: enc[k] for k in ("states", "mask", "keys") if k in enc}
+    state = {k[:-1]: v for k, v in enc.items() if k.endswith("0")}  # h0, c0, feed0
+    y = np.full(len(texts), BOS, dtype=np.int64)
+    words, done = [[] for _ in texts], np.zeros(len(texts), bool)
+    step_names = [o.name for o in decoder.get_outputs()]
+    for _ in range(loaded.config.data.max_len + 2):
+        got = dict(zip(step_names, decoder.run(None, {"y_prev": y, **state, **memory}), strict=True))
+        state = {k: got[f"{k}_next"] for k in state}
+        row_sums = (got["attention"] * memory["mask"]).sum(1)
+        np.testing.assert_allclose(row_sums, 1.0, atol=1e-5)
+        assert (got["attention"][~memory["mask"]] == 0).all()
+        y = got["logits"].argmax(-1)
+        for i, token in enumerate(y.tolist()):
+            done[i] |= token == EOS
+            if not done[i]:
+                words[i].append(token)
+        if done.all():
+            break
+    expected = [t.text for t in loaded.task.translate_texts(loaded, texts, beam=1)]
+    assert [tgt_tok.decode(w) for w in words] == expected

@@ -183,9 +183,11 @@ class Seq2Seq(nn.Module):
         return self.attention(query, memory.states, memory.mask, memory.keys)
 
     def decode_step(
-        self, y_prev: Tensor, state: DecoderState, memory: Memory
+        self, y_prev: Tensor, state: DecoderState, memory: Memory, decoder: nn.Module | None = None
     ) -> tuple[Tensor, DecoderState, Tensor | None]:
-        """y_prev (b,) -> logits (b, v), the next state, attention weights (b, S) or None."""
+        """y_prev (b,) -> logits (b, v), the next state, attention weights (b, S) or None.
+        ``decoder``: the recurrent stack to run instead of self.decoder (`rnnkit.export`
+        passes torch.nn's layer with the same weights)."""
         e = self.drop(self.tgt_embed(y_prev))  # (b, e)
         a = None
         if self.config.attention == "bahdanau":
@@ -194,7 +196,7 @@ class Seq2Seq(nn.Module):
             x = torch.cat([e, ctx], dim=-1)
         else:
             x = torch.cat([e, state.feed], dim=-1) if self.feed_size else e
-        s, rnn = self.decoder(x.unsqueeze(1), state.rnn)  # (b, 1, h)
+        s, rnn = (decoder or self.decoder)(x.unsqueeze(1), state.rnn)  # (b, 1, h)
         s = s.squeeze(1)
         if self.config.attention == "none":
             h_tilde = s

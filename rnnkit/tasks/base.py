@@ -212,8 +212,8 @@ class Task:
 
         raise ExportError(
             f"`rnnkit export` is not available for a {self.name!r} run yet",
-            "the language models (charlm, wordlm) export; use rnnkit.load(RUN).module in "
-            "Python for the others",
+            "language models, classifiers, recognisers and sequence-to-sequence runs export; "
+            "use rnnkit.load(RUN).module in Python for the others",
         )
 
     def summary(self, config, setup, model: nn.Module, world: int) -> str:

@@ -427,6 +427,13 @@ class RecognitionTask(Task):
         return report_sections(self, loaded)
 
     # ----------------------------------------------------------------------- using a run
+    def export_graph(self, loaded: Loaded):
+        """Standardised frames (b, T, f) and lengths (b,) -> CTC log-probabilities (b, T', C)
+        and each sequence's T'; decoding (greedy or beam) is the caller's."""
+        from rnnkit.export import recognizer_graph
+
+        return recognizer_graph(loaded.model, loaded.setup.features)
+
     def recognize(
         self, path: str | Path | Loaded, inputs: list, beam: int | None = None, lm_weight=None
     ) -> list[dict]:

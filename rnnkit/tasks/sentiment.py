@@ -368,6 +368,12 @@ class Sentiment(Task):
         return report_sections(self, loaded)
 
     # ------------------------------------------------------------------------- using a run
+    def export_graph(self, loaded: Loaded):
+        """token ids (b, t) and lengths (b,) -> the read-out's scores (see `score_of`)."""
+        from rnnkit.export import sequence_model_graph
+
+        return sequence_model_graph(loaded.model, vocab_size=len(loaded.setup.vocab))
+
     def classify(self, path: str | Path | Loaded, texts: list[str]) -> list[dict]:
         """One dict per text: {"text", "label", "p_positive"} (or {"text", "rating"}), and the
         share of its words the model does not know."""

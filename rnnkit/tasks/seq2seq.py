@@ -428,6 +428,15 @@ class Seq2SeqTask(Task):
             raise out
         return out
 
+    def export_graph(self, loaded: Loaded):
+        """Two graphs: the encoder (source ids and lengths -> memory and the decoder's first
+        state) and one decoder step (previous token, state, memory -> logits, next state,
+        attention); the search (greedy or beam) is the caller's."""
+        from rnnkit.export import seq2seq_graphs
+
+        setup = loaded.setup
+        return seq2seq_graphs(loaded.model, len(setup.src_tok), len(setup.tgt_tok))
+
     def translate_texts(
         self,
         loaded: Loaded,
