@@ -186,7 +186,5 @@ def test_the_video_page_labels_each_frame_of_an_uploaded_clip(video_run, tmp_pat
     assert r.status_code == 200
     assert r.get_json()["labels"] == expected and r.get_json()["frames"] == len(clip)
     assert client.post("/api/label").get_json()["field"] == "file"
-    got, errors = on_the_page(
-        model, "label()", {"labels": "$('out').dataset.text"}, files=[path]
-    )
+    got, errors = on_the_page(model, "label()", {"labels": "$('out').dataset.text"}, files=[path])
     assert errors == [] and json.loads(got["labels"]) == expected

@@ -363,7 +363,9 @@ def test_the_exported_onnx_recognizer_equals_the_model_on_a_padded_batch(run, tm
     assert "max abs difference" in capsys.readouterr().out
     loaded = tasks.load(run)
     rng = np.random.default_rng(0)
-    samples = [(rng.normal(size=(t, loaded.setup.features)).astype(np.float32), "") for t in (40, 17, 29)]
+    samples = [
+        (rng.normal(size=(t, loaded.setup.features)).astype(np.float32), "") for t in (40, 17, 29)
+    ]
     x, lengths, _ = batch_of(samples, range(3), "cpu")
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     log_probs, frames = session.run(None, {"features": x.numpy(), "lengths": lengths.numpy()})

@@ -421,7 +421,9 @@ def test_exported_encoder_and_decoder_step_translate_as_the_model_does(run, tmp_
     words, done = [[] for _ in texts], np.zeros(len(texts), bool)
     step_names = [o.name for o in decoder.get_outputs()]
     for _ in range(loaded.config.data.max_len + 2):
-        got = dict(zip(step_names, decoder.run(None, {"y_prev": y, **state, **memory}), strict=True))
+        got = dict(
+            zip(step_names, decoder.run(None, {"y_prev": y, **state, **memory}), strict=True)
+        )
         state = {k: got[f"{k}_next"] for k in state}
         row_sums = (got["attention"] * memory["mask"]).sum(1)
         np.testing.assert_allclose(row_sums, 1.0, atol=1e-5)
