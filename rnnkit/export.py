@@ -513,3 +513,74 @@ def seq2seq_graphs(model: nn.Module, src_vocab: int, tgt_vocab: int) -> dict[str
             state=[(n, f"{n}_next") for n in state_names],
         ),
     }
+
+
+# ----------------------------------------------------------------------------- the NTM
+class NTMInitGraph(nn.Module):
+    """The NTM's first state for a batch: x (b, 1, i) (read for its batch size only) -> [h0,
+    c0 (b, c) for an LSTM controller,] memory (b, n, m), w_read (b, R, n), w_write (b, W, n),
+    reads (b, R, m)."""
+
+    def __init__(self, ntm: nn.Module):
+        super().__init__()
+        self.ntm = ntm
+
+    def forward(self, x: Tensor):
+        ctrl, *rest = self.ntm.initial_state(x.size(0), x.device)
+        return (*(ctrl or ()), *rest)
+
+
+class NTMStepGraph(nn.Module):
+    """NTM steps with the whole state explicit: x (b, t, i), [h, c,] memory, w_read, w_write,
+    reads -> y (b, t, o) (before the task's sigmoid or softmax) and the next state."""
+
+    def __init__(self, ntm: nn.Module):
+        super().__init__()
+        self.ntm, self.lstm = ntm, ntm.kind == "lstm"
+
+    def forward(self, x: Tensor, *state: Tensor):
+        ctrl, rest = ((state[0], state[1]), state[2:]) if self.lstm else (None, state)
+        y, (ctrl, *rest) = self.ntm(x, (ctrl, *rest))
+        return (y, *(ctrl or ()), *rest)
+
+
+def ntm_graphs(ntm: nn.Module) -> dict[str, Graph]:
+    """{"init": the first state, "step": one step of the equations, state in and out}: the
+    NTM's time loop is the caller's, as for any one-step graph."""
+    if ntm.init.kind == "random":
+        raise ExportError(
+            "this NTM draws its initial memory at random for each sequence "
+            "(model.memory_init=random), which an exported graph would not reproduce",
+            "train with model.memory_init=constant or learned to export",
+        )
+    names = (["h", "c"] if ntm.kind == "lstm" else []) + ["memory", "w_read", "w_write", "reads"]
+    init = NTMInitGraph(ntm).eval()
+    step = NTMStepGraph(ntm).eval()
+    i = ntm.input_size
+
+    def init_inputs(b: int, t: int, g: torch.Generator):
+        return [torch.rand(b, 1, i, generator=g)]
+
+    def step_inputs(b: int, t: int, g: torch.Generator):
+        x = torch.rand(b, t, i, generator=g).round()  # bits, as the tasks read
+        with torch.no_grad():
+            state = init(x[:, :1])
+        state = [s + 0.05 * torch.rand(s.shape, generator=g) for s in state]  # not only s0
+        return [x, *state]
+
+    batch = {n: {0: "batch"} for n in names}
+    return {
+        "init": Graph(init, init_inputs, ["x"], [f"{n}0" for n in names],
+                      {"x": {0: "batch"}} | {f"{n}0": {0: "batch"} for n in names}),
+        "step": Graph(
+            step,
+            step_inputs,
+            ["x", *names],
+            ["y", *(f"{n}_next" for n in names)],
+            {"x": {0: "batch", 1: "time"}, "y": {0: "batch", 1: "time"}}
+            | batch
+            | {f"{n}_next": {0: "batch"} for n in names},
+            state=[(n, f"{n}_next") for n in names],
+            steps=True,
+        ),
+    }  # fmt: skip

@@ -5,6 +5,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -324,3 +325,39 @@ def test_plots_render(tmp_path, capsys):
         out = tmp_path / "bad.png"
         assert cli.main(["plot", *args, "--out", str(out)]) == 2, args
         assert message in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("name,memory", [("copy", "learned"), ("adding", "")])
+def test_exported_models_run_in_onnx_runtime_as_trained(name, memory, tmp_path, capsys):
+    """The NTM as its first state and its steps (the time loop in the caller, state fed back),
+    a recurrent stack as one graph: ONNX Runtime gives the trained model's outputs."""
+    ort = pytest.importorskip("onnxruntime")
+    from rnnkit.cli import main
+
+    extra = {"model.memory_init": memory} if memory else {}
+    task, config = tiny(name, **extra)
+    task.train(config, tmp_path / "run", progress=False)
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(tmp_path / "run"), "--out", str(out)]) == 0
+    loaded = tasks.load(tmp_path / "run")
+    inputs = task.Source(loaded.config.data).sizes()[0]
+    x = torch.rand(3, 9, inputs, generator=torch.Generator().manual_seed(0)).round()
+    with torch.no_grad():
+        expected = loaded.model(x)[0].numpy()
+    if name == "adding":
+        session = ort.InferenceSession(str(out))
+        lengths = np.full(3, 9, dtype=np.int64)
+        got = session.run(None, {"features": x.numpy(), "lengths": lengths})[0]
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+        return
+    assert "m.init.onnx" in capsys.readouterr().out
+    init = ort.InferenceSession(str(tmp_path / "m.init.onnx"))
+    step = ort.InferenceSession(str(tmp_path / "m.step.onnx"))
+    names = [i.name for i in step.get_inputs()][1:]  # the state, after x
+    state = dict(zip(names, init.run(None, {"x": x[:, :1].numpy()}), strict=True))
+    ys = []
+    for t in range(9):
+        y, *after = step.run(None, {"x": x[:, t : t + 1].numpy(), **state})
+        state = dict(zip(names, after, strict=True))
+        ys.append(y)
+    np.testing.assert_allclose(np.concatenate(ys, axis=1), expected, atol=1e-4)

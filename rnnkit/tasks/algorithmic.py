@@ -237,6 +237,17 @@ class AlgorithmicTask(Task):
     def build_model(self, config, setup=None) -> nn.Module:
         return build_model(config.model, *self.Source(config.data).sizes())
 
+    def export_graph(self, loaded: Loaded):
+        """The NTM as two graphs, its first state ("init") and its steps with the whole state
+        explicit ("step"); a recurrent stack as one graph over padded batches: inputs
+        (b, t, i) and lengths -> outputs (b, t, o) before the sigmoid or softmax."""
+        from rnnkit.export import ntm_graphs, sequence_model_graph
+
+        model = loaded.model
+        if isinstance(model, NTM):
+            return ntm_graphs(model)
+        return sequence_model_graph(model, features=self.Source(loaded.config.data).sizes()[0])
+
     @torch.no_grad()
     def predict(self, loaded: Loaded, x) -> Tensor:
         """The model's answer to inputs x (b, t, i) (or one (t, i)): bit probabilities for the
