@@ -223,13 +223,18 @@ def create_app(model: Model):
             out = call()
         return out, [str(w.message) for w in caught if issubclass(w.category, Note)]
 
+    def read_upload():
+        """The uploaded file through the task's reader: (its input, the reader's notes)."""
+        path, folder = upload()
+        with folder:
+            loaded = model.loaded
+            return noted(lambda: loaded.task.read(loaded, path))
+
     @app.post("/api/caption")
     def caption():
         need("caption")
-        path, folder = upload()
-        with folder, lock:
-            loaded = model.loaded
-            picture, notes = noted(lambda: loaded.task.read(loaded, path))
+        with lock:
+            picture, notes = read_upload()
             n_best = model.caption(picture[None], n_best=min(3, model.config.decode.beam))[0]
         return reply({"caption": n_best[0][0], "n_best": [[c, float(s)] for c, s in n_best],
                       "notes": notes})  # fmt: skip
@@ -296,10 +301,8 @@ def create_app(model: Model):
     @app.post("/api/label")
     def label():
         need("label")
-        path, folder = upload()
-        with folder, lock:
-            loaded = model.loaded
-            clip, notes = noted(lambda: loaded.task.read(loaded, path))
+        with lock:
+            clip, notes = read_upload()
             labels = model.label(clip)
         return reply({"frames": len(clip), "labels": labels, "notes": notes})
 

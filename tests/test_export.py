@@ -101,8 +101,7 @@ def test_a_file_that_disagrees_is_not_written(tmp_path, corpus, capsys):
 
 
 def test_a_task_without_export_says_so(tmp_path, capsys):
-    values = {"model.cell": "rnn", "model.hidden": 4, "data.seq_len": 8, "train.steps": 2}
-    values |= {"eval.batches": 1, "eval.batch_size": 4}
-    train_run("adding", tmp_path / "run", **values)
+    values = {"model.hidden": 8, "model.layers": 1, "train.steps": 2, "train.eval_every": 2}
+    train_run("pixels", tmp_path / "run", **values)
     assert main(["export", str(tmp_path / "run")]) == 2
-    assert "`rnnkit export` is not available for a 'adding' run yet" in capsys.readouterr().err
+    assert "`rnnkit export` is not available for a 'pixels' run yet" in capsys.readouterr().err
