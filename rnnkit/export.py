@@ -121,10 +121,25 @@ def export(graph: Graph, fmt: str, out: str | Path, tolerance: float = 1e-4) -> 
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=f".tmp{out.suffix}")
     os.close(fd)
     try:
-        if fmt == "onnx":
-            run = _onnx(module, example, graph, tmp, steps)
-        else:
-            run = _torch_export(module, example, graph, tmp)
+        try:
+            if fmt == "onnx":
+                run = _onnx(module, example, graph, tmp, steps)
+            else:
+                run = _torch_export(module, example, graph, tmp)
+        except ExportError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the exporter's own failure, named for the user
+            first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+            hint = (
+                "use --format onnx (torch.export cannot trace packed, padded batches)"
+                if fmt == "torch"
+                else "this is a bug in the export of this model; please report it"
+            )
+            raise ExportError(
+                f"{'torch.export' if fmt == 'torch' else 'the ONNX exporter'} could not trace "
+                f"this model ({type(err).__name__}: {first}); nothing was written",
+                hint,
+            ) from err
         worst = _compare(module, run, graph, steps)
         if not worst <= tolerance:
             raise ExportError(

@@ -105,3 +105,14 @@ def test_a_task_without_export_says_so(tmp_path, capsys):
     train_run("pixels", tmp_path / "run", **values)
     assert main(["export", str(tmp_path / "run")]) == 2
     assert "`rnnkit export` is not available for a 'pixels' run yet" in capsys.readouterr().err
+
+
+def test_torch_export_of_a_padded_batch_graph_is_refused_by_name(tmp_path, capsys):
+    values = {"model.cell": "lstm", "model.hidden": 8, "data.seq_len": 10, "train.steps": 2}
+    values |= {"eval.batches": 1, "eval.batch_size": 4, "train.eval_every": 2}
+    run = train_run("adding", tmp_path / "run", **values)
+    assert main(["export", str(run), "--format", "torch"]) == 2
+    err = capsys.readouterr().err
+    assert "torch.export could not trace this model" in err and "use --format onnx" in err
+    assert not list(run.glob("model.pt2*")) and not list(run.glob(".model*"))
+    assert main(["export", str(run)]) == 0  # ONNX takes it
