@@ -102,7 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="write a run's model as ONNX or a torch.export program")
     x.add_argument("run", help="run directory")
     x.add_argument("--format", choices=("onnx", "torch"), default="onnx", help="default onnx")
-    x.add_argument("--out", help="the file (default RUN/model.onnx or RUN/model.pt2)")
+    x.add_argument(
+        "--out",
+        help="the file (default RUN/model.onnx or RUN/model.pt2); a model of several parts "
+        "writes one file per part beside it: model.encoder.onnx, model.decoder.onnx",
+    )
     x.add_argument("--tolerance", type=float, default=1e-4, help="largest difference allowed")
     x.add_argument("--last", action="store_true", help=last)
 
