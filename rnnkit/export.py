@@ -16,6 +16,16 @@ which axes are dynamic. The graphs:
                         [, c0] [, feed0];  decoder (one step): y_prev (b,), h [, c] [, feed],
                         states, mask [, keys]  ->  logits (b, v), h_next [, c_next]
                         [, feed_next] [, attention (b, S)]
+    captioners          the same two, the encoder reading images (b, C, H, W)
+    memory tasks        the NTM: init: x (b, 1, i) -> its first state; step: x (b, t, i),
+                        the state -> y (b, t, o), the next state. LSTM / GRU stacks: x, lengths
+    video               frames (b, t, C, H, W), h0 [, c0] -> logits (b, t, K) [, single-frame
+                        baseline's], h_n [, c_n]: a live stream, a frame at a time
+    forecasters         z_prev, z_lag, phase (b, t), scale (b, 1) [, ids] [, covariates],
+                        h0 [, c0] -> the next value's distribution (b, t, P) or quantiles
+                        (b, t, H, Q), h_n [, c_n]; drawing sample paths is the caller's
+    PixelRNN            image (b, H, W) int64 -> logits (b, K, H, W); drawing is the caller's
+    word2vec            ids (b, t) -> vectors (b, t, d)
 
 Padded batches are read packed (torch.nn.utils.rnn.pack_padded_sequence, ONNX's sequence_lens),
 so padding reaches neither direction of a bidirectional layer.
@@ -45,6 +55,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.errors import RnnkitError
+from rnnkit.models.seq2seq import DecoderState, Memory
 
 FORMATS = ("onnx", "torch")
 CHECK_SHAPES = ((1, 1), (1, 9), (3, 5), (2, 23))  # (batch, time) compared after export
@@ -103,6 +114,18 @@ def torch_recurrent(layer: nn.Module) -> nn.Module:
     own = dict(layer.named_parameters())
     plain.load_state_dict({name: own[name].detach() for name, _ in plain.named_parameters()})
     return plain.eval()
+
+
+def graph_layer(layer: nn.Module) -> tuple[nn.Module, bool]:
+    """The recurrent layer a graph runs, and whether the graph must be one step long:
+    torch.nn's layer with the trained weights (`torch_recurrent`), or, where a variant changes
+    the function at inference (layer norm, peephole, zoneout), a copy of rnnkit's own layer on
+    its step equations (impl="loop"), which a caller streams a step at a time."""
+    if not layer.variants.native_blockers(training=False):
+        return torch_recurrent(layer), False
+    own = copy.deepcopy(layer).eval()
+    own.impl = "loop"
+    return own, True
 
 
 def export(graph: Graph, fmt: str, out: str | Path, tolerance: float = 1e-4) -> float:
@@ -202,6 +225,7 @@ def _torch_export(module, example, graph: Graph, path: str):
             dims.setdefault(label, torch.export.Dim(label, min=1, max=4096))
             spec[axis] = dims[label]
         shapes.append(spec or None)
+    shapes = _as_signature(module, shapes)
     import warnings
 
     with warnings.catch_warnings():
@@ -218,11 +242,25 @@ def _torch_export(module, example, graph: Graph, path: str):
     return run
 
 
+def _as_signature(module: nn.Module, shapes: list) -> tuple:
+    """torch.export's dynamic shapes follow forward's signature: the inputs that fill a
+    ``*tensors`` parameter are given as one tuple."""
+    import inspect
+
+    params = list(inspect.signature(module.forward).parameters.values())
+    named = [p for p in params if p.kind != p.VAR_POSITIONAL]
+    if len(named) == len(params):
+        return tuple(shapes)
+    return (*shapes[: len(named)], tuple(shapes[len(named) :]))
+
+
 @torch.no_grad()
 def _compare(module, run, graph: Graph, steps: bool = False) -> float:
     """The largest absolute difference between PyTorch's ``module`` over whole sequences and
     the exported ``run`` (fed the same sequences whole, or a step at a time with its state fed
     back when ``steps``), over `CHECK_SHAPES`."""
+    # a graph without a time axis (a decoder step, a whole image) is one run at any length
+    steps = steps and any(_time_axis(graph, name) is not None for name in graph.input_names)
     worst = 0.0
     for b, t in CHECK_SHAPES:
         inputs = graph.make_inputs(b, t, torch.Generator().manual_seed(b * 100 + t))
@@ -274,13 +312,10 @@ class LanguageModelGraph(nn.Module):
     [, c0] -> logits (b, t, v), h_n [, c_n]. Its recurrent layer is torch.nn's with the
     trained weights, or, with ``steps``, rnnkit's own on its step equations (impl="loop")."""
 
-    def __init__(self, lm: nn.Module, steps: bool = False):
+    def __init__(self, lm: nn.Module):
         super().__init__()
-        if steps:
-            self.embed, self.rnn = lm.embed, copy.deepcopy(lm.rnn).eval()
-            self.rnn.impl = "loop"
-        else:
-            self.embed, self.rnn = lm.embed, torch_recurrent(lm.rnn)
+        self.embed = lm.embed
+        self.rnn, self.steps = graph_layer(lm.rnn)
         self.lstm = isinstance(self.rnn, nn.LSTM)
         self.head = getattr(lm, "head", None)  # None: tied, W = E with its own bias
         self.bias = getattr(lm, "bias", None)
@@ -298,8 +333,7 @@ class LanguageModelGraph(nn.Module):
 def language_model_graph(lm: nn.Module, vocab_size: int) -> Graph:
     """The language model's graph: torch.nn's layer over a dynamic time axis, or one step of
     rnnkit's step equations where a variant changes the function (see the module's doc)."""
-    blockers = lm.rnn.variants.native_blockers(training=False)
-    module = LanguageModelGraph(lm, steps=bool(blockers)).eval()
+    module = LanguageModelGraph(lm).eval()
     rnn = module.rnn
     lstm = module.lstm
 
@@ -319,7 +353,7 @@ def language_model_graph(lm: nn.Module, vocab_size: int) -> Graph:
         ["logits", *states_out],
         dynamic,
         state=list(zip(states_in, states_out, strict=True)),
-        steps=bool(blockers),
+        steps=module.steps,
     )
 
 
@@ -440,15 +474,31 @@ class EncoderGraph(nn.Module):
         summary = torch.cat(list(top), dim=-1)  # [h_fwd_S; h_bwd_1]
         mask = torch.arange(states.size(1)) < lengths[:, None]  # (b, S')
         s0 = torch.tanh(m.bridge(summary)).view(-1, c.decoder_layers, c.hidden).transpose(0, 1)
-        out = [states, mask]
-        if c.attention != "none":
-            out.append(m.attention.project(states))
-        out.append(s0)
-        if c.cell == "lstm":
-            out.append(torch.zeros_like(s0))
-        if m.feed_size:
-            out.append(states.new_zeros(src.size(0), m.feed_size))
-        return tuple(out)
+        keys = m.attention.project(states) if c.attention != "none" else None
+        rnn = (s0, torch.zeros_like(s0)) if c.cell == "lstm" else s0
+        return _memory_and_state(m, Memory(states, mask, keys), DecoderState(rnn, None))
+
+
+class ImageEncoderGraph(nn.Module):
+    """A `rnnkit.models.Captioner`'s encoder: images (b, C, H, W) -> the memory over the L
+    grid cells (states (b, L, k), mask (b, L), keys) and the decoder's first state, as
+    `EncoderGraph` gives them."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: Tensor):
+        return _memory_and_state(self.model, *self.model.encode(image, None))
+
+
+def _memory_and_state(model: nn.Module, memory, state) -> tuple[Tensor, ...]:
+    """The encoder graphs' outputs: states, mask [, keys], h0 [, c0] [, feed0]."""
+    out = [memory.states, memory.mask] + ([memory.keys] if memory.keys is not None else [])
+    out += list(state.rnn) if isinstance(state.rnn, tuple) else [state.rnn]
+    if model.feed_size:
+        out.append(memory.states.new_zeros(memory.states.size(0), model.feed_size))
+    return tuple(out)
 
 
 class DecoderStepGraph(nn.Module):
@@ -463,8 +513,6 @@ class DecoderStepGraph(nn.Module):
         self.feed = bool(model.feed_size)
 
     def forward(self, y_prev: Tensor, *tensors: Tensor):
-        from rnnkit.models.seq2seq import DecoderState, Memory
-
         rest = list(tensors)
         rnn = (rest.pop(0), rest.pop(0)) if self.lstm else rest.pop(0)
         feed = rest.pop(0) if self.feed else y_prev.new_zeros(y_prev.size(0), 0).float()
@@ -481,11 +529,14 @@ class DecoderStepGraph(nn.Module):
         return tuple(out)
 
 
-def seq2seq_graphs(model: nn.Module, src_vocab: int, tgt_vocab: int) -> dict[str, Graph]:
+def seq2seq_graphs(
+    model: nn.Module, src_vocab: int, tgt_vocab: int, image: tuple[int, ...] | None = None
+) -> dict[str, Graph]:
     """{"encoder": ..., "decoder": ...}: run the encoder once, then the decoder step by step,
-    feeding back its state (and the previous token: greedy, or a beam search's choice)."""
+    feeding back its state (and the previous token: greedy, or a beam search's choice). With
+    ``image`` (C, H, W), the encoder reads images (a captioner) instead of source ids."""
     c = model.config
-    encoder = EncoderGraph(model).eval()
+    encoder = (ImageEncoderGraph(model) if image else EncoderGraph(model)).eval()
     decoder = DecoderStepGraph(model).eval()
     state_names = ["h", "c"] if c.cell == "lstm" else ["h"]
     if model.feed_size:
@@ -493,20 +544,25 @@ def seq2seq_graphs(model: nn.Module, src_vocab: int, tgt_vocab: int) -> dict[str
     memory_names = ["states", "mask"] + (["keys"] if c.attention != "none" else [])
 
     def encoder_inputs(b: int, t: int, g: torch.Generator):
+        if image:
+            return [torch.rand((b, *image), generator=g)]
         return [torch.randint(4, src_vocab, (b, t), generator=g), padded_lengths(b, t, g)]
 
     def decoder_inputs(b: int, t: int, g: torch.Generator):
-        src, lengths = encoder_inputs(b, t, g)
         with torch.no_grad():
-            memory_and_state = encoder(src, lengths)
+            memory_and_state = encoder(*encoder_inputs(b, t, g))
         k = len(memory_names)
         memory, state = list(memory_and_state[:k]), list(memory_and_state[k:])
         state = [s + 0.1 * torch.randn(s.shape, generator=g) for s in state]  # not only s0
         y_prev = torch.randint(1, tgt_vocab, (b,), generator=g)
         return [y_prev, *state, *memory]
 
+    encoder_in = ["image"] if image else ["src", "lengths"]
     encoder_out = memory_names + [f"{n}0" for n in state_names]
-    dynamic = {"src": {0: "batch", 1: "source"}, "lengths": {0: "batch"}}
+    if image:
+        dynamic = {"image": {0: "batch"}}
+    else:
+        dynamic = {"src": {0: "batch", 1: "source"}, "lengths": {0: "batch"}}
     dynamic |= {n: {0: "batch", 1: "source"} for n in memory_names}
     dynamic |= {f"{n}0": ({1: "batch"} if n in ("h", "c") else {0: "batch"}) for n in state_names}
     decoder_out = ["logits"] + [f"{n}_next" for n in state_names]
@@ -518,7 +574,7 @@ def seq2seq_graphs(model: nn.Module, src_vocab: int, tgt_vocab: int) -> dict[str
         axes = {1: "batch"} if n in ("h", "c") else {0: "batch"}
         step_dynamic |= {n: axes, f"{n}_next": axes}
     return {
-        "encoder": Graph(encoder, encoder_inputs, ["src", "lengths"], encoder_out, dynamic),
+        "encoder": Graph(encoder, encoder_inputs, encoder_in, encoder_out, dynamic),
         "decoder": Graph(
             decoder,
             decoder_inputs,
@@ -599,3 +655,147 @@ def ntm_graphs(ntm: nn.Module) -> dict[str, Graph]:
             steps=True,
         ),
     }  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- video
+class VideoGraph(nn.Module):
+    """A `rnnkit.models.VideoLabeller` on a live stream: frames (b, t, C, H, W), h0 (l, b, h)
+    [, c0] -> logits (b, t, K) of the recurrent model [, of the single-frame baseline], h_n
+    [, c_n]; feed a clip whole, or a frame at a time with the state fed back."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.rnn, self.steps = graph_layer(model.rnn)
+        self.lstm = isinstance(self.rnn, nn.LSTM)
+
+    def forward(self, frames: Tensor, h0: Tensor, c0: Tensor | None = None):
+        m = self.model
+        h, state = self.rnn(m.frames(m.encoder, frames), (h0, c0) if self.lstm else h0)
+        out = [m.head(h)]  # (b, t, K)
+        if m.config.baseline:
+            out.append(m.single_head(m.frames(m.single_encoder, frames)))
+        return (*out, *state) if self.lstm else (*out, state)
+
+
+def video_graph(model: nn.Module, shape: tuple[int, int, int]) -> Graph:
+    """The labeller's graph for frames of ``shape`` (C, H, W)."""
+    module = VideoGraph(model).eval()
+    rnn, lstm = module.rnn, module.lstm
+
+    def make_inputs(b: int, t: int, g: torch.Generator):
+        frames = torch.rand((b, t, *shape), generator=g)
+        size = (rnn.num_layers, b, rnn.hidden_size)
+        return [frames, *(torch.randn(size, generator=g) * 0.5 for _ in range(1 + lstm))]
+
+    states_in, states_out = (["h0", "c0"], ["h_n", "c_n"]) if lstm else (["h0"], ["h_n"])
+    outputs = ["logits"] + (["single_logits"] if model.config.baseline else [])
+    dynamic = {name: {0: "batch", 1: "time"} for name in ["frames", *outputs]}
+    dynamic |= {name: {1: "batch"} for name in states_in + states_out}
+    return Graph(
+        module,
+        make_inputs,
+        ["frames", *states_in],
+        outputs + states_out,
+        dynamic,
+        state=list(zip(states_in, states_out, strict=True)),
+        steps=module.steps,
+    )
+
+
+# ----------------------------------------------------------------------------- forecasting
+class ForecasterGraph(nn.Module):
+    """A `rnnkit.models.Forecaster` with its step inputs' parts and its state explicit:
+
+        z_prev, z_lag, phase (b, t), scale (b, 1) [, ids (b,)] [, covariates (b, t, k)],
+        h0 (l, b, h) [, c0]  ->  params (b, t, P) or quantiles (b, t, H, Q), h_n [, c_n]
+
+    z = (y - loc) / scale are the scaled values (loc and scale from the observed history, as
+    `Forecaster.scaling` computes them); params are mu, sigma (gaussian) or mu, sigma, nu
+    (student_t) of the next z, or the mean and shape alpha of the next count (negbin); the
+    quantiles are the next H values' (in z). A caller runs the history, then draws a value,
+    feeds it back as the next z_prev (and later as z_lag), and repeats: one sample path."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        if model.config.mc_dropout:
+            raise ExportError(
+                "this forecaster samples with its dropout on (model.mc_dropout), which an "
+                "exported graph (evaluation mode, no dropout) would not reproduce",
+                "use rnnkit.load(RUN) in Python, or train with model.mc_dropout=false to export",
+            )
+        self.model = model
+        self.rnn, self.steps = graph_layer(model.rnn)
+        self.lstm = isinstance(self.rnn, nn.LSTM)
+        self.ids, self.covariates = hasattr(model, "embed"), hasattr(model, "cov_loc")
+
+    def forward(self, z_prev: Tensor, z_lag: Tensor, phase: Tensor, scale: Tensor, *rest):
+        m, rest = self.model, list(rest)
+        ids = rest.pop(0) if self.ids else None
+        cov = rest.pop(0) if self.covariates else None
+        x = m.step_features(z_prev, z_lag, phase, scale.log(), ids, cov)  # (b, t, F)
+        h, state = self.rnn(x, tuple(rest) if self.lstm else rest[0])
+        if m.config.likelihood == "quantile":
+            out = m.quantile_paths(h)  # (b, t, H, Q)
+        elif m.config.likelihood == "negbin":
+            out = torch.stack(m.predictive(h, 0.0, scale), dim=-1)  # counts: (b, t, 2)
+        else:
+            out = torch.stack(m.predictive(h), dim=-1)  # in z: (b, t, 2 or 3)
+        return (out, *state) if self.lstm else (out, state)
+
+
+def forecaster_graph(model: nn.Module) -> Graph:
+    module = ForecasterGraph(model).eval()
+    rnn, lstm = module.rnn, module.lstm
+    names = ["z_prev", "z_lag", "phase", "scale"]
+    names += (["ids"] if module.ids else []) + (["covariates"] if module.covariates else [])
+
+    def make_inputs(b: int, t: int, g: torch.Generator):
+        inputs = [torch.randn(b, t, generator=g), torch.randn(b, t, generator=g)]
+        inputs += [torch.rand(b, t, generator=g), torch.rand(b, 1, generator=g) * 4 + 0.5]
+        if module.ids:  # -1: a series not seen in training
+            inputs.append(torch.randint(-1, model.embed.num_embeddings, (b,), generator=g))
+        if module.covariates:
+            k = len(model.cov_loc)
+            inputs.append(model.cov_loc + model.cov_scale * torch.randn(b, t, k, generator=g))
+        size = (rnn.num_layers, b, rnn.hidden_size)
+        return inputs + [torch.randn(size, generator=g) * 0.5 for _ in range(1 + lstm)]
+
+    states_in, states_out = (["h0", "c0"], ["h_n", "c_n"]) if lstm else (["h0"], ["h_n"])
+    output = "quantiles" if model.config.likelihood == "quantile" else "params"
+    dynamic = {n: {0: "batch", 1: "time"} for n in ("z_prev", "z_lag", "phase", "covariates")}
+    dynamic |= {"scale": {0: "batch"}, "ids": {0: "batch"}, output: {0: "batch", 1: "time"}}
+    dynamic |= {name: {1: "batch"} for name in states_in + states_out}
+    dynamic = {k: v for k, v in dynamic.items() if k in names + [output] + states_in + states_out}
+    return Graph(
+        module,
+        make_inputs,
+        names + states_in,
+        [output, *states_out],
+        dynamic,
+        state=list(zip(states_in, states_out, strict=True)),
+        steps=module.steps,
+    )
+
+
+# ----------------------------------------------------------------------------- whole images
+def pixel_graph(model: nn.Module) -> Graph:
+    """A `rnnkit.models.PixelRNN`: images (b, H, W) int64 levels -> logits (b, K, H, W) of
+    every pixel given the pixels before it in raster order. Drawing an image is the caller's:
+    one run per pixel, as `PixelRNN.sample` does (H and W are the trained ones)."""
+
+    def make_inputs(b: int, t: int, g: torch.Generator):
+        return [torch.randint(0, model.levels, (b, model.height, model.width), generator=g)]
+
+    dynamic = {"image": {0: "batch"}, "logits": {0: "batch"}}
+    return Graph(model.eval(), make_inputs, ["image"], ["logits"], dynamic)
+
+
+def embedding_graph(embed: nn.Embedding) -> Graph:
+    """Word vectors: ids (b, t) int64 -> vectors (b, t, d), the trained table's rows."""
+
+    def make_inputs(b: int, t: int, g: torch.Generator):
+        return [torch.randint(0, embed.num_embeddings, (b, t), generator=g)]
+
+    dynamic = {"ids": {0: "batch", 1: "time"}, "vectors": {0: "batch", 1: "time"}}
+    return Graph(embed.eval(), make_inputs, ["ids"], ["vectors"], dynamic)

@@ -188,3 +188,65 @@ def test_the_video_page_labels_each_frame_of_an_uploaded_clip(video_run, tmp_pat
     assert client.post("/api/label").get_json()["field"] == "file"
     got, errors = on_the_page(model, "label()", {"labels": "$('out').dataset.text"}, files=[path])
     assert errors == [] and json.loads(got["labels"]) == expected
+
+
+def test_exported_captioner_writes_the_greedy_caption(scenes_run, tmp_path, capsys):
+    """ONNX Runtime runs the image encoder once and the decoder a step at a time, feeding back
+    its state and its greedy word: the captions equal `caption` with beam 1, and each step's
+    attention over the grid sums to 1."""
+    ort = pytest.importorskip("onnxruntime")
+    from rnnkit.data.vocab import BOS, EOS
+
+    assert cli(["export", str(scenes_run), "--out", str(tmp_path / "c.onnx")]) == 0
+    encoder = ort.InferenceSession(str(tmp_path / "c.encoder.onnx"))
+    decoder = ort.InferenceSession(str(tmp_path / "c.decoder.onnx"))
+    task = Caption()
+    loaded = task.load(scenes_run)
+    x, _ = make_split(loaded.config.data, "test", 5)
+    names = [o.name for o in encoder.get_outputs()]
+    enc = dict(zip(names, encoder.run(None, {"image": x.astype(np.float32)}), strict=True))
+    memory = {k: enc[k] for k in ("states", "mask", "keys") if k in enc}
+    state = {k[:-1]: v for k, v in enc.items() if k.endswith("0")}
+    y = np.full(len(x), BOS, dtype=np.int64)
+    words, done = [[] for _ in x], np.zeros(len(x), bool)
+    step_names = [o.name for o in decoder.get_outputs()]
+    for _ in range(loaded.config.decode.max_len):
+        got = dict(
+            zip(step_names, decoder.run(None, {"y_prev": y, **state, **memory}), strict=True)
+        )
+        state = {k: got[f"{k}_next"] for k in state}
+        np.testing.assert_allclose(got["attention"].sum(1), 1.0, atol=1e-5)
+        y = got["logits"].argmax(-1)
+        for i, token in enumerate(y.tolist()):
+            done[i] |= token == EOS
+            if not done[i]:
+                words[i].append(token)
+        if done.all():
+            break
+    expected = [best[0][0] for best in task.caption(loaded, x, beam=1)]
+    assert [loaded.setup.tok.decode(w) for w in words] == expected
+
+
+def test_exported_labeller_streams_a_clip_frame_by_frame(video_run, tmp_path):
+    """A live stream: ONNX Runtime fed one frame at a time, its state fed back, gives every
+    frame the probabilities the model gives it from the whole clip, for both models."""
+    ort = pytest.importorskip("onnxruntime")
+    from rnnkit.tasks.video import make_split as video_split
+    from rnnkit.tasks.video import predict
+
+    assert cli(["export", str(video_run), "--out", str(tmp_path / "v.onnx")]) == 0
+    session = ort.InferenceSession(str(tmp_path / "v.onnx"))
+    loaded = Video().load(video_run)
+    video = torch.as_tensor(video_split(loaded.config.data, "test", 3).video, dtype=torch.float32)
+    expected = predict(loaded.model, video)
+    h = np.zeros((1, 3, 8), dtype=np.float32)
+    state = {"h0": h, "c0": h}
+    for t in range(video.shape[1]):
+        logits, single, h_n, c_n = session.run(
+            None, {"frames": video[:, t : t + 1].numpy(), **state}
+        )
+        state = {"h0": h_n, "c0": c_n}
+        probs = torch.from_numpy(logits[:, 0]).softmax(-1)
+        torch.testing.assert_close(probs, expected["recurrent"][:, t], atol=1e-5, rtol=1e-4)
+        probs = torch.from_numpy(single[:, 0]).softmax(-1)
+        torch.testing.assert_close(probs, expected["single"][:, t], atol=1e-5, rtol=1e-4)

@@ -314,3 +314,68 @@ def test_the_forecast_page_and_endpoint(run):
         {"charts": "$('out').querySelectorAll('svg polyline').length"},
     )
     assert errors == [] and got["charts"] == 2 * len(expected)  # history and forecast per series
+
+
+def test_exported_forecaster_draws_the_models_sample_paths(tmp_path):
+    """A caller of the ONNX graph scales the history, runs it, then draws each next value
+    from the graph's (mu, sigma) with the same standard normal draws and feeds it back: its
+    paths equal `Forecaster.forecast`'s, and the step graph streamed from its state equals
+    one pass over the history."""
+    ort = pytest.importorskip("onnxruntime")
+    from helpers import train_run
+
+    from rnnkit import tasks
+
+    values = {f"{k}": v for k, v in TINY.items()} | {"model.likelihood": "gaussian"}
+    values |= {"data.dataset": "airline", "train.steps": 3, "train.eval_every": 3}
+    run = train_run("forecast", tmp_path / "run", **values)
+    assert main(["export", str(run)]) == 0
+    session = ort.InferenceSession(str(run / "model.onnx"))
+    loaded = tasks.load(run)
+    model, setup = loaded.model, loaded.task.prepare(loaded.config, run)
+    series, lag, H, S = setup.series[0], setup.lag, 6, model.config.samples
+    n = lag + loaded.config.data.context
+    y = series.values[-n:].astype(np.float64)
+    phase = series.phase(H)[len(series.values) - n :]  # (n + H,)
+    m = series.season
+    expected = model.forecast(
+        torch.tensor(y[None], dtype=torch.float32), torch.tensor(phase[None], dtype=torch.float32),
+        torch.tensor([m]), H, start=lag, seed=7,
+    )["samples"][:, 0].numpy()  # fmt: skip
+    loc, spread = y.mean(), y.std()
+    scale = max(spread, 1e-3 * abs(loc) + 1e-8)
+    z = list((y - loc) / scale)
+
+    def inputs(s0, s1, paths):  # steps s0 .. s1-1, each of the paths (p, len(z)) in z
+        steps = np.arange(s0, s1)
+        return {
+            "z_prev": paths[:, steps - 1].astype(np.float32),
+            "z_lag": paths[:, np.maximum(steps - m, 0)].astype(np.float32),
+            "phase": np.tile(phase[steps], (len(paths), 1)).astype(np.float32),
+            "scale": np.full((len(paths), 1), scale, dtype=np.float32),
+        }
+
+    zero = np.zeros((model.config.layers, 1, model.config.hidden), dtype=np.float32)
+    whole = session.run(None, {**inputs(lag, n + 1, np.array([z])), "h0": zero, "c0": zero})
+    first = session.run(None, {**inputs(lag, n - 3, np.array([z])), "h0": zero, "c0": zero})
+    rest = session.run(
+        None, {**inputs(n - 3, n + 1, np.array([z])), "h0": first[1], "c0": first[2]}
+    )
+    np.testing.assert_allclose(rest[0], whole[0][:, -4:], atol=1e-5)
+    params, h, c = np.repeat(whole[0], S, 0), np.repeat(whole[1], S, 1), np.repeat(whole[2], S, 1)
+    paths = np.tile(np.array(z + [0.0] * H), (S, 1))
+    torch.manual_seed(7)
+    for k in range(H):
+        eps = torch.randn(S).numpy()
+        paths[:, n + k] = params[:, -1, 0] + params[:, -1, 1] * eps
+        if k + 1 < H:
+            params, h, c = session.run(
+                None, {**inputs(n + k + 1, n + k + 2, paths), "h0": h, "c0": c}
+            )
+    np.testing.assert_allclose(paths[:, n:] * scale + loc, expected, rtol=1e-4, atol=1e-3)
+    # torch.export: one step, the state (a *tensors argument of forward) explicit
+    assert main(["export", str(run), "--format", "torch"]) == 0
+    program = torch.export.load(str(run / "model.pt2")).module()
+    step = {k: torch.from_numpy(v) for k, v in inputs(n - 3, n - 2, np.array([z])).items()}
+    out = program(*step.values(), torch.from_numpy(first[1]), torch.from_numpy(first[2]))
+    np.testing.assert_allclose(out[0].detach().numpy(), whole[0][:, -4:-3], atol=1e-5)

@@ -103,3 +103,32 @@ def test_the_page_draws_and_completes_digits_as_the_library_does(run):
     assert errors == []
     assert json.loads(got["images"]) == task.draw(model.loaded, 2, 1.0, 5).tolist()
     assert got["cells"] == 2 * 64  # two 8 x 8 grids
+
+
+@pytest.mark.parametrize("kind", ["row_lstm", "diagonal_bilstm", "lstm"])
+def test_exported_image_model_gives_every_pixels_distribution(tmp_path, kind):
+    """ONNX Runtime gives every pixel of held-out digits the model's logits (the recurrent
+    kinds' loops unrolled over the 8 x 8 image), and a raster-order draw through it (one run
+    per pixel, as `PixelRNN.sample`) keeps the given rows and stays in the levels."""
+    ort = pytest.importorskip("onnxruntime")
+    from helpers import train_run
+
+    run = train_run("pixels", tmp_path / kind, **{"model.kind": kind, "model.hidden": 8,
+                    "model.layers": 1, "train.steps": 2, "train.eval_every": 2})  # fmt: skip
+    assert cli(["export", str(run)]) == 0
+    session = ort.InferenceSession(str(run / "model.onnx"))
+    loaded = Pixels().load(run)
+    test = digit_levels(loaded.config.data, "test")[:5]
+    with torch.no_grad():
+        expected = loaded.model(test)
+    (got,) = session.run(None, {"image": test.numpy()})
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
+    x, rng = test.numpy().copy(), np.random.default_rng(0)
+    for r in range(4, 8):
+        for c in range(8):
+            logits = session.run(None, {"image": x})[0][:, :, r, c]  # (n, K)
+            p = np.exp(logits - logits.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            x[:, r, c] = [rng.choice(len(q), p=q) for q in p]
+    assert (x[:, :4] == test.numpy()[:, :4]).all()
+    assert x.min() >= 0 and x.max() < loaded.model.levels

@@ -246,3 +246,16 @@ def test_embedding_from_vectors_coverage(tmp_path):
     assert embedding_from_vectors(cased, path)[1]["covered"] == 0
     with pytest.raises(DataError, match="have 2 dimensions, the model expects 100"):
         embedding_from_vectors(vocab, path, dim=100)
+
+
+def test_exported_vectors_are_the_runs(run, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    assert main(["export", str(run), "--out", str(tmp_path / "w.onnx")]) == 0
+    session = ort.InferenceSession(str(tmp_path / "w.onnx"))
+    loaded = load(run)
+    kv, vocab = loaded.task.vectors(loaded), loaded.setup.vocab
+    words = kv.index_to_key[:6]
+    ids = np.array([vocab.encode(" ".join(words))], dtype=np.int64)
+    assert ids.shape == (1, 6)
+    (got,) = session.run(None, {"ids": ids})
+    np.testing.assert_allclose(got[0], np.stack([kv[w] for w in words]), atol=1e-6)

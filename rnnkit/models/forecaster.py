@@ -103,46 +103,59 @@ class Forecaster(nn.Module):
         for s = start .. W-1. z_{s-m} reads z_{s-1} where s - m falls before the window. With
         id_embed, each series' vector e_i (ids (b,), -1 for an unknown series) is appended; with
         covariates, their standardised values at step s (cov (b, W, k), known in advance)."""
-        b, w = z.shape
+        w = z.shape[1]
         s = torch.arange(start, w, device=z.device)
         lag = (s[None, :] - season[:, None]).clamp(min=0)  # (b, T)
-        angle = 2 * math.pi * phase[:, start:]
-        x = torch.stack(
-            [
-                z[:, start - 1 : w - 1],
-                torch.gather(z, 1, lag),
-                torch.sin(angle),
-                torch.cos(angle),
-                log_scale.expand(b, w - start) / 10,
-            ],
-            dim=-1,
-        )
-        if hasattr(self, "embed"):
-            if ids is None:
-                raise ValueError("this model has series embeddings (model.id_embed): pass ids")
-            e = self.embed(ids.clamp(min=0))  # (b, k)
-            e = torch.where((ids < 0)[:, None], self.embed.weight.mean(0), e)
-            x = torch.cat([x, e[:, None].expand(b, w - start, -1)], dim=-1)
+        if hasattr(self, "embed") and ids is None:
+            raise ValueError("this model has series embeddings (model.id_embed): pass ids")
         if hasattr(self, "cov_loc"):
             if cov is None or cov.shape[1] < w:
                 raise ValueError(f"this model reads {len(self.cov_loc)} covariates at each step")
-            x = torch.cat([x, (cov[:, start:w] - self.cov_loc) / self.cov_scale], dim=-1)
+            cov = cov[:, start:w]
+        z_prev, z_lag = z[:, start - 1 : w - 1], torch.gather(z, 1, lag)
+        return self.step_features(z_prev, z_lag, phase[:, start:], log_scale, ids, cov)
+
+    def step_features(self, z_prev, z_lag, phase, log_scale, ids=None, cov=None) -> Tensor:
+        """The inputs x_s (b, T, F) from their parts: z_{s-1}, z_{s-m} and phi_s (b, T),
+        log scale (b, 1), [ids (b,),] [covariates at s (b, T, k), in data units]."""
+        b, t = z_prev.shape
+        angle = 2 * math.pi * phase
+        x = torch.stack(
+            [z_prev, z_lag, torch.sin(angle), torch.cos(angle), log_scale.expand(b, t) / 10],
+            dim=-1,
+        )
+        if hasattr(self, "embed"):
+            e = self.embed(ids.clamp(min=0))  # (b, k)
+            e = torch.where((ids < 0)[:, None], self.embed.weight.mean(0), e)
+            x = torch.cat([x, e[:, None].expand(b, t, -1)], dim=-1)
+        if hasattr(self, "cov_loc"):
+            x = torch.cat([x, (cov - self.cov_loc) / self.cov_scale], dim=-1)
         return x
 
     def distribution(self, h: Tensor, loc: Tensor | float = 0.0, scale: Tensor | float = 1.0):
         """h (..., hidden) -> the predictive distribution of y = loc + scale z (gaussian,
         student_t, negbin); with the default loc and scale, of z itself."""
-        o = self.out(self.drop(h))
         if self.config.likelihood == "negbin":
-            mean = scale * F.softplus(o[..., 0]) + 1e-6
-            alpha = F.softplus(o[..., 1]) / scale**0.5 + 1e-6
+            mean, alpha = self.predictive(h, loc, scale)
             return torch.distributions.NegativeBinomial(
                 1 / alpha, mean * alpha / (1 + mean * alpha)
             )
+        if self.config.likelihood == "student_t":
+            mu, sigma, nu = self.predictive(h, loc, scale)
+            return torch.distributions.StudentT(nu, mu, sigma)
+        return torch.distributions.Normal(*self.predictive(h, loc, scale))
+
+    def predictive(self, h: Tensor, loc=0.0, scale=1.0) -> tuple[Tensor, ...]:
+        """The parameters of `distribution`, each (...): mu, sigma (gaussian); mu, sigma, nu
+        (student_t); the mean m and shape alpha (negbin)."""
+        o = self.out(self.drop(h))
+        if self.config.likelihood == "negbin":
+            mean = scale * F.softplus(o[..., 0]) + 1e-6
+            return mean, F.softplus(o[..., 1]) / scale**0.5 + 1e-6
         mu, sigma = loc + scale * o[..., 0], scale * (F.softplus(o[..., 1]) + 1e-3)
         if self.config.likelihood == "student_t":
-            return torch.distributions.StudentT(2 + F.softplus(o[..., 2]), mu, sigma)
-        return torch.distributions.Normal(mu, sigma)
+            return mu, sigma, 2 + F.softplus(o[..., 2])
+        return mu, sigma
 
     def quantile_paths(self, h: Tensor) -> Tensor:
         """h (..., hidden) -> ordered quantiles (..., H, Q) of the next H scaled values."""

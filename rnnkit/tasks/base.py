@@ -212,8 +212,7 @@ class Task:
 
         raise ExportError(
             f"`rnnkit export` is not available for a {self.name!r} run yet",
-            "language models, classifiers, recognisers and sequence-to-sequence runs export; "
-            "use rnnkit.load(RUN).module in Python for the others",
+            "use rnnkit.load(RUN).module in Python",
         )
 
     def summary(self, config, setup, model: nn.Module, world: int) -> str:

@@ -283,6 +283,16 @@ class Caption(Task):
         return out
 
     # ------------------------------------------------------------------------- using a run
+    def export_graph(self, loaded: Loaded):
+        """Two graphs, as translation's: the encoder (images (b, C, H, W) -> the annotation
+        grid as the memory, and the decoder's first state) and one decoder step (previous
+        word, state, memory -> logits, next state, attention over the grid); the search
+        (greedy or beam) is the caller's."""
+        from rnnkit.export import seq2seq_graphs
+
+        shape = image_shape(loaded.config.data)
+        return seq2seq_graphs(loaded.model, 0, len(loaded.setup.tok), image=shape)
+
     def read(self, loaded: Loaded, path: str) -> np.ndarray:
         """One image file as the model's input (C, H, W) in [0, 1]; resized or converted (and
         said) where it can be, refused with the expected shape named where it cannot."""

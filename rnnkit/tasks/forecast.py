@@ -488,6 +488,14 @@ class Forecast(Task):
         return report_sections(self, loaded)
 
     # ------------------------------------------------------------------------- using a run
+    def export_graph(self, loaded: Loaded):
+        """The forecaster with its step inputs' parts and its state explicit (see
+        `rnnkit.export.ForecasterGraph`): the distribution (or quantiles) of the next values;
+        drawing sample paths, feeding each draw back, is the caller's."""
+        from rnnkit.export import forecaster_graph
+
+        return forecaster_graph(loaded.model)
+
     def forecast(self, path, horizon: int | None = None, csv: str | None = None, seed: int = 0):
         """The next ``horizon`` values of every series (the run's, or a CSV's with the run's
         column names): {series id: (future dates, forecast dict)}, and the setup used."""

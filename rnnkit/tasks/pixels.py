@@ -178,6 +178,13 @@ class Pixels(Task):
         }
 
     # ------------------------------------------------------------------------- using a run
+    def export_graph(self, loaded: Loaded):
+        """Images (b, 8, 8) of levels -> every pixel's logits given the pixels before it; a
+        caller draws an image with one run per pixel, as `PixelRNN.sample` does."""
+        from rnnkit.export import pixel_graph
+
+        return pixel_graph(loaded.model)
+
     def draw(
         self, loaded: Loaded, n: int = 16, temperature: float = 1.0, seed: int = 0
     ) -> np.ndarray:

@@ -195,6 +195,15 @@ class Video(Task):
         return out
 
     # ------------------------------------------------------------------------- using a run
+    def export_graph(self, loaded: Loaded):
+        """Frames (b, t, 1, H, W) and the recurrent state -> per-frame logits of the recurrent
+        model (and of the single-frame baseline) and the next state: a live stream is fed a
+        frame at a time."""
+        from rnnkit.export import video_graph
+
+        size = loaded.config.data.size
+        return video_graph(loaded.model, (1, size, size))
+
     def read(self, loaded: Loaded, path: str) -> np.ndarray:
         """A clip file as (T, 1, H, W) float32 in [0, 1] (see `rnnkit.data.video.read_clip`)."""
         size = loaded.config.data.size

@@ -378,6 +378,12 @@ class Word2VecTask(Task):
         ]
 
     # ------------------------------------------------------------------------- using a run
+    def export_graph(self, loaded: Loaded):
+        """Word ids (b, t) -> their vectors (b, t, d); the ids are the run's vocab.json."""
+        from rnnkit.export import embedding_graph
+
+        return embedding_graph(loaded.model)
+
     def vectors(self, loaded: Loaded):
         """`rnnkit.load(RUN).vectors()`: the run's word vectors as gensim KeyedVectors
         (``most_similar``, analogies, ``kv["word"]``)."""
