@@ -10,7 +10,9 @@ programs can call too:
                          attention map; a sentiment run classifies; a forecaster draws its
                          forecast; caption and recognition runs read an uploaded file; a
                          PixelRNN draws digits and completes held-out ones; a video run
-                         labels each frame of an uploaded clip
+                         labels each frame of an uploaded clip; word vectors give a word's
+                         nearest words and answer analogies; a memory task shows a held-out
+                         sequence, the model's answer and (an NTM) where it wrote and read
     GET  /api/info       {"task", "calls", "limits"}
     POST /api/generate   {"prime", "length", "temperature", "top_k", "seed", "unit"}
                          -> {"text", "tokens", "activations", "units"}
@@ -27,6 +29,11 @@ programs can call too:
                          digits, "images": their first rows kept and the rest drawn, "levels"}
     POST /api/label      a clip file (multipart "file": .npy, GIF, APNG) -> {"frames",
                          "labels": {model: [class per frame]}, "notes"}
+    POST /api/neighbours {"words": [...], "top"} -> {"neighbours": {word: [[word, cosine], ...]}}
+    POST /api/analogy    {"text": "king - man + woman", "top"} -> {"answers": [[word, cosine]]}
+    POST /api/example    {"length", "seed"} -> one held-out sequence of a memory task through
+                         the model: {"inputs", "targets", "outputs" (t, k) each, "mask" (t,)
+                         [, "w_write", "w_read" (t, n): an NTM's weightings over memory]}
 
 Input that is too long or of the wrong kind gets a 4xx JSON error naming the field and its
 limit ({"error", "field", "limit"}); the server stays up. Requests run one at a time through
@@ -53,6 +60,8 @@ LIMITS = {
     "horizon": 500,
     "images": 64,
     "file_bytes": 5 * 2**20,  # an uploaded image or recording
+    "top": 100,  # nearest words
+    "steps": 1000,  # a memory task's sequence length
 }
 
 
@@ -306,6 +315,44 @@ def create_app(model: Model):
             labels = model.label(clip)
         return reply({"frames": len(clip), "labels": labels, "notes": notes})
 
+    @app.post("/api/neighbours")
+    def neighbours():
+        need("neighbours")
+        b = body()
+        words = b.get("words")
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise BadInput("'words' must be a list of strings", "words")
+        if not 1 <= len(words) <= LIMITS["texts"]:
+            raise BadInput(f"'words' holds {len(words)} words; 1 to {LIMITS['texts']}", "words",
+                           LIMITS["texts"], 413 if words else 400)  # fmt: skip
+        for i, w in enumerate(words):
+            _get({f"words[{i}]": w}, f"words[{i}]", str, None, 1, LIMITS["text"])
+        top = _get(b, "top", int, 10, 1, LIMITS["top"])
+        with lock:
+            found = model.neighbours(words, top)
+        return reply({"neighbours": {w: [[n, float(c)] for n, c in near]
+                                     for w, near in found.items()}})  # fmt: skip
+
+    @app.post("/api/analogy")
+    def analogy():
+        need("analogy")
+        b = body()
+        text = _get(b, "text", str, None, 1, LIMITS["text"])
+        top = _get(b, "top", int, 5, 1, LIMITS["top"])
+        with lock:
+            answers = model.analogy(text, top)
+        return reply({"answers": [[w, float(c)] for w, c in answers]})
+
+    @app.post("/api/example")
+    def example():
+        need("example")
+        b = body()
+        length = _get(b, "length", int, 0, 0, LIMITS["steps"])  # 0: the task's own
+        seed = _get(b, "seed", int, 0, 0, 2**31 - 1)
+        with lock:
+            found = model.example(length or None, seed)
+        return reply(found)
+
     return app
 
 
@@ -361,7 +408,7 @@ table.px { display: inline-table; border-collapse: collapse; margin: 4px; }
 table.px td { width: 9px; height: 9px; padding: 0; } table.px td.given { outline: 1px solid #c22; }
 """
 
-SCRIPT = """
+SCRIPT = r"""
 const $ = (id) => document.getElementById(id);
 async function answer(r) {  // the JSON reply, or its error (and limit) thrown
   const data = await r.json();
@@ -505,6 +552,63 @@ async function label() {
     $('msg').textContent = d.notes.join('; ');
   } catch (e) { show(e); }
 }
+function bars(rows) {  // [[word, cosine], ...] as a table with a bar per row
+  const t = document.createElement('table');
+  rows.forEach(([w, c]) => { const tr = t.insertRow(); tr.insertCell().textContent = w;
+    const bar = tr.insertCell(); bar.style.width = '300px';
+    bar.innerHTML = `<div style="background:rgba(220,40,40,0.6);width:${Math.max(0, c) * 100}%">` +
+                    `${c.toFixed(3)}</div>`; });
+  return t;
+}
+async function neighbours() {
+  $('msg').textContent = ''; $('msg').className = '';
+  try {
+    const words = $('words').value.split(/[\s,]+/).filter(Boolean);
+    const d = await call('/api/neighbours', {words: words, top: +$('top').value});
+    const out = $('out'); out.textContent = '';
+    Object.entries(d.neighbours).forEach(([w, near]) => {
+      const h = document.createElement('h3'); h.textContent = 'nearest to ' + w;
+      out.append(h, bars(near)); });
+    out.dataset.text = JSON.stringify(d.neighbours);
+  } catch (e) { show(e); }
+}
+async function analogy() {
+  $('msg').textContent = ''; $('msg').className = '';
+  try {
+    const d = await call('/api/analogy', {text: $('analogy').value, top: +$('top').value});
+    const out = $('out'); out.textContent = '';
+    const h = document.createElement('h3'); h.textContent = $('analogy').value;
+    out.append(h, bars(d.answers)); out.dataset.text = JSON.stringify(d.answers);
+  } catch (e) { show(e); }
+}
+function heat(title, rows, lo, hi) {  // rows (t, k) as k rows of t cells: time runs across
+  const box = document.createElement('div'); const h = document.createElement('p');
+  h.textContent = title; box.append(h);
+  const t = document.createElement('table'); t.className = 'px';
+  const k = rows.length ? rows[0].length : 0;
+  for (let j = 0; j < k; j++) { const tr = t.insertRow();
+    rows.forEach((r) => { const c = tr.insertCell(); const v = (r[j] - lo) / ((hi - lo) || 1);
+      const g = Math.round(255 * (1 - Math.min(1, Math.max(0, v))));
+      c.style.background = `rgb(${g},${g},${g})`; c.title = r[j].toFixed(3); }); }
+  box.append(t); return box;
+}
+async function example() {
+  $('msg').textContent = 'running...'; $('msg').className = '';
+  try {
+    const d = await call('/api/example', {length: +$('length').value, seed: +$('seed').value});
+    const out = $('out'); out.textContent = '';
+    const span = (m) => [Math.min(0, ...m.flat()), Math.max(1, ...m.flat())];
+    out.append(heat('inputs (time runs across)', d.inputs, ...span(d.inputs)));
+    out.append(heat('targets (the steps scored)', d.targets, ...span(d.targets)));
+    out.append(heat('outputs', d.outputs, ...span(d.outputs)));
+    if (d.w_write) {
+      out.append(heat('write weighting over memory (head 1)', d.w_write, 0, 1));
+      out.append(heat('read weighting over memory (head 1)', d.w_read, 0, 1));
+    }
+    out.dataset.text = JSON.stringify(d.outputs);
+    $('msg').textContent = d.inputs.length + ' steps';
+  } catch (e) { show(e); }
+}
 async function classify() {
   $('msg').textContent = ''; $('msg').className = '';
   try {
@@ -547,6 +651,16 @@ FORMS = {
 <p><input type="file" id="file" accept=".npy,.gif,.png,.apng,.tif,.tiff">
 <button id="go" onclick="label()">label each frame</button> (a clip: .npy frames, GIF or
 APNG)</p>""",
+    "neighbours": """
+<p><label>words <input type="text" id="words" value="king queen"></label></p>
+<p><label>analogy <input type="text" id="analogy" value="king - man + woman"></label></p>
+<p><label>how many <input type="number" id="top" value="10" min="1" max="100"></label>
+  <button id="go" onclick="neighbours()">nearest words</button>
+  <button id="solve" onclick="analogy()">solve the analogy</button></p>""",
+    "example": """
+<p><label>length <input type="number" id="length" value="0" min="0" max="1000"></label>
+  (0: the task's own) <label>seed <input type="number" id="seed" value="0" min="0"></label>
+  <button id="go" onclick="example()">run a held-out sequence</button></p>""",
     "classify": """
 <p><input type="text" id="text" value="a gem of a film"></p>
 <p><button id="go" onclick="classify()">classify</button></p>""",

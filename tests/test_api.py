@@ -87,3 +87,36 @@ def test_translate_one_or_many(tmp_path):
     with pytest.raises(DataError, match="input 1 \\('sun unicorn'\\): the input has 1 piece"):
         model.translate(["red cat", "sun unicorn"])
     assert json.loads((run / "run.json").read_text())["task"] == "translate"
+
+
+def test_a_memory_tasks_example_on_the_page_and_from_python(tmp_path):
+    """rnnkit.load(RUN).example(length, seed): the task's held-out sequence for that seed, the
+    model's predict on it, and an NTM's first heads' weightings (rows summing to 1); the page
+    draws them."""
+    from helpers import on_the_page
+
+    from rnnkit.data.algorithmic import copy as make_copy
+    from rnnkit.serve import create_app
+
+    values = {"model.cell": "ntm", "model.hidden": 8, "model.locations": 8, "model.word": 4}
+    values |= {"data.max_len": 4, "train.steps": 3, "eval.batches": 1, "eval.batch_size": 4}
+    ntm = rnnkit.load(train_run("copy", tmp_path / "copy", **values))
+    got = ntm.example(3, seed=5)
+    batch = make_copy(1, torch.Generator().manual_seed(5), length=3, bits=8)
+    assert torch.equal(torch.tensor(got["inputs"]), batch.x[0])
+    expected = ntm.predict(batch.x)[0]
+    torch.testing.assert_close(torch.tensor(got["outputs"]), expected)
+    assert torch.tensor(got["targets"]).shape == expected.shape == (7, 8)
+    assert got["mask"] == batch.mask[0].tolist()
+    torch.testing.assert_close(torch.tensor(got["w_read"]).sum(1), torch.ones(7))
+    client = create_app(ntm).test_client()
+    assert client.post("/api/example", json={"length": 3, "seed": 5}).get_json() == got
+    assert client.post("/api/example", json={"length": 5000}).get_json()["limit"] == 1000
+    seen, errors = on_the_page(
+        ntm,
+        "$('length').value = 3; $('seed').value = 5; example()",
+        {"outputs": "$('out').dataset.text", "tables": "$('out').querySelectorAll('table').length"},
+    )
+    assert errors == []
+    torch.testing.assert_close(torch.tensor(json.loads(seen["outputs"])), expected)
+    assert seen["tables"] == 5  # inputs, targets, outputs, write and read weightings

@@ -259,3 +259,37 @@ def test_exported_vectors_are_the_runs(run, tmp_path):
     assert ids.shape == (1, 6)
     (got,) = session.run(None, {"ids": ids})
     np.testing.assert_allclose(got[0], np.stack([kv[w] for w in words]), atol=1e-6)
+
+
+def test_neighbours_and_analogies_on_the_page_and_from_python(run):
+    """rnnkit.load(RUN).neighbours / .analogy are gensim's most_similar over the run's vectors;
+    the endpoints and the page give the same; an unknown word is one 4xx naming it."""
+    from helpers import on_the_page
+
+    import rnnkit
+    from rnnkit.serve import create_app
+
+    model = rnnkit.load(run)
+    kv = model.vectors()
+    assert model.neighbours(["King"], 3) == {"king": kv.most_similar("king", topn=3)}
+    answers = model.analogy("king - man + woman", 2)
+    assert answers == kv.most_similar(positive=["king", "woman"], negative=["man"], topn=2)
+    assert answers[0][0] == "queen"
+    client = create_app(model).test_client()
+    r = client.post("/api/neighbours", json={"words": ["king", "queen"], "top": 4})
+    assert r.status_code == 200
+    got = r.get_json()["neighbours"]
+    assert got["queen"] == [[w, pytest.approx(c)] for w, c in kv.most_similar("queen", topn=4)]
+    bad = client.post("/api/neighbours", json={"words": ["kingg"]})
+    assert bad.status_code == 422 and "'kingg' (close: king" in bad.get_json()["error"]
+    assert client.post("/api/analogy", json={"text": "king -"}).status_code == 422
+    assert client.post("/api/neighbours", json={"words": "king"}).get_json()["field"] == "words"
+    seen, errors = on_the_page(
+        model,
+        "$('analogy').value = 'girl - woman + man'; $('top').value = 3; analogy()",
+        {"answers": "$('out').dataset.text", "rows": "$('out').querySelectorAll('tr').length"},
+    )
+    assert errors == []
+    expected = model.analogy("girl - woman + man", 3)
+    assert [w for w, _ in json.loads(seen["answers"])] == [w for w, _ in expected]
+    assert seen["rows"] == 3

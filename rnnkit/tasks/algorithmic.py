@@ -196,7 +196,7 @@ class AlgorithmicLoop:
 class AlgorithmicTask(Task):
     """The shared machinery of the memory tasks; each one names its config and metric."""
 
-    api = {"predict": "predict"}
+    api = {"predict": "predict", "example": "example"}
 
     Source: type[Source]  # makes its batches from config.data (rnnkit.data.sources)
     metric: str = "cost_bits"  # the held-out metric that picks the best checkpoint
@@ -267,6 +267,30 @@ class AlgorithmicTask(Task):
         kind = self.Source.loss
         out = torch.sigmoid(out) if kind == "bits" else out.softmax(-1) if kind == "class" else out
         return out[0] if one else out
+
+    @torch.no_grad()
+    def example(self, loaded: Loaded, length: int | None = None, seed: int = 0) -> dict:
+        """One held-out sequence (``length`` steps of the task's own; None: its evaluation
+        length) through the model: {"inputs" (t, i), "targets" (t, o), "outputs" (t, o)
+        (`predict`'s), "mask" (t,) the steps scored; an NTM adds "w_write", "w_read" (t, n):
+        its first heads' weightings over memory}. Class targets are one-hot rows."""
+        source = self.Source(loaded.config.data)
+        if length is not None and not 1 <= length <= 1000:
+            raise DataError(f"length must be in 1..1000, got {length}")
+        batch = source.held_out(1, torch.Generator().manual_seed(seed), length)
+        if batch is None:  # a fixed held-out set (digits): the seed picks one of it
+            held = source.held_out_set(1)
+            batch = held[seed % len(held)]
+        x, y, mask = batch.x, batch.y, batch.mask
+        outputs = self.predict(loaded, x)[0]
+        if y.dtype == torch.int64:  # classes
+            y = F.one_hot(y.clamp(min=0), outputs.size(-1)).float()
+        out = {"inputs": x[0], "targets": y[0] * mask[0, :, None], "outputs": outputs,
+               "mask": mask[0]}  # fmt: skip
+        if isinstance(loaded.model, NTM):
+            trace = loaded.model.trace(x.to(next(loaded.model.parameters()).device))
+            out["w_write"], out["w_read"] = trace["w_write"][0, :, 0], trace["w_read"][0, :, 0]
+        return {k: v.cpu().tolist() for k, v in out.items()}
 
     def loop(self, config, setup, device, rank, world) -> AlgorithmicLoop:
         return AlgorithmicLoop(self, config, device, rank)

@@ -246,7 +246,7 @@ def parse_analogy(text: str) -> tuple[list[str], list[str]]:
 
 
 class Word2VecTask(Task):
-    api = {"vectors": "vectors"}
+    api = {"vectors": "vectors", "neighbours": "neighbours", "analogy": "analogy"}
     name = "word2vec"
     description = "word vectors by gensim's word2vec (skip-gram / CBOW; corpus: the Bible)"
     Config = Word2VecConfig
@@ -389,6 +389,22 @@ class Word2VecTask(Task):
         (``most_similar``, analogies, ``kv["word"]``)."""
         return keyed_vectors(loaded.setup.vocab, loaded.model.weight)
 
+    def neighbours(self, loaded: Loaded, words: list[str], top: int = 10, kv=None) -> dict:
+        """`rnnkit.load(RUN).neighbours(words)`: {word: [(neighbour, cosine)], nearest first}
+        for each word (as the vocabulary normalises it); one DataError names every unknown."""
+        kv = kv or self.vectors(loaded)
+        found = lookup(kv, loaded.setup.vocab, words)
+        return {w: kv.most_similar(w, topn=top) for w in found}
+
+    def analogy(self, loaded: Loaded, text: str, top: int = 5, kv=None) -> list:
+        """`rnnkit.load(RUN).analogy("king - man + woman")`: [(word, cosine)], the words whose
+        vectors are nearest to the sum, the question's own words left out."""
+        kv = kv or self.vectors(loaded)
+        pos, neg = parse_analogy(text)
+        vocab = loaded.setup.vocab
+        pos, neg = lookup(kv, vocab, pos), lookup(kv, vocab, neg)
+        return kv.most_similar(positive=pos, negative=neg, topn=top)
+
     def words_command(self, args) -> int:
         loaded = self.load(args.run)
         vocab = loaded.setup.vocab
@@ -397,14 +413,16 @@ class Word2VecTask(Task):
             raise DataError("--words chooses the words of --map", "add --map FILE.png")
         if not (args.neighbours or args.analogy or args.map):
             args.neighbours = common_words(kv)
-        for word in lookup(kv, vocab, args.neighbours) if args.neighbours else []:
+        found = (
+            self.neighbours(loaded, args.neighbours, args.top or 10, kv) if args.neighbours else {}
+        )
+        for word, near in found.items():
             print(f"nearest to {word}:")
-            _print(kv.most_similar(word, topn=args.top or 10))
+            _print(near)
         for text in args.analogy or ():
-            pos, neg = parse_analogy(text)
-            pos, neg = lookup(kv, vocab, pos), lookup(kv, vocab, neg)
+            answers = self.analogy(loaded, text, args.top or 5, kv)
             print(" ".join(re.findall(r"[+-]|[^\s+-]+", text)) + ":")
-            _print(kv.most_similar(positive=pos, negative=neg, topn=args.top or 5))
+            _print(answers)
         if args.map:
             words = lookup(kv, vocab, args.words) if args.words else map_words(kv)
             from rnnkit.viz import save_png
