@@ -72,7 +72,8 @@ class Graph:
     make_inputs(b, t, generator) -> the inputs for batch b and length t; names of the inputs
     and outputs; dynamic: {input or output name: {axis: name}}, the axis named "time" being a
     sequence's; state: (input, output) names of the recurrent state, which a caller feeds back
-    to stream a sequence; steps: the graph is exported one step long (time fixed at 1).
+    to stream a sequence; steps: the graph is exported one step long (time fixed at 1);
+    streamable: False where a sequence must be read whole (no one-step program).
     """
 
     module: nn.Module
@@ -82,6 +83,7 @@ class Graph:
     dynamic: dict[str, dict[int, str]] = field(default_factory=dict)
     state: list[tuple[str, str]] = field(default_factory=list)
     steps: bool = False
+    streamable: bool = True  # False: it reads a sequence whole (a bidirectional layer)
 
 
 def torch_recurrent(layer: nn.Module) -> nn.Module:
@@ -120,8 +122,9 @@ def graph_layer(layer: nn.Module) -> tuple[nn.Module, bool]:
     """The recurrent layer a graph runs, and whether the graph must be one step long:
     torch.nn's layer with the trained weights (`torch_recurrent`), or, where a variant changes
     the function at inference (layer norm, peephole, zoneout), a copy of rnnkit's own layer on
-    its step equations (impl="loop"), which a caller streams a step at a time."""
-    if not layer.variants.native_blockers(training=False):
+    its step equations (impl="loop"), which a caller streams a step at a time; so is an LSTM
+    with projections (proj_size), which ONNX's LSTM operator does not have."""
+    if not layer.variants.native_blockers(training=False) and not getattr(layer, "proj_size", 0):
         return torch_recurrent(layer), False
     own = copy.deepcopy(layer).eval()
     own.impl = "loop"
@@ -140,6 +143,12 @@ def export(graph: Graph, fmt: str, out: str | Path, tolerance: float = 1e-4) -> 
     # torch.export unrolls torch.nn's recurrent layers over time, so its program is one step
     # long (the batch stays dynamic); ONNX has recurrent operators with a dynamic time axis
     steps = fmt == "torch" or graph.steps
+    if steps and not graph.streamable and any(_time_axis(graph, n) for n in graph.input_names):
+        raise ExportError(
+            "this model reads each sequence whole (a bidirectional layer), and torch.export's "
+            "program is one step long; nothing was written",
+            "use --format onnx, whose recurrent operators take whole sequences",
+        )
     example = graph.make_inputs(2, 1 if steps else 8, torch.Generator().manual_seed(0))
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=f".tmp{out.suffix}")
     os.close(fd)
@@ -354,6 +363,74 @@ def language_model_graph(lm: nn.Module, vocab_size: int) -> Graph:
         dynamic,
         state=list(zip(states_in, states_out, strict=True)),
         steps=module.steps,
+    )
+
+
+# ----------------------------------------------------------------------------- a bare layer
+class LayerGraph(nn.Module):
+    """An rnnkit layer (`rnnkit.LSTM` / `GRU` / `RNN`, with its variants, or `rnnkit.MinGRU` /
+    `MinLSTM`) with its state explicit, batch first: x (b, t, i), h0 (d*l, b, h) [, c0]
+    -> y (b, t, d*h), h_n [, c_n]. minGRU / minLSTM have no ONNX operator and their scan and
+    fused kernels do not trace: the graph is one step of their step equations (`step`)."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        from rnnkit.mingru import _MinLayer
+
+        self.min = isinstance(layer, _MinLayer)
+        if self.min:
+            if layer.bidirectional:
+                raise ExportError(
+                    f"a bidirectional {type(layer).__name__} cannot be streamed a step at a "
+                    "time (its reverse direction reads the future)",
+                    "export a unidirectional layer",
+                )
+            self.rnn, self.steps = copy.deepcopy(layer).eval(), True
+        else:
+            self.rnn, self.steps = graph_layer(layer)
+        self.time_major = not layer.batch_first
+        self.lstm = isinstance(self.rnn, nn.LSTM)
+
+    def forward(self, x: Tensor, h0: Tensor, c0: Tensor | None = None):
+        if self.min:  # traced one step long; eager (PyTorch's side of the check) any length
+            h_n, ys = h0, []
+            for j in range(x.size(1)):
+                y, h_n = self.rnn.step(x[:, j], h_n)
+                ys.append(y)
+            return torch.stack(ys, dim=1), h_n
+        x = x.transpose(0, 1) if self.time_major else x
+        y, state = self.rnn(x, (h0, c0) if self.lstm else h0)
+        y = y.transpose(0, 1) if self.time_major else y
+        return (y, *state) if self.lstm else (y, state)
+
+
+def layer_graph(layer: nn.Module) -> Graph:
+    """The graph of a bare recurrent layer, for a model of one's own::
+
+        rnnkit.export.export(rnnkit.export.layer_graph(rnnkit.MinGRU(16, 64)), "onnx", "l.onnx")
+    """
+    module = LayerGraph(layer).eval()
+    layers = layer.num_layers * (2 if layer.bidirectional else 1)
+    out = getattr(layer, "proj_size", 0) or layer.hidden_size
+
+    def make_inputs(b: int, t: int, g: torch.Generator):
+        x = torch.randn(b, t, layer.input_size, generator=g)
+        h0 = torch.randn(layers, b, out, generator=g) * 0.5
+        c0 = [torch.randn(layers, b, layer.hidden_size, generator=g) * 0.5] if module.lstm else []
+        return [x, h0, *c0]
+
+    states_in, states_out = (["h0", "c0"], ["h_n", "c_n"]) if module.lstm else (["h0"], ["h_n"])
+    dynamic = {"x": {0: "batch", 1: "time"}, "y": {0: "batch", 1: "time"}}
+    dynamic |= {name: {1: "batch"} for name in states_in + states_out}
+    return Graph(
+        module,
+        make_inputs,
+        ["x", *states_in],
+        ["y", *states_out],
+        dynamic,
+        state=list(zip(states_in, states_out, strict=True)),
+        steps=module.steps,
+        streamable=not layer.bidirectional,
     )
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from helpers import train_run
 
+import rnnkit
 from rnnkit import tasks
 from rnnkit.cli import main
 
@@ -117,3 +118,51 @@ def test_torch_export_of_a_padded_batch_graph_is_refused_by_name(tmp_path, capsy
     assert "torch.export could not trace this model" in err and "use --format onnx" in err
     assert not list(run.glob("model.pt2*")) and not list(run.glob(".model*"))
     assert main(["export", str(run)]) == 0  # ONNX takes it
+
+
+@pytest.mark.parametrize("make", [
+    lambda: rnnkit.MinGRU(5, 7, num_layers=2, batch_first=True, impl="scan"),
+    lambda: rnnkit.MinLSTM(5, 7, impl="fused"),
+    lambda: rnnkit.LSTM(5, 7, num_layers=2, batch_first=True, proj_size=3),
+    lambda: rnnkit.GRU(5, 7, batch_first=True, layer_norm=True),
+])  # fmt: skip
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+def test_a_bare_layer_exports_and_streams_as_its_forward(tmp_path, make):
+    """`rnnkit.export.layer_graph`: minGRU / minLSTM (whose scan and fused kernels ONNX cannot
+    trace), an LSTM with projections (no ONNX operator) and a layer-norm GRU export as one
+    step of their step equations; streamed in ONNX Runtime over 30 steps from a given state,
+    they equal the layer's own forward over the whole sequence."""
+    from rnnkit.export import export, layer_graph
+
+    torch.manual_seed(0)
+    layer = make().eval()
+    assert export(layer_graph(layer), "onnx", tmp_path / "l.onnx") < 1e-4
+    session = ort.InferenceSession(str(tmp_path / "l.onnx"))
+    x = torch.randn(3, 30, 5)
+    out = getattr(layer, "proj_size", 0) or 7
+    h0 = torch.randn(layer.num_layers, 3, out)
+    c0 = torch.randn(layer.num_layers, 3, 7)
+    lstm = isinstance(layer, torch.nn.LSTM)
+    with torch.no_grad():
+        seq = x if layer.batch_first else x.transpose(0, 1)
+        y, state = layer(seq, (h0, c0) if lstm else h0)
+        y = y if layer.batch_first else y.transpose(0, 1)
+    feed = {"h0": h0.numpy()} | ({"c0": c0.numpy()} if lstm else {})
+    for t in range(30):
+        got = session.run(None, {"x": x[:, t : t + 1].numpy(), **feed})
+        np.testing.assert_allclose(got[0][:, 0], y[:, t].numpy(), atol=1e-5)
+        feed = {"h0": got[1]} | ({"c0": got[2]} if lstm else {})
+    final = state[0] if lstm else state
+    np.testing.assert_allclose(feed["h0"], final.numpy(), atol=1e-5)
+
+
+def test_a_bidirectional_layer_is_not_streamed_by_torch_export(tmp_path):
+    from rnnkit.export import ExportError, export, layer_graph
+
+    graph = layer_graph(rnnkit.GRU(5, 7, bidirectional=True, batch_first=True))
+    with pytest.raises(ExportError, match="reads each sequence whole"):
+        export(graph, "torch", tmp_path / "l.pt2")
+    assert not list(tmp_path.iterdir())
+    assert export(graph, "onnx", tmp_path / "l.onnx") < 1e-4  # ONNX reads it whole
+    with pytest.raises(ExportError, match="bidirectional MinGRU cannot be streamed"):
+        layer_graph(rnnkit.MinGRU(5, 7, bidirectional=True))
