@@ -405,10 +405,8 @@ class LayerGraph(nn.Module):
 
 
 def layer_graph(layer: nn.Module) -> Graph:
-    """The graph of a bare recurrent layer, for a model of one's own::
-
-        rnnkit.export.export(rnnkit.export.layer_graph(rnnkit.MinGRU(16, 64)), "onnx", "l.onnx")
-    """
+    """The graph of a bare recurrent layer, for a model of one's own, e.g.
+    ``export(layer_graph(rnnkit.MinGRU(16, 64)), "onnx", "mingru.onnx")``."""
     module = LayerGraph(layer).eval()
     layers = layer.num_layers * (2 if layer.bidirectional else 1)
     out = getattr(layer, "proj_size", 0) or layer.hidden_size
