@@ -58,15 +58,20 @@ __all__ = [
 
 
 def input_projection(
-    x: Tensor, weight_ih: Tensor, bias_ih: Tensor | None, ln_weight_ih: Tensor | None = None
+    x: Tensor,
+    weight_ih: Tensor,
+    bias_ih: Tensor | None,
+    ln_weight_ih: Tensor | None = None,
+    linear=F.linear,
 ) -> Tensor:
     """gx = W_ih x + b_ih, or LN(W_ih x) g_ih + b_ih with layer norm: (..., gh).
 
-    Works on one step (b, i) or on a whole sequence (t, b, i) at once.
+    Works on one step (b, i) or on a whole sequence (t, b, i) at once. ``linear``: the product
+    (the fused path passes `rnnkit.gemm.linear`, the same function through oneDNN).
     """
     if ln_weight_ih is None:
-        return F.linear(x, weight_ih, bias_ih)
-    return F.layer_norm(F.linear(x, weight_ih), (weight_ih.size(0),), ln_weight_ih, bias_ih, LN_EPS)
+        return linear(x, weight_ih, bias_ih)
+    return F.layer_norm(linear(x, weight_ih), (weight_ih.size(0),), ln_weight_ih, bias_ih, LN_EPS)
 
 
 def _recurrent(

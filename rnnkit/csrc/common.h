@@ -5,6 +5,8 @@
 #include <ATen/ATen.h>
 #include <ATen/EmptyTensor.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/stack.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -31,6 +33,24 @@ __attribute__((target("avx512f"))) __m512 Sleef_tanhf16_u10avx512f(__m512);
 namespace rnnkit_csrc {
 
 using at::Tensor;
+
+// x W^T for x (b, k) and W (n, k), both contiguous: the per-step product of the time loops.
+// float32 goes through oneDNN (the op mkldnn::_linear_pointwise, which torch.compile emits for
+// a linear layer on CPU), the library torch.nn.LSTM's CPU kernel runs on: on some CPUs (an AMD
+// EPYC, measured) torch's BLAS runs these small products at half its speed. Exact float32
+// either way (no reduced-precision mode); float64, or a build without oneDNN, uses at::mm.
+inline Tensor linear_nt(const Tensor& x, const Tensor& W) {
+  static const std::optional<c10::OperatorHandle> op =
+      c10::Dispatcher::singleton().findSchema({"mkldnn::_linear_pointwise", ""});
+  if (op.has_value() && x.scalar_type() == at::kFloat && at::globalContext().userEnabledMkldnn()) {
+    torch::jit::Stack stack{x, W, c10::IValue(), c10::IValue(std::string("none")),
+                            c10::IValue(c10::List<std::optional<c10::Scalar>>()),
+                            c10::IValue(std::string(""))};
+    op->callBoxed(stack);
+    return stack[0].toTensor();
+  }
+  return at::mm(x, W.t());
+}
 
 // sigma and tanh over n values. float32 uses SLEEF's vectorized expf / tanhf (1-ulp), the
 // ones PyTorch's own CPU kernels use, exported by libtorch_cpu: AVX-512 or AVX2 as the CPU

@@ -24,9 +24,7 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const std::optional<Tens
                   Tensor& A, Tensor& Qn, Tensor& Hs, Tensor& Hin, Tensor& Ahat, Tensor& Rs) {
   const int64_t T_ = gx.size(0), b = gx.size(1), G = gx.size(2), H = G / 3;
   const bool ln = g_hh != nullptr;
-  const Tensor W_hhT = W_hh.t().contiguous();  // (h, 3h)
-  Tensor Q = at::empty({b, G}, gx.options());  // q (or a, before the layer norm)
-  T* q_ = Q.data_ptr<T>();
+  const Tensor W = W_hh.contiguous();  // (3h, h): a = h W_hh^T (linear_nt)
   for (int64_t j = 0; j < T_; ++j) {
     const T* gx_j = gx.const_data_ptr<T>() + j * b * G;
     const T* h = Hs.const_data_ptr<T>() + j * b * H;
@@ -37,11 +35,8 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const std::optional<Tens
       for (int64_t k = 0; k < b * H; ++k) hin_[k] = h[k] * h_mask[k];
       hin = Hin[j];
     }
-    if (ln || !b_hh.has_value()) {
-      at::mm_out(Q, hin, W_hhT);
-    } else {
-      at::addmm_out(Q, *b_hh, hin, W_hhT);  // q = b_hh + (h * m) W_hh^T
-    }
+    Tensor Q = linear_nt(hin, W);  // a = (h * m) W_hh^T, (b, 3h)
+    T* q_ = Q.data_ptr<T>();
     const T* kh_j = keep_h ? keep_h + j * b * H : nullptr;
     rows(b, 4 * G, [&](int64_t r) {
       T* q = q_ + r * G;
@@ -49,6 +44,8 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const std::optional<Tens
       if (ln) {  // q = a^ g_hh + b_hh
         T* ahat = Ahat.data_ptr<T>() + (j * b + r) * G;
         Rs.data_ptr<T>()[j * b + r] = gate_norm(q, b_hh_, g_hh, ahat, G, eps);
+      } else if (b_hh_) {  // q = b_hh + a
+        for (int64_t k = 0; k < G; ++k) q[k] += b_hh_[k];
       }
       T* a = A.data_ptr<T>() + (j * b + r) * G;
       T* qn = Qn.data_ptr<T>() + (j * b + r) * H;
@@ -111,7 +108,7 @@ void backward_loop(const Tensor& dY, Tensor& dh, const Tensor& A, const Tensor& 
                    Tensor& DA, double* db_hh, double* dg_hh) {
   const int64_t T_ = A.size(0), b = A.size(1), G = A.size(2), H = G / 3;
   const bool ln = g_hh != nullptr;
-  Tensor DhW = at::empty({b, H}, A.options());
+  const Tensor W_hhT = W_hh.t().contiguous();  // (h, 3h): dq W_hh = linear_nt(dq, W_hh^T)
   std::vector<T> rest(size_t(b) * H);  // z dh~ + d dh_t: what reaches h_{t-1} directly
   T* dh_ = dh.data_ptr<T>();
   const T* dy = dY.const_data_ptr<T>();
@@ -152,7 +149,7 @@ void backward_loop(const Tensor& dY, Tensor& dh, const Tensor& A, const Tensor& 
         for (int64_t k = 0; k < G; ++k) dg_hh[k] += dq[k] * ahat[k];
       }
     }
-    at::mm_out(DhW, ln ? DA[j] : DQ[j], W_hh);
+    const Tensor DhW = linear_nt(ln ? DA[j] : DQ[j], W_hhT);  // dq W_hh
     const T* dhw = DhW.const_data_ptr<T>();
     const T* dy_p = j > 0 ? dy + (j - 1) * b * H : nullptr;
     std::copy(rest.begin(), rest.end(), dh_);  // z dh~ + d dh_t, then the rest

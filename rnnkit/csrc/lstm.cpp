@@ -46,11 +46,9 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const std::optional<Tens
   const int64_t T_ = gx.size(0), b = gx.size(1), G = gx.size(2), H = G / 4;
   const int64_t P = W_hh.size(1);
   const bool ln = g_hh != nullptr, proj = W_hr.has_value();
-  const Tensor W_hhT = W_hh.t().contiguous();  // (p, 4h): h W_hh^T as a plain product
-  Tensor S = at::empty({b, G}, gx.options());  // a (layer norm) or s, this step
+  const Tensor W = W_hh.contiguous();  // (4h, p): a = h W_hh^T (linear_nt)
   Tensor Htil = proj ? at::empty({b, P}, gx.options()) : Tensor();  // h~ before zoneout
   const Tensor W_hrT = proj ? W_hr->t().contiguous() : Tensor();
-  T* s_ = S.data_ptr<T>();
   for (int64_t j = 0; j < T_; ++j) {
     const T* gx_j = gx.const_data_ptr<T>() + j * b * G;
     const T* h = Hs.const_data_ptr<T>() + j * b * P;  // h_{t-1}
@@ -67,18 +65,18 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const std::optional<Tens
       for (int64_t q = 0; q < b * P; ++q) hin_[q] = h[q] * h_mask[q];
       hin = Hin[j];
     }
-    if (ln) {
-      at::mm_out(S, hin, W_hhT);  // a
-    } else {
-      at::addmm_out(S, gx[j], hin, W_hhT);  // s = gx + a
-    }
+    Tensor S = linear_nt(hin, W);  // a = (h * m) W_hh^T, (b, 4h)
+    T* s_ = S.data_ptr<T>();
     const T* kh_j = keep_h ? keep_h + j * b * P : nullptr;
     const T* kc_j = keep_c ? keep_c + j * b * H : nullptr;
     rows(b, 4 * G, [&](int64_t r) {
       T* s = s_ + r * G;
-      if (ln) {
+      const T* gxr = gx_j + r * G;
+      if (ln) {  // s = gx + LN(a) g_hh
         T* ahat = Ahat.data_ptr<T>() + (j * b + r) * G;
-        Rs.data_ptr<T>()[j * b + r] = gate_norm(s, gx_j + r * G, g_hh, ahat, G, eps);
+        Rs.data_ptr<T>()[j * b + r] = gate_norm(s, gxr, g_hh, ahat, G, eps);
+      } else {  // s = gx + a
+        for (int64_t k = 0; k < G; ++k) s[k] += gxr[k];
       }
       const T* cr = c + r * H;
       T* ar = a_j + r * G;
@@ -222,7 +220,7 @@ void backward_loop(const Tensor& dY, Tensor& dh, Tensor& dc, const Tensor& A, co
   const bool proj = W_hr.has_value(), ln = g_hh != nullptr;
   Tensor Dm = proj ? at::empty({b, H}, A.options()) : Tensor();  // dm, after W_hr
   Tensor Dht = at::empty({b, P}, A.options());                   // dh~
-  Tensor DhW = at::empty({b, P}, A.options());                   // da W_hh
+  const Tensor W_hhT = W_hh.t().contiguous();  // (p, 4h): da W_hh = linear_nt(da, W_hh^T)
   std::vector<T> Dch(size_t(b) * H), tmp(size_t(b) * H);  // dc^, and dc~'s share of it
   T* dh_ = dh.data_ptr<T>();
   T* dc_ = dc.data_ptr<T>();
@@ -299,7 +297,7 @@ void backward_loop(const Tensor& dY, Tensor& dh, Tensor& dc, const Tensor& A, co
       }
     }
     // dh_{t-1} = (da W_hh) m + d_h dh_t + dy_{t-1}
-    at::mm_out(DhW, ln ? DA[j] : DS[j], W_hh);
+    const Tensor DhW = linear_nt(ln ? DA[j] : DS[j], W_hhT);
     const T* dhw = DhW.const_data_ptr<T>();
     const T* dy_p = j > 0 ? dy + (j - 1) * b * P : nullptr;
     recurrent_grad(dh_, true, kh_j, dhw, h_mask, dy_p, b * P);

@@ -22,9 +22,7 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const T* g_hh, const T* 
                   Tensor& Ahat, Tensor& Rs) {
   const int64_t T_ = gx.size(0), b = gx.size(1), H = gx.size(2);
   const bool ln = g_hh != nullptr;
-  const Tensor W_hhT = W_hh.t().contiguous();
-  Tensor S = at::empty({b, H}, gx.options());
-  T* s_ = S.data_ptr<T>();
+  const Tensor W = W_hh.contiguous();  // (h, h): a = h W_hh^T (linear_nt)
   for (int64_t j = 0; j < T_; ++j) {
     const T* gx_j = gx.const_data_ptr<T>() + j * b * H;
     const T* h = Hs.const_data_ptr<T>() + j * b * H;
@@ -36,17 +34,17 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const T* g_hh, const T* 
       for (int64_t k = 0; k < b * H; ++k) hin_[k] = h[k] * h_mask[k];
       hin = Hin[j];
     }
-    if (ln) {
-      at::mm_out(S, hin, W_hhT);
-    } else {
-      at::addmm_out(S, gx[j], hin, W_hhT);
-    }
+    Tensor S = linear_nt(hin, W);  // a = (h * m) W_hh^T, (b, h)
+    T* s_ = S.data_ptr<T>();
     const T* kh_j = keep_h ? keep_h + j * b * H : nullptr;
     rows(b, 4 * H, [&](int64_t r) {
       T* s = s_ + r * H;
-      if (ln) {
+      const T* gxr = gx_j + r * H;
+      if (ln) {  // s = gx + LN(a) g_hh
         T* ahat = Ahat.data_ptr<T>() + (j * b + r) * H;
-        Rs.data_ptr<T>()[j * b + r] = gate_norm(s, gx_j + r * H, g_hh, ahat, H, eps);
+        Rs.data_ptr<T>()[j * b + r] = gate_norm(s, gxr, g_hh, ahat, H, eps);
+      } else {  // s = gx + a
+        for (int64_t k = 0; k < H; ++k) s[k] += gxr[k];
       }
       T* htr = ht + r * H;
       if (relu) {
@@ -96,7 +94,7 @@ void backward_loop(const Tensor& dY, Tensor& dh, const T* ht_, const Tensor& W_h
                    const T* rs_, Tensor& DS, Tensor& DA, double* dg_hh) {
   const int64_t T_ = DS.size(0), b = DS.size(1), H = DS.size(2);
   const bool ln = g_hh != nullptr;
-  Tensor DhW = at::empty({b, H}, DS.options());
+  const Tensor W_hhT = W_hh.t().contiguous();  // (h, h): ds W_hh = linear_nt(ds, W_hh^T)
   T* dh_ = dh.data_ptr<T>();
   const T* dy = dY.const_data_ptr<T>();
   for (int64_t j = T_ - 1; j >= 0; --j) {
@@ -121,7 +119,7 @@ void backward_loop(const Tensor& dY, Tensor& dh, const T* ht_, const Tensor& W_h
       for (int64_t r = 0; r < b; ++r)
         for (int64_t k = 0; k < H; ++k) dg_hh[k] += ds[r * H + k] * ahat[r * H + k];
     }
-    at::mm_out(DhW, ln ? DA[j] : DS[j], W_hh);
+    const Tensor DhW = linear_nt(ln ? DA[j] : DS[j], W_hhT);  // ds W_hh
     const T* dhw = DhW.const_data_ptr<T>();
     const T* dy_p = j > 0 ? dy + (j - 1) * b * H : nullptr;
     recurrent_grad(dh_, true, kh_j, dhw, h_mask, dy_p, b * H);

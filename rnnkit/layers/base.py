@@ -23,9 +23,11 @@ from __future__ import annotations
 import contextlib
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from rnnkit import gemm
 from rnnkit.cells import input_projection
 from rnnkit.checks import check_dtype
 from rnnkit.layers.dispatch import check_impl, check_native, resolve
@@ -201,7 +203,9 @@ class _FusedOrLoop:
         bias_ih, bias_hh = p["bias_ih"], p["bias_hh"]
         if fold_bias_hh and self.mode != "GRU" and bias_hh is not None:
             bias_ih, bias_hh = bias_hh if bias_ih is None else bias_ih + bias_hh, None
-        gx = input_projection(x, p["weight_ih"], bias_ih, p["ln_weight_ih"])  # (t, b, gh)
+        # the fused path's whole-sequence product through oneDNN where it applies (rnnkit.gemm)
+        linear = gemm.linear if fold_bias_hh else F.linear
+        gx = input_projection(x, p["weight_ih"], bias_ih, p["ln_weight_ih"], linear)  # (t, b, gh)
         weight_hh = self._drop_weight(p["weight_hh"])
         h_mask = None
         if v.recurrent_dropout and train:

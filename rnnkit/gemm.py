@@ -1,0 +1,76 @@
+"""The fused path's large matrix products through oneDNN, the library torch.nn.LSTM's CPU kernel
+runs on.
+
+    gx = x W^T + b            (n, g) = (n, i) (g, i)^T       the input projections
+    dx = dgx W                (n, i) = (n, g) (g, i)         their gradient
+    dW = dgx^T x, db = sum_n dgx                              (weight gradients: torch.mm)
+
+torch's CPU build sends a float32 ``torch.mm`` to MKL, whose kernels on some CPUs (measured:
+an AMD EPYC with AVX-512) run these shapes at about half the speed of oneDNN's. oneDNN's
+float32 product, reached through ``torch.ops.mkldnn._linear_pointwise`` (what torch.compile
+emits for a linear layer on CPU), is exact float32 arithmetic as well (no reduced-precision
+mode), so the two compute the same function up to summation order. The weight gradient stays
+with torch.mm: oneDNN reads transposed operands of that product slower at small sizes.
+
+`linear` is used where nothing differentiates twice (the fused path's Functions refuse double
+backward anyway); elsewhere, and where oneDNN is missing (a build without it, another device,
+float64), it is F.linear.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["linear", "available"]
+
+
+def _op():
+    try:
+        return torch.ops.mkldnn._linear_pointwise.default
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_LINEAR = _op() if torch.backends.mkldnn.is_available() else None
+
+
+def available(x: Tensor, weight: Tensor) -> bool:
+    """oneDNN computes x W^T here: a CPU float32 product in a build that has it."""
+    return (
+        _LINEAR is not None
+        and torch.backends.mkldnn.enabled
+        and x.device.type == "cpu"
+        and x.dtype == weight.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
+class _Linear(torch.autograd.Function):
+    """x (n, i), W (g, i), b (g) or None -> x W^T + b (n, g), both products through oneDNN."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _LINEAR(x, weight, bias, "none", [], "")
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):
+        x, weight = ctx.saved_tensors
+        dy = dy.contiguous()
+        need_x, need_w, need_b = ctx.needs_input_grad
+        dx = _LINEAR(dy, weight.t().contiguous(), None, "none", [], "") if need_x else None
+        dw = dy.t().mm(x) if need_w else None
+        db = dy.sum(0) if ctx.has_bias and need_b else None
+        return dx, dw, db
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x (..., i) W^T + b -> (..., g): oneDNN's product where `available`, else F.linear."""
+    if not available(x, weight):
+        return F.linear(x, weight, bias)
+    shape = x.shape[:-1]
+    y = _Linear.apply(x.reshape(-1, x.size(-1)).contiguous(), weight.contiguous(), bias)
+    return y.view(*shape, weight.size(0))
