@@ -25,6 +25,7 @@ from torch import Tensor
 
 from rnnkit import extension
 from rnnkit.bptt import first_order_only
+from rnnkit.gemm import weight_grad
 from rnnkit.variants import LN_EPS
 
 __all__ = ["CppLSTMFunction", "CppGRUFunction", "CppRNNFunction", "CppMinFunction"]
@@ -103,7 +104,7 @@ class CppLSTMFunction(torch.autograd.Function):
         tb, G = DS.size(0) * DS.size(1), DS.size(2)
         DA = DA if g_hh is not None else DS
         P, H = Hin.size(-1), G // 4  # explicit sizes: tb may be 0 (an empty batch)
-        dW_hh = DA.reshape(tb, G).t() @ Hin.reshape(tb, P)  # sum_t da_t^T (h_{t-1} * m)
+        dW_hh = weight_grad(DA.reshape(tb, G), Hin.reshape(tb, P))  # sum_t da_t^T (h_{t-1} * m)
         dW_hr = None if W_hr is None else DHt.reshape(tb, P).t() @ M.reshape(tb, H)
         grads = (dW_hh, dW_hr, *map(_some, (dg_hh, dg_c, db_c, dw_ch)))
         return DS, dh0, dc0, *grads, None, None, None, None
@@ -139,7 +140,7 @@ class CppGRUFunction(torch.autograd.Function):
             _some(Ahat), _some(Rs),
         )  # fmt: skip
         tb, G = DW.size(0) * DW.size(1), DW.size(2)
-        dW_hh = DW.reshape(tb, G).t() @ Hin.reshape(tb, G // 3)  # sum_t da_t^T (h_{t-1} m)
+        dW_hh = weight_grad(DW.reshape(tb, G), Hin.reshape(tb, G // 3))  # sum_t da_t^T (h_{t-1} m)
         return DGX, dh0, dW_hh, _some(db_hh), _some(dg_hh), None, None, None
 
 
@@ -173,7 +174,7 @@ class CppRNNFunction(torch.autograd.Function):
             _some(Ahat), _some(Rs),
         )  # fmt: skip
         tb, H = DW.size(0) * DW.size(1), DW.size(2)
-        dW_hh = DW.reshape(tb, H).t() @ Hin.reshape(tb, H)
+        dW_hh = weight_grad(DW.reshape(tb, H), Hin.reshape(tb, H))
         return DS, dh0, dW_hh, _some(dg_hh), None, None, None, None
 
 

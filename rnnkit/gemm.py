@@ -3,14 +3,15 @@ runs on.
 
     gx = x W^T + b            (n, g) = (n, i) (g, i)^T       the input projections
     dx = dgx W                (n, i) = (n, g) (g, i)         their gradient
-    dW = dgx^T x, db = sum_n dgx                              (weight gradients: torch.mm)
+    dW = dgx^T x              (g, i) = (n, g)^T (n, i)       the weight gradients
 
 torch's CPU build sends a float32 ``torch.mm`` to MKL, whose kernels on some CPUs (measured:
 an AMD EPYC with AVX-512) run these shapes at about half the speed of oneDNN's. oneDNN's
 float32 product, reached through ``torch.ops.mkldnn._linear_pointwise`` (what torch.compile
 emits for a linear layer on CPU), is exact float32 arithmetic as well (no reduced-precision
-mode), so the two compute the same function up to summation order. The weight gradient stays
-with torch.mm: oneDNN reads transposed operands of that product slower at small sizes.
+mode), so the two compute the same function up to summation order. A weight gradient reads
+both operands transposed, which oneDNN does slower than MKL when g or i is small (measured:
+faster at 2048 x 512, slower at 512 x 128), so it goes to oneDNN only when both are >= 512.
 
 `linear` is used where nothing differentiates twice (the fused path's Functions refuse double
 backward anyway); elsewhere, and where oneDNN is missing (a build without it, another device,
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["linear", "available"]
+__all__ = ["linear", "weight_grad", "available"]
 
 
 def _op():
@@ -62,7 +63,7 @@ class _Linear(torch.autograd.Function):
         dy = dy.contiguous()
         need_x, need_w, need_b = ctx.needs_input_grad
         dx = _LINEAR(dy, weight.t().contiguous(), None, "none", [], "") if need_x else None
-        dw = dy.t().mm(x) if need_w else None
+        dw = weight_grad(dy, x) if need_w else None
         db = dy.sum(0) if ctx.has_bias and need_b else None
         return dx, dw, db
 
@@ -74,3 +75,11 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     shape = x.shape[:-1]
     y = _Linear.apply(x.reshape(-1, x.size(-1)).contiguous(), weight.contiguous(), bias)
     return y.view(*shape, weight.size(0))
+
+
+def weight_grad(dy: Tensor, x: Tensor) -> Tensor:
+    """dy (n, g), x (n, i) -> dy^T x (g, i): oneDNN's product where `available` and g and i
+    are both >= 512, else torch.mm."""
+    if available(dy, x) and min(dy.size(1), x.size(1)) >= 512:
+        return _LINEAR(dy.t(), x.t(), None, "none", [], "")
+    return dy.t().mm(x)

@@ -1,7 +1,7 @@
 // The LSTM time loops of rnnkit's fused path, in C++ (CPU, float32 and float64).
 //
 // The same equations as rnnkit.fused.LSTMFunction (whose docstring derives them); here each
-// step is one matrix product (at::addmm / at::mm, so torch's BLAS) and one pass of plain C++
+// step is one matrix product (linear_nt: oneDNN in float32) and one pass of plain C++
 // over the step's elements, instead of a dozen separately dispatched PyTorch kernels. At small
 // hidden sizes that dispatch, not arithmetic, is what a Python time loop spends its time on.
 //

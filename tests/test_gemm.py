@@ -1,0 +1,39 @@
+"""rnnkit.gemm: the fused path's products through oneDNN equal torch's (F.linear and its
+autograd) in float32, for the small and the large shapes whose weight gradient takes either
+route; where oneDNN does not apply (float64) it is F.linear itself."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rnnkit import gemm
+
+
+@pytest.mark.parametrize("n,i,g", [(40, 7, 12), (300, 64, 512), (64, 512, 600)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_and_its_gradients_equal_torchs(n, i, g, bias):
+    if not gemm.available(torch.zeros(1), torch.zeros(1)):
+        pytest.skip("this torch build has no oneDNN linear")
+    torch.manual_seed(0)
+    x = torch.randn(2, n // 2, i, requires_grad=True)  # (..., i): leading dims kept
+    W = (torch.randn(g, i) / i**0.5).requires_grad_(True)
+    b = torch.randn(g, requires_grad=True) if bias else None
+    dy = torch.randn(2, n // 2, g)
+    params = [x, W] + ([b] if bias else [])
+    y = gemm.linear(x, W, b)
+    got = torch.autograd.grad(y, params, dy)
+    ref = F.linear(x, W, b)
+    want = torch.autograd.grad(ref, params, dy)
+    torch.testing.assert_close(y, ref, atol=1e-4, rtol=1e-4)
+    for a, e in zip(got, want, strict=True):
+        torch.testing.assert_close(a, e, atol=1e-3, rtol=1e-4)
+    # the route taken: oneDNN's Function under the reshape back to (..., g)
+    assert type(y.grad_fn.next_functions[0][0]).__name__ == "_LinearBackward"
+
+
+def test_float64_is_f_linear():
+    x, W = torch.randn(5, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    assert not gemm.available(x, W)
+    torch.testing.assert_close(gemm.linear(x, W), F.linear(x, W), rtol=0, atol=0)
+    dy = torch.randn(5, 4, dtype=torch.float64)
+    torch.testing.assert_close(gemm.weight_grad(dy, x), dy.t() @ x, rtol=0, atol=0)
