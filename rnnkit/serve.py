@@ -98,6 +98,20 @@ def _get(body: dict, field: str, kind, default=None, low=None, high=None):
     return value
 
 
+def _strings(body: dict, field: str) -> list[str]:
+    """body[field] as a list of 1 to LIMITS["texts"] strings, each of 1 to LIMITS["text"]
+    characters; BadInput naming the field (or the item) otherwise."""
+    items = body.get(field)
+    if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
+        raise BadInput(f"'{field}' must be a list of strings", field)
+    if not 1 <= len(items) <= LIMITS["texts"]:
+        raise BadInput(f"'{field}' holds {len(items)} items; 1 to {LIMITS['texts']}", field,
+                       LIMITS["texts"], 413 if items else 400)  # fmt: skip
+    for i, t in enumerate(items):
+        _get({f"{field}[{i}]": t}, f"{field}[{i}]", str, None, 1, LIMITS["text"])
+    return items
+
+
 def create_app(model: Model):
     """The Flask app serving ``model`` (a `rnnkit.api.Model`)."""
     from flask import Flask, Response, request
@@ -194,14 +208,7 @@ def create_app(model: Model):
     @app.post("/api/classify")
     def classify():
         need("classify")
-        texts = body().get("texts")
-        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-            raise BadInput("'texts' must be a list of strings", "texts")
-        if not 1 <= len(texts) <= LIMITS["texts"]:
-            raise BadInput(f"'texts' holds {len(texts)} texts; 1 to {LIMITS['texts']}", "texts",
-                           LIMITS["texts"], 413 if texts else 400)  # fmt: skip
-        for i, t in enumerate(texts):
-            _get({f"texts[{i}]": t}, f"texts[{i}]", str, None, 1, LIMITS["text"])
+        texts = _strings(body(), "texts")
         with lock:
             results = model.classify(texts)
         return reply({"results": results})
@@ -319,14 +326,7 @@ def create_app(model: Model):
     def neighbours():
         need("neighbours")
         b = body()
-        words = b.get("words")
-        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
-            raise BadInput("'words' must be a list of strings", "words")
-        if not 1 <= len(words) <= LIMITS["texts"]:
-            raise BadInput(f"'words' holds {len(words)} words; 1 to {LIMITS['texts']}", "words",
-                           LIMITS["texts"], 413 if words else 400)  # fmt: skip
-        for i, w in enumerate(words):
-            _get({f"words[{i}]": w}, f"words[{i}]", str, None, 1, LIMITS["text"])
+        words = _strings(b, "words")
         top = _get(b, "top", int, 10, 1, LIMITS["top"])
         with lock:
             found = model.neighbours(words, top)

@@ -51,3 +51,36 @@ def on_the_page(model, action: str, read: dict[str, str], files=(), timeout: flo
     finally:
         browser.close()
         server.shutdown()
+
+
+def onnx_greedy(encoder, decoder, feed: dict, steps: int, on_step=None) -> list[list[int]]:
+    """Greedy decoding through an exported encoder and decoder step (ONNX Runtime sessions):
+    the encoder once on ``feed``, then the decoder a step at a time, its state and its argmax
+    fed back, until every row has written EOS or after ``steps`` steps. ``on_step(outputs,
+    memory)`` sees each step's outputs by name. Returns each row's tokens, EOS excluded."""
+    import numpy as np
+
+    from rnnkit.data.vocab import BOS, EOS
+
+    names = [o.name for o in encoder.get_outputs()]
+    enc = dict(zip(names, encoder.run(None, feed), strict=True))
+    memory = {k: enc[k] for k in ("states", "mask", "keys") if k in enc}
+    state = {k[:-1]: v for k, v in enc.items() if k.endswith("0")}  # h0, c0, feed0
+    n = len(memory["states"])
+    y = np.full(n, BOS, dtype=np.int64)
+    words, done = [[] for _ in range(n)], np.zeros(n, bool)
+    step_names = [o.name for o in decoder.get_outputs()]
+    for _ in range(steps):
+        out = decoder.run(None, {"y_prev": y, **state, **memory})
+        got = dict(zip(step_names, out, strict=True))
+        state = {k: got[f"{k}_next"] for k in state}
+        if on_step is not None:
+            on_step(got, memory)
+        y = got["logits"].argmax(-1)
+        for i, token in enumerate(y.tolist()):
+            done[i] |= token == EOS
+            if not done[i]:
+                words[i].append(token)
+        if done.all():
+            break
+    return words

@@ -195,7 +195,7 @@ def test_exported_captioner_writes_the_greedy_caption(scenes_run, tmp_path, caps
     its state and its greedy word: the captions equal `caption` with beam 1, and each step's
     attention over the grid sums to 1."""
     ort = pytest.importorskip("onnxruntime")
-    from rnnkit.data.vocab import BOS, EOS
+    from helpers import onnx_greedy
 
     assert cli(["export", str(scenes_run), "--out", str(tmp_path / "c.onnx")]) == 0
     encoder = ort.InferenceSession(str(tmp_path / "c.encoder.onnx"))
@@ -203,26 +203,12 @@ def test_exported_captioner_writes_the_greedy_caption(scenes_run, tmp_path, caps
     task = Caption()
     loaded = task.load(scenes_run)
     x, _ = make_split(loaded.config.data, "test", 5)
-    names = [o.name for o in encoder.get_outputs()]
-    enc = dict(zip(names, encoder.run(None, {"image": x.astype(np.float32)}), strict=True))
-    memory = {k: enc[k] for k in ("states", "mask", "keys") if k in enc}
-    state = {k[:-1]: v for k, v in enc.items() if k.endswith("0")}
-    y = np.full(len(x), BOS, dtype=np.int64)
-    words, done = [[] for _ in x], np.zeros(len(x), bool)
-    step_names = [o.name for o in decoder.get_outputs()]
-    for _ in range(loaded.config.decode.max_len):
-        got = dict(
-            zip(step_names, decoder.run(None, {"y_prev": y, **state, **memory}), strict=True)
-        )
-        state = {k: got[f"{k}_next"] for k in state}
+
+    def check(got, memory):  # attention over the grid's cells, summing to 1
         np.testing.assert_allclose(got["attention"].sum(1), 1.0, atol=1e-5)
-        y = got["logits"].argmax(-1)
-        for i, token in enumerate(y.tolist()):
-            done[i] |= token == EOS
-            if not done[i]:
-                words[i].append(token)
-        if done.all():
-            break
+
+    feed = {"image": x.astype(np.float32)}
+    words = onnx_greedy(encoder, decoder, feed, loaded.config.decode.max_len, check)
     expected = [best[0][0] for best in task.caption(loaded, x, beam=1)]
     assert [loaded.setup.tok.decode(w) for w in words] == expected
 

@@ -396,9 +396,9 @@ def test_exported_encoder_and_decoder_step_translate_as_the_model_does(run, tmp_
     rows sum to 1 over the real source tokens only."""
     ort = pytest.importorskip("onnxruntime")
     import numpy as np
+    from helpers import onnx_greedy
 
     from rnnkit import tasks
-    from rnnkit.data.vocab import BOS, EOS
 
     out = tmp_path / "m.onnx"
     assert main(["export", str(run), "--out", str(out)]) == 0
@@ -413,27 +413,12 @@ def test_exported_encoder_and_decoder_step_translate_as_the_model_does(run, tmp_
     width = max(map(len, ids))
     src = np.array([i + [0] * (width - len(i)) for i in ids], dtype=np.int64)
     lengths = np.array([len(i) for i in ids], dtype=np.int64)
-    names = [o.name for o in encoder.get_outputs()]
-    enc = dict(zip(names, encoder.run(None, {"src": src, "lengths": lengths}), strict=True))
-    memory = {k: enc[k] for k in ("states", "mask", "keys") if k in enc}
-    state = {k[:-1]: v for k, v in enc.items() if k.endswith("0")}  # h0, c0, feed0
-    y = np.full(len(texts), BOS, dtype=np.int64)
-    words, done = [[] for _ in texts], np.zeros(len(texts), bool)
-    step_names = [o.name for o in decoder.get_outputs()]
-    for _ in range(loaded.config.data.max_len + 2):
-        got = dict(
-            zip(step_names, decoder.run(None, {"y_prev": y, **state, **memory}), strict=True)
-        )
-        state = {k: got[f"{k}_next"] for k in state}
-        row_sums = (got["attention"] * memory["mask"]).sum(1)
-        np.testing.assert_allclose(row_sums, 1.0, atol=1e-5)
+
+    def check(got, memory):  # attention over the real source tokens only, summing to 1
+        np.testing.assert_allclose((got["attention"] * memory["mask"]).sum(1), 1.0, atol=1e-5)
         assert (got["attention"][~memory["mask"]] == 0).all()
-        y = got["logits"].argmax(-1)
-        for i, token in enumerate(y.tolist()):
-            done[i] |= token == EOS
-            if not done[i]:
-                words[i].append(token)
-        if done.all():
-            break
+
+    feed = {"src": src, "lengths": lengths}
+    words = onnx_greedy(encoder, decoder, feed, loaded.config.data.max_len + 2, check)
     expected = [t.text for t in loaded.task.translate_texts(loaded, texts, beam=1)]
     assert [tgt_tok.decode(w) for w in words] == expected
