@@ -246,18 +246,21 @@ PROJECTIONS = "{} input projections alone"
 
 def projections(layer, x):
     """What every path of a minGRU / minLSTM computes besides its recurrence: gx = x W^T + b
-    forward, dx = dgx W and dW = dgx^T x backward. Their time caps any path's speedup. Into
-    buffers allocated once, so that it is the products alone (no page faults on fresh
-    outputs, which the fused path does not pay either)."""
+    forward, dx = dgx W and dW = dgx^T x backward, by the routes the fused path takes (gx
+    through torch's BLAS into a buffer allocated once, so that it is the product alone, with
+    no page faults on a fresh output, which the fused path does not pay either; dx and dW
+    through `rnnkit.gemm`). Their time caps any path's speedup."""
+    from rnnkit import gemm
+
     W, b = layer.weight_ih_l0.detach(), layer.bias_ih_l0.detach()
     x2 = x.reshape(-1, x.size(-1))
     dgx = torch.randn(x2.size(0), W.size(0))
-    gx, dx, dW = torch.empty_like(dgx), torch.empty_like(x2), torch.empty_like(W)
+    gx = torch.empty_like(dgx)
 
     def run():
         torch.addmm(b, x2, W.t(), out=gx)
-        torch.mm(dgx, W, out=dx)
-        torch.mm(dgx.t(), x2, out=dW)
+        gemm.mm(dgx, W)
+        gemm.weight_grad(dgx, x2)
 
     return run
 

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from rnnkit import extension
 from rnnkit.bptt import first_order_only
-from rnnkit.gemm import weight_grad
+from rnnkit.gemm import mm, weight_grad
 from rnnkit.variants import LN_EPS
 
 __all__ = ["CppLSTMFunction", "CppGRUFunction", "CppRNNFunction", "CppMinFunction"]
@@ -213,8 +213,8 @@ class CppMinFunction(torch.autograd.Function):
         )
         d2 = dgx.view(-1, dgx.size(-1))  # (t*b, g)
         need_x, need_W, need_b = ctx.needs_input_grad[:3]
-        dx = (d2 @ W).view_as(x) if need_x else None
-        dW = d2.t() @ x.reshape(-1, x.size(-1)) if need_W else None
+        dx = mm(d2, W).view_as(x) if need_x else None
+        dW = weight_grad(d2, x.reshape(-1, x.size(-1))) if need_W else None
         db = db if bias is not None and need_b else None
         return dx, dW, db, dh0, None, None
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["linear", "weight_grad", "available"]
+__all__ = ["linear", "mm", "weight_grad", "available"]
 
 
 def _op():
@@ -62,7 +62,7 @@ class _Linear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         dy = dy.contiguous()
         need_x, need_w, need_b = ctx.needs_input_grad
-        dx = _LINEAR(dy, weight.t().contiguous(), None, "none", [], "") if need_x else None
+        dx = mm(dy, weight) if need_x else None
         dw = weight_grad(dy, x) if need_w else None
         db = dy.sum(0) if ctx.has_bias and need_b else None
         return dx, dw, db
@@ -83,3 +83,11 @@ def weight_grad(dy: Tensor, x: Tensor) -> Tensor:
     if available(dy, x) and min(dy.size(1), x.size(1)) >= 512:
         return _LINEAR(dy.t(), x.t(), None, "none", [], "")
     return dy.t().mm(x)
+
+
+def mm(a: Tensor, b: Tensor) -> Tensor:
+    """a (n, g) b (g, i) -> (n, i), an input gradient dgx W: oneDNN's product (b transposed
+    once, a small copy) where `available`, else torch.mm."""
+    if available(a, b):
+        return _LINEAR(a.contiguous(), b.t().contiguous(), None, "none", [], "")
+    return a.mm(b)

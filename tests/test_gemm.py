@@ -37,3 +37,9 @@ def test_float64_is_f_linear():
     torch.testing.assert_close(gemm.linear(x, W), F.linear(x, W), rtol=0, atol=0)
     dy = torch.randn(5, 4, dtype=torch.float64)
     torch.testing.assert_close(gemm.weight_grad(dy, x), dy.t() @ x, rtol=0, atol=0)
+
+
+def test_mm_is_a_times_b():
+    torch.manual_seed(1)
+    a, b = torch.randn(300, 512), torch.randn(512, 64)
+    torch.testing.assert_close(gemm.mm(a, b), a @ b, atol=1e-3, rtol=1e-4)
