@@ -124,7 +124,11 @@ def graph_layer(layer: nn.Module) -> tuple[nn.Module, bool]:
     the function at inference (layer norm, peephole, zoneout), a copy of rnnkit's own layer on
     its step equations (impl="loop"), which a caller streams a step at a time; so is an LSTM
     with projections (proj_size), which ONNX's LSTM operator does not have."""
-    if not layer.variants.native_blockers(training=False) and not getattr(layer, "proj_size", 0):
+    variants = getattr(layer, "variants", None)  # None: a torch.nn layer
+    blockers = variants.native_blockers(training=False) if variants is not None else []
+    if not blockers and not getattr(layer, "proj_size", 0):
+        return torch_recurrent(layer), False
+    if variants is None:  # a torch.nn layer: itself (ONNX refuses an LSTM with projections)
         return torch_recurrent(layer), False
     own = copy.deepcopy(layer).eval()
     own.impl = "loop"
@@ -143,11 +147,19 @@ def export(graph: Graph, fmt: str, out: str | Path, tolerance: float = 1e-4) -> 
     # torch.export unrolls torch.nn's recurrent layers over time, so its program is one step
     # long (the batch stays dynamic); ONNX has recurrent operators with a dynamic time axis
     steps = fmt == "torch" or graph.steps
-    if steps and not graph.streamable and any(_time_axis(graph, n) for n in graph.input_names):
+    timed = any(_time_axis(graph, n) is not None for n in graph.input_names)
+    if steps and not graph.streamable and timed:
+        why = (
+            "torch.export's program is one step long"
+            if fmt == "torch" and not graph.steps
+            else "its layer exports as one step of its equations (a variant or projections)"
+        )
         raise ExportError(
-            "this model reads each sequence whole (a bidirectional layer), and torch.export's "
-            "program is one step long; nothing was written",
-            "use --format onnx, whose recurrent operators take whole sequences",
+            f"this model reads each sequence whole (a bidirectional layer), and {why}; nothing "
+            "was written",
+            "use --format onnx"
+            if not graph.steps
+            else "export a unidirectional layer, or one without the variant",
         )
     example = graph.make_inputs(2, 1 if steps else 8, torch.Generator().manual_seed(0))
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=f".tmp{out.suffix}")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 __all__ = ["linear", "mm", "weight_grad", "available"]
 
@@ -58,6 +59,7 @@ class _Linear(torch.autograd.Function):
         return _LINEAR(x, weight, bias, "none", [], "")
 
     @staticmethod
+    @once_differentiable  # oneDNN's op has no derivative of its own: refuse, never zeros
     def backward(ctx, dy: Tensor):
         x, weight = ctx.saved_tensors
         dy = dy.contiguous()
@@ -70,7 +72,7 @@ class _Linear(torch.autograd.Function):
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x (..., i) W^T + b -> (..., g): oneDNN's product where `available`, else F.linear."""
-    if not available(x, weight):
+    if not available(x, weight) or x.numel() == 0:
         return F.linear(x, weight, bias)
     shape = x.shape[:-1]
     y = _Linear.apply(x.reshape(-1, x.size(-1)).contiguous(), weight.contiguous(), bias)
@@ -79,8 +81,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 def weight_grad(dy: Tensor, x: Tensor) -> Tensor:
     """dy (n, g), x (n, i) -> dy^T x (g, i): oneDNN's product where `available` and g and i
-    are both >= 512, else torch.mm."""
-    if available(dy, x) and min(dy.size(1), x.size(1)) >= 512:
+    are both >= 512 (and n > 0: oneDNN refuses an empty product), else torch.mm."""
+    if available(dy, x) and min(dy.size(1), x.size(1)) >= 512 and dy.size(0) > 0:
         return _LINEAR(dy.t(), x.t(), None, "none", [], "")
     return dy.t().mm(x)
 
@@ -88,6 +90,6 @@ def weight_grad(dy: Tensor, x: Tensor) -> Tensor:
 def mm(a: Tensor, b: Tensor) -> Tensor:
     """a (n, g) b (g, i) -> (n, i), an input gradient dgx W: oneDNN's product (b transposed
     once, a small copy) where `available`, else torch.mm."""
-    if available(a, b):
+    if available(a, b) and a.size(0) > 0:
         return _LINEAR(a.contiguous(), b.t().contiguous(), None, "none", [], "")
     return a.mm(b)

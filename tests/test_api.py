@@ -112,6 +112,8 @@ def test_a_memory_tasks_example_on_the_page_and_from_python(tmp_path):
     client = create_app(ntm).test_client()
     assert client.post("/api/example", json={"length": 3, "seed": 5}).get_json() == got
     assert client.post("/api/example", json={"length": 5000}).get_json()["limit"] == 1000
+    with pytest.raises(DataError, match="length must be in 1..1000 for copy, got 0"):
+        ntm.example(0)
     seen, errors = on_the_page(
         ntm,
         "$('length').value = 3; $('seed').value = 5; example()",
@@ -120,3 +122,15 @@ def test_a_memory_tasks_example_on_the_page_and_from_python(tmp_path):
     assert errors == []
     torch.testing.assert_close(torch.tensor(json.loads(seen["outputs"])), expected)
     assert seen["tables"] == 5  # inputs, targets, outputs, write and read weightings
+
+
+def test_an_example_refuses_lengths_its_task_cannot_make(tmp_path):
+    values = {"model.cell": "lstm", "model.hidden": 8, "train.steps": 1, "eval.batches": 1}
+    values |= {"eval.batch_size": 2}
+    recall = rnnkit.load(train_run("recall", tmp_path / "recall", **values))
+    with pytest.raises(DataError, match="length must be in 2..1000 for recall, got 1"):
+        recall.example(1)
+    repeat = rnnkit.load(train_run("repeat_copy", tmp_path / "repeat", **values))
+    with pytest.raises(DataError, match="steps, over the 5000 an example runs"):
+        repeat.example(1000, seed=0)
+    assert len(recall.example(2)["inputs"]) > 0

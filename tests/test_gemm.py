@@ -43,3 +43,19 @@ def test_mm_is_a_times_b():
     torch.manual_seed(1)
     a, b = torch.randn(300, 512), torch.randn(512, 64)
     torch.testing.assert_close(gemm.mm(a, b), a @ b, atol=1e-3, rtol=1e-4)
+
+
+def test_an_empty_batch_and_a_second_derivative():
+    """An empty batch is F.linear's (oneDNN refuses empty products); differentiating the
+    backward again is refused, never a silent zero."""
+    x = torch.randn(0, 512, requires_grad=True)
+    W = torch.randn(600, 512, requires_grad=True)
+    gemm.linear(x, W).sum().backward()
+    assert W.grad.abs().sum() == 0 and x.grad.shape == (0, 512)
+    torch.testing.assert_close(gemm.weight_grad(torch.randn(0, 600), torch.randn(0, 512)),
+                               torch.zeros(600, 512))  # fmt: skip
+    if gemm.available(x, W):
+        x2 = torch.randn(4, 512, requires_grad=True)
+        (g,) = torch.autograd.grad(gemm.linear(x2, W).square().sum(), x2, create_graph=True)
+        with pytest.raises(RuntimeError, match="twice"):
+            g.sum().backward()

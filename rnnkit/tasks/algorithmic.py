@@ -192,6 +192,9 @@ class AlgorithmicLoop:
             self.running = None if math.isnan(running) else running
 
 
+EXAMPLE_STEPS = 5000  # the longest sequence `example` runs (a page's request)
+
+
 # ----------------------------------------------------------------------------- the tasks
 class AlgorithmicTask(Task):
     """The shared machinery of the memory tasks; each one names its config and metric."""
@@ -264,9 +267,14 @@ class AlgorithmicTask(Task):
                 "one row of input bits per step, the task's delimiter channels included",
             )
         out, _ = loaded.model(x)
-        kind = self.Source.loss
-        out = torch.sigmoid(out) if kind == "bits" else out.softmax(-1) if kind == "class" else out
+        out = self._answer(out)
         return out[0] if one else out
+
+    def _answer(self, out: Tensor) -> Tensor:
+        """The model's raw outputs as the task reads them: bit probabilities, class
+        probabilities or values."""
+        kind = self.Source.loss
+        return torch.sigmoid(out) if kind == "bits" else out.softmax(-1) if kind == "class" else out
 
     @torch.no_grad()
     def example(self, loaded: Loaded, length: int | None = None, seed: int = 0) -> dict:
@@ -275,20 +283,29 @@ class AlgorithmicTask(Task):
         (`predict`'s), "mask" (t,) the steps scored; an NTM adds "w_write", "w_read" (t, n):
         its first heads' weightings over memory}. Class targets are one-hot rows."""
         source = self.Source(loaded.config.data)
-        if length is not None and not 1 <= length <= 1000:
-            raise DataError(f"length must be in 1..1000, got {length}")
+        low = getattr(source.c, "min_len", 1)  # recall needs two items to ask about one
+        if length is not None and not low <= length <= 1000:
+            raise DataError(f"length must be in {low}..1000 for {self.name}, got {length}")
         batch = source.held_out(1, torch.Generator().manual_seed(seed), length)
         if batch is None:  # a fixed held-out set (digits): the seed picks one of it
             held = source.held_out_set(1)
             batch = held[seed % len(held)]
         x, y, mask = batch.x, batch.y, batch.mask
-        outputs = self.predict(loaded, x)[0]
+        if x.size(1) > EXAMPLE_STEPS:
+            raise DataError(
+                f"length {length} makes a {self.name} sequence of {x.size(1)} steps, over the "
+                f"{EXAMPLE_STEPS} an example runs",
+                "ask for a shorter length",
+            )
+        model = loaded.model
+        x = x.to(next(model.parameters()).device)
+        trace = model.trace(x) if isinstance(model, NTM) else None  # one run for both views
+        outputs = self._answer(trace["y"] if trace else model(x)[0])[0]
         if y.dtype == torch.int64:  # classes
             y = F.one_hot(y.clamp(min=0), outputs.size(-1)).float()
         out = {"inputs": x[0], "targets": y[0] * mask[0, :, None], "outputs": outputs,
                "mask": mask[0]}  # fmt: skip
-        if isinstance(loaded.model, NTM):
-            trace = loaded.model.trace(x.to(next(loaded.model.parameters()).device))
+        if trace:
             out["w_write"], out["w_read"] = trace["w_write"][0, :, 0], trace["w_read"][0, :, 0]
         return {k: v.cpu().tolist() for k, v in out.items()}
 
