@@ -135,6 +135,16 @@ def graph_layer(layer: nn.Module) -> tuple[nn.Module, bool]:
     return own, True
 
 
+def random_state(rnn: nn.Module, b: int, g: torch.Generator) -> list[Tensor]:
+    """A random recurrent state for ``rnn`` at batch b, as the checks feed it: h0 (d*l, b, p)
+    [, c0 (d*l, b, h) for an LSTM], p = proj_size or the hidden size."""
+    layers = rnn.num_layers * (2 if rnn.bidirectional else 1)
+    h0 = torch.randn(layers, b, getattr(rnn, "proj_size", 0) or rnn.hidden_size, generator=g)
+    if not isinstance(rnn, nn.LSTM):
+        return [h0 * 0.5]
+    return [h0 * 0.5, torch.randn(layers, b, rnn.hidden_size, generator=g) * 0.5]
+
+
 def export(graph: Graph, fmt: str, out: str | Path, tolerance: float = 1e-4) -> float:
     """Write ``graph`` as ``fmt`` to ``out`` after checking it; returns the largest absolute
     difference from PyTorch over `CHECK_SHAPES`."""
@@ -360,9 +370,7 @@ def language_model_graph(lm: nn.Module, vocab_size: int) -> Graph:
 
     def make_inputs(b: int, t: int, g: torch.Generator):
         ids = torch.randint(0, vocab_size, (b, t), generator=g)
-        shape = (rnn.num_layers, b, rnn.hidden_size)
-        states = [torch.randn(shape, generator=g) * 0.5 for _ in range(2 if lstm else 1)]
-        return [ids, *states]
+        return [ids, *random_state(rnn, b, g)]
 
     states_in, states_out = (["h0", "c0"], ["h_n", "c_n"]) if lstm else (["h0"], ["h_n"])
     dynamic = {"ids": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"}}
@@ -420,14 +428,9 @@ def layer_graph(layer: nn.Module) -> Graph:
     """The graph of a bare recurrent layer, for a model of one's own, e.g.
     ``export(layer_graph(rnnkit.MinGRU(16, 64)), "onnx", "mingru.onnx")``."""
     module = LayerGraph(layer).eval()
-    layers = layer.num_layers * (2 if layer.bidirectional else 1)
-    out = getattr(layer, "proj_size", 0) or layer.hidden_size
 
     def make_inputs(b: int, t: int, g: torch.Generator):
-        x = torch.randn(b, t, layer.input_size, generator=g)
-        h0 = torch.randn(layers, b, out, generator=g) * 0.5
-        c0 = [torch.randn(layers, b, layer.hidden_size, generator=g) * 0.5] if module.lstm else []
-        return [x, h0, *c0]
+        return [torch.randn(b, t, layer.input_size, generator=g), *random_state(layer, b, g)]
 
     states_in, states_out = (["h0", "c0"], ["h_n", "c_n"]) if module.lstm else (["h0"], ["h_n"])
     dynamic = {"x": {0: "batch", 1: "time"}, "y": {0: "batch", 1: "time"}}
@@ -771,9 +774,7 @@ def video_graph(model: nn.Module, shape: tuple[int, int, int]) -> Graph:
     rnn, lstm = module.rnn, module.lstm
 
     def make_inputs(b: int, t: int, g: torch.Generator):
-        frames = torch.rand((b, t, *shape), generator=g)
-        size = (rnn.num_layers, b, rnn.hidden_size)
-        return [frames, *(torch.randn(size, generator=g) * 0.5 for _ in range(1 + lstm))]
+        return [torch.rand((b, t, *shape), generator=g), *random_state(rnn, b, g)]
 
     states_in, states_out = (["h0", "c0"], ["h_n", "c_n"]) if lstm else (["h0"], ["h_n"])
     outputs = ["logits"] + (["single_logits"] if model.config.baseline else [])
@@ -845,8 +846,7 @@ def forecaster_graph(model: nn.Module) -> Graph:
         if module.covariates:
             k = len(model.cov_loc)
             inputs.append(model.cov_loc + model.cov_scale * torch.randn(b, t, k, generator=g))
-        size = (rnn.num_layers, b, rnn.hidden_size)
-        return inputs + [torch.randn(size, generator=g) * 0.5 for _ in range(1 + lstm)]
+        return inputs + random_state(rnn, b, g)
 
     states_in, states_out = (["h0", "c0"], ["h_n", "c_n"]) if lstm else (["h0"], ["h_n"])
     output = "quantiles" if model.config.likelihood == "quantile" else "params"
