@@ -13,9 +13,9 @@ mode), so the two compute the same function up to summation order. A weight grad
 both operands transposed, which oneDNN does slower than MKL when g or i is small (measured:
 faster at 2048 x 512, slower at 512 x 128), so it goes to oneDNN only when both are >= 512.
 
-`linear` is used where nothing differentiates twice (the fused path's Functions refuse double
-backward anyway); elsewhere, and where oneDNN is missing (a build without it, another device,
-float64), it is F.linear.
+`linear`'s backward cannot be differentiated again (it refuses, as the fused path's Functions
+do), so only the fused path uses it; where oneDNN does not apply (a build without it, another
+device, float64, an empty batch) every function here is torch's own product.
 """
 
 from __future__ import annotations
