@@ -635,3 +635,66 @@ def test_the_fused_path_trains_under_bf16_autocast(cls, options):
         scale = g.abs().max().item()
         gap = (g16[name] - g).abs()
         assert gap.mean() < 1e-2 * scale and gap.max() < 0.1 * scale, (name, gap.max(), scale)
+
+
+def _avx512() -> bool:
+    return "AVX512" in torch.backends.cpu.get_cpu_capability()
+
+
+PACKED_VARIANTS = [
+    {},
+    {"peephole": True},
+    {"layer_norm": True},
+    {"zoneout": (0.2, 0.3)},
+    {"recurrent_dropout": 0.3},
+    {"layer_norm": True, "peephole": True, "zoneout": 0.2, "recurrent_dropout": 0.3},
+]
+
+
+@pytest.mark.parametrize("kw", PACKED_VARIANTS, ids=lambda kw: "-".join(kw) or "plain")
+@pytest.mark.parametrize(
+    ("b", "h"), [(1, 33), (2, 16), (5, 37), (19, 48)], ids=["b1", "b2", "b5", "b19"]
+)
+def test_packed_step_products_equal_the_library_product(kw, b, h, monkeypatch):
+    """On AVX-512 CPUs the float32 LSTM loops pack W_hh once and run each step's product with
+    rnnkit's own kernel, the threads sharing every step; RNNKIT_STEP_GEMM=0 turns that off
+    (one oneDNN / BLAS call per step). Both ways, with one and two threads, and with variable
+    lengths: the same outputs, states and gradients. Row counts 1, 2, 5 and 19 take every
+    register tile shape (8 + 8 + 3 rows for 19), hidden sizes 33 and 37 a partial panel."""
+    cpp_loops_or_skip()
+    if not _avx512():
+        pytest.skip("the packed step products run on AVX-512 CPUs only")
+    torch.manual_seed(0)
+    layer = rnnkit.LSTM(6, h, impl="fused", **kw).train()
+    x = torch.randn(7, b, 6)
+    h0 = (torch.randn(1, b, h), torch.randn(1, b, h))
+    lengths = torch.randint(1, 8, (b,))
+    lengths[0] = 7
+
+    def run():
+        torch.manual_seed(1)  # the same dropout and zoneout masks each time
+        xi = x.clone().requires_grad_(True)
+        y, (hn, cn) = layer(xi, h0, lengths=lengths)
+        g = torch.Generator().manual_seed(2)
+        loss = sum((t * torch.randn(t.shape, generator=g)).sum() for t in (y, hn, cn))
+        grads = torch.autograd.grad(loss, [xi, *layer.parameters()])
+        return [y.detach().clone(), hn.detach(), cn.detach(), *grads]
+
+    before = torch.get_num_threads()
+    results = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for flag in ("0", "1"):
+                monkeypatch.setenv("RNNKIT_STEP_GEMM", flag)
+                results[threads, flag] = run()
+    finally:
+        torch.set_num_threads(before)
+    reference = results[1, "0"]
+    for key, got in results.items():
+        for a, e in zip(got, reference, strict=True):
+            assert_close(a, e, atol=2e-5, rtol=1e-4, msg=lambda m, key=key: f"{key}: {m}")
+    # the loop's own outputs are bit for bit the same with two threads (the products outside
+    # it, torch's, may sum in another order with another thread count)
+    for a, e in zip(results[2, "1"][:3], results[1, "1"][:3], strict=True):
+        assert torch.equal(a, e), "two threads must compute what one computes, bit for bit"

@@ -23,7 +23,7 @@
 //
 // Shapes: T time, b batch, H hidden, P output (proj_size or H), G = 4H.
 
-#include "common.h"
+#include "step.h"
 
 namespace {
 
@@ -49,77 +49,103 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const std::optional<Tens
   const Tensor W = W_hh.contiguous();  // (4h, p): a = h W_hh^T (linear_nt)
   Tensor Htil = proj ? at::empty({b, P}, gx.options()) : Tensor();  // h~ before zoneout
   const Tensor W_hrT = proj ? W_hr->t().contiguous() : Tensor();
-  for (int64_t j = 0; j < T_; ++j) {
-    const T* gx_j = gx.const_data_ptr<T>() + j * b * G;
+  // h * m at step j, the input of W_hh (recurrent dropout), row r
+  auto masked_input = [&](int64_t j, int64_t r) {
+    const T* h = Hs.const_data_ptr<T>() + (j * b + r) * P;
+    T* hin = Hin.data_ptr<T>() + (j * b + r) * P;
+    const T* m = h_mask + r * P;
+    for (int64_t q = 0; q < P; ++q) hin[q] = h[q] * m[q];
+  };
+  // Step j of row r, from s = a = (h * m) W_hh^T (with_gx: s = gx + a already)
+  auto row = [&](int64_t j, int64_t r, T* s, bool with_gx) {
+    const T* gxr = gx.const_data_ptr<T>() + (j * b + r) * G;
     const T* h = Hs.const_data_ptr<T>() + j * b * P;  // h_{t-1}
-    const T* c = C.const_data_ptr<T>() + j * b * H;   // c_{t-1}
+    const T* cr = C.const_data_ptr<T>() + (j * b + r) * H;  // c_{t-1}
     T* hn = Hs.data_ptr<T>() + (j + 1) * b * P;
     T* cn = C.data_ptr<T>() + (j + 1) * b * H;
-    T* a_j = A.data_ptr<T>() + j * b * G;
-    T* k_j = K.data_ptr<T>() + j * b * H;
-    T* ct_j = Ct.data_ptr<T>() + j * b * H;  // = cn without zoneout
-    T* m_j = proj ? M.data_ptr<T>() + j * b * H : nullptr;
+    T* ar = A.data_ptr<T>() + (j * b + r) * G;
+    T* kr = K.data_ptr<T>() + (j * b + r) * H;
+    T* ctr = Ct.data_ptr<T>() + (j * b + r) * H;  // = cn without zoneout
+    const T* kh_j = keep_h ? keep_h + j * b * P : nullptr;
+    const T* kc_j = keep_c ? keep_c + j * b * H : nullptr;
+    if (ln) {  // s = gx + LN(a) g_hh
+      T* ahat = Ahat.data_ptr<T>() + (j * b + r) * G;
+      Rs.data_ptr<T>()[j * b + r] = gate_norm(s, gxr, g_hh, ahat, G, eps);
+    } else if (!with_gx) {  // s = gx + a
+      for (int64_t k = 0; k < G; ++k) s[k] += gxr[k];
+    }
+    // simple loops over u, each of which the compiler vectorizes
+    if (w_ch) {
+      add_mul(s, w_ch, cr, H);          // s_i += w_ci c_{t-1}
+      add_mul(s + H, w_ch + H, cr, H);  // s_f += w_cf c_{t-1}
+    }
+    sigmoid(s, ar, 2 * H);                         // i, f
+    tanh_n(s + 2 * H, ar + 2 * H, H);              // g
+    cell(ar + H, cr, ar, ar + 2 * H, ctr, H);      // c~ = f c + i g
+    if (w_ch) add_mul(s + 3 * H, w_ch + 2 * H, ctr, H);  // s_o += w_co c~
+    sigmoid(s + 3 * H, ar + 3 * H, H);             // o
+    const T* chat = ctr;
+    if (g_c) {  // c^ = c~^ g_c + beta_c, written into k and then squashed in place
+      T* chr = Chat.data_ptr<T>() + (j * b + r) * H;
+      Rsc.data_ptr<T>()[j * b + r] = normalize(ctr, chr, H, eps);
+      for (int64_t u = 0; u < H; ++u) kr[u] = chr[u] * g_c[u] + b_c[u];
+      chat = kr;
+    }
+    T* mr = proj ? M.data_ptr<T>() + (j * b + r) * H : hn + r * P;  // o k, or W_hr's input
+    tanh_n(chat, kr, H);
+    for (int64_t u = 0; u < H; ++u) mr[u] = ar[3 * H + u] * kr[u];
+    if (kc_j) {
+      T* cnr = cn + r * H;
+      for (int64_t u = 0; u < H; ++u) cnr[u] = keep_blend(kc_j[r * H + u], cr[u], ctr[u]);
+    }
+    if (kh_j && !proj) {
+      T* hr = hn + r * P;
+      const T* hp = h + r * P;
+      for (int64_t u = 0; u < P; ++u) hr[u] = keep_blend(kh_j[r * P + u], hp[u], hr[u]);
+    }
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    if (!proj && packed_steps()) {
+      // phase 2j: S = gx_j + (h * m) W_hh^T by column panels; phase 2j + 1: the rows
+      const Packed Wp = pack(W.const_data_ptr<float>(), G, P, P, 1);
+      const int64_t nth = at::get_num_threads();
+      const int64_t np = std::min<int64_t>(nth, Wp.panels), ne = std::min<int64_t>(nth, b);
+      Tensor S = at::empty({b, G}, gx.options());
+      float* s_ = S.data_ptr<float>();
+      if (h_mask)
+        for (int64_t r = 0; r < b; ++r) masked_input(0, r);
+      run_phases(
+          2 * T_, std::max(np, ne), [&](int64_t ph) { return ph % 2 ? ne : np; },
+          [&](int64_t ph, int64_t q) {
+            const int64_t j = ph / 2;
+            if (ph % 2 == 0) {
+              const float* x = (h_mask ? Hin : Hs).template const_data_ptr<float>() + j * b * P;
+              const auto [p0, p1] = split(Wp.panels, np, q);
+              gemm_panels(x, P, b, Wp, p0, p1, s_, G, ln ? nullptr : gx.const_data_ptr<float>() + j * b * G, G);
+              return;
+            }
+            const auto [r0, r1] = split(b, ne, q);
+            for (int64_t r = r0; r < r1; ++r) {
+              row(j, r, s_ + r * G, !ln);
+              if (h_mask && j + 1 < T_) masked_input(j + 1, r);
+            }
+          });
+      return;
+    }
+  }
+  for (int64_t j = 0; j < T_; ++j) {
+    const T* h = Hs.const_data_ptr<T>() + j * b * P;  // h_{t-1}
+    T* hn = Hs.data_ptr<T>() + (j + 1) * b * P;
     Tensor hin = Hs[j];
     if (h_mask) {  // h * m, the input of W_hh
-      T* hin_ = Hin.data_ptr<T>() + j * b * P;
-      for (int64_t q = 0; q < b * P; ++q) hin_[q] = h[q] * h_mask[q];
+      for (int64_t r = 0; r < b; ++r) masked_input(j, r);
       hin = Hin[j];
     }
     Tensor S = linear_nt(hin, W);  // a = (h * m) W_hh^T, (b, 4h)
     T* s_ = S.data_ptr<T>();
-    const T* kh_j = keep_h ? keep_h + j * b * P : nullptr;
-    const T* kc_j = keep_c ? keep_c + j * b * H : nullptr;
-    rows(b, 4 * G, [&](int64_t r) {
-      T* s = s_ + r * G;
-      const T* gxr = gx_j + r * G;
-      if (ln) {  // s = gx + LN(a) g_hh
-        T* ahat = Ahat.data_ptr<T>() + (j * b + r) * G;
-        Rs.data_ptr<T>()[j * b + r] = gate_norm(s, gxr, g_hh, ahat, G, eps);
-      } else {  // s = gx + a
-        for (int64_t k = 0; k < G; ++k) s[k] += gxr[k];
-      }
-      const T* cr = c + r * H;
-      T* ar = a_j + r * G;
-      T* ctr = ct_j + r * H;
-      // simple loops over u, each of which the compiler vectorizes
-      if (w_ch) {
-        add_mul(s, w_ch, cr, H);          // s_i += w_ci c_{t-1}
-        add_mul(s + H, w_ch + H, cr, H);  // s_f += w_cf c_{t-1}
-      }
-      sigmoid(s, ar, 2 * H);                         // i, f
-      tanh_n(s + 2 * H, ar + 2 * H, H);              // g
-      cell(ar + H, cr, ar, ar + 2 * H, ctr, H);      // c~ = f c + i g
-      if (w_ch) add_mul(s + 3 * H, w_ch + 2 * H, ctr, H);  // s_o += w_co c~
-      sigmoid(s + 3 * H, ar + 3 * H, H);             // o
-      const T* chat = ctr;
-      if (g_c) {  // c^ = c~^ g_c + beta_c, written into k and then squashed in place
-        T* chr = Chat.data_ptr<T>() + (j * b + r) * H;
-        Rsc.data_ptr<T>()[j * b + r] = normalize(ctr, chr, H, eps);
-        T* kr = k_j + r * H;
-        for (int64_t u = 0; u < H; ++u) kr[u] = chr[u] * g_c[u] + b_c[u];
-        chat = kr;
-      }
-      T* kr = k_j + r * H;
-      T* mr = proj ? m_j + r * H : hn + r * P;  // o k: the output, or the projection's input
-      tanh_n(chat, kr, H);
-      for (int64_t u = 0; u < H; ++u) mr[u] = ar[3 * H + u] * kr[u];
-      if (kc_j) {
-        T* cnr = cn + r * H;
-        for (int64_t u = 0; u < H; ++u) {
-          const T d = kc_j[r * H + u];
-          cnr[u] = keep_blend(d, cr[u], ctr[u]);
-        }
-      }
-      if (kh_j && !proj) {
-        T* hr = hn + r * P;
-        const T* hp = h + r * P;
-        for (int64_t u = 0; u < P; ++u) {
-          const T d = kh_j[r * P + u];
-          hr[u] = keep_blend(d, hp[u], hr[u]);
-        }
-      }
-    });
+    rows(b, 4 * G, [&](int64_t r) { row(j, r, s_ + r * G, false); });
     if (proj) {
+      const T* kh_j = keep_h ? keep_h + j * b * P : nullptr;
       if (kh_j) {
         at::mm_out(Htil, M[j], W_hrT);
         const T* ht = Htil.const_data_ptr<T>();
@@ -220,82 +246,128 @@ void backward_loop(const Tensor& dY, Tensor& dh, Tensor& dc, const Tensor& A, co
   const bool proj = W_hr.has_value(), ln = g_hh != nullptr;
   Tensor Dm = proj ? at::empty({b, H}, A.options()) : Tensor();  // dm, after W_hr
   Tensor Dht = at::empty({b, P}, A.options());                   // dh~
-  const Tensor W_hhT = W_hh.t().contiguous();  // (p, 4h): da W_hh = linear_nt(da, W_hh^T)
   std::vector<T> Dch(size_t(b) * H), tmp(size_t(b) * H);  // dc^, and dc~'s share of it
   T* dh_ = dh.data_ptr<T>();
   T* dc_ = dc.data_ptr<T>();
   const T* dy = dY.const_data_ptr<T>();
-  for (int64_t j = T_ - 1; j >= 0; --j) {
-    const T* a_j = A.const_data_ptr<T>() + j * b * G;
-    const T* cp_j = C.const_data_ptr<T>() + j * b * H;  // c_{t-1}
-    const T* ct_j = ct_ + j * b * H;                    // c~
-    const T* k_j = K.const_data_ptr<T>() + j * b * H;
+  // dh~ = (1 - d_h) dh_t of row r at step j (the projection's input; else dm itself)
+  auto dh_tilde = [&](int64_t j, int64_t r) {
     const T* kh_j = keep_h ? keep_h + j * b * P : nullptr;
-    const T* kc_j = keep_c ? keep_c + j * b * H : nullptr;
-    T* ds_j = DS.data_ptr<T>() + j * b * G;
-    T* da_j = ln ? DA.data_ptr<T>() + j * b * G : ds_j;
-    // dh~ = (1 - d_h) dh_t
-    T* dht = proj ? DHt.data_ptr<T>() + j * b * P : Dht.data_ptr<T>();
-    for (int64_t q = 0; q < b * P; ++q) dht[q] = kh_j ? (1 - kh_j[q]) * dh_[q] : dh_[q];
-    const T* dm = dht;
-    if (proj) {
-      at::mm_out(Dm, DHt[j], *W_hr);
-      dm = Dm.const_data_ptr<T>();
+    T* dht = (proj ? DHt.data_ptr<T>() + j * b * P : Dht.data_ptr<T>()) + r * P;
+    const T* dhr = dh_ + r * P;
+    for (int64_t q = 0; q < P; ++q) dht[q] = kh_j ? (1 - kh_j[r * P + q]) * dhr[q] : dhr[q];
+  };
+  // row r of step j: ds (and da) from dm, dc_t; dc_t becomes dc_{t-1}
+  auto row = [&](int64_t j, int64_t r, const T* dm) {
+    const T* ar = A.const_data_ptr<T>() + (j * b + r) * G;
+    const T* kr = K.const_data_ptr<T>() + (j * b + r) * H;
+    const T* cpr = C.const_data_ptr<T>() + (j * b + r) * H;  // c_{t-1}
+    const T* dmr = dm + r * H;
+    T* dsr = DS.data_ptr<T>() + (j * b + r) * G;
+    T* dcr = dc_ + r * H;
+    T* dchr = Dch.data() + r * H;
+    for (int64_t u = 0; u < H; ++u) {
+      const T o = ar[3 * H + u], k = kr[u];
+      dsr[3 * H + u] = dmr[u] * k * o * (1 - o);  // ds_o
+      dchr[u] = dmr[u] * o * (1 - k * k);          // dc^
     }
-    rows(b, 4 * G, [&](int64_t r) {
-      const T* ar = a_j + r * G;
-      const T* kr = k_j + r * H;
-      const T* dmr = dm + r * H;
-      T* dsr = ds_j + r * G;
-      T* dcr = dc_ + r * H;
-      T* dchr = Dch.data() + r * H;
-      for (int64_t u = 0; u < H; ++u) {
-        const T o = ar[3 * H + u], k = kr[u];
-        dsr[3 * H + u] = dmr[u] * k * o * (1 - o);  // ds_o
-        dchr[u] = dmr[u] * o * (1 - k * k);          // dc^
-      }
-      if (g_c) {  // dc^ -> dc~ through the cell layer norm, into the scratch row
-        T* dcn = tmp.data() + r * H;
-        normalize_backward(dchr, g_c, chat_ + (j * b + r) * H, rsc_[j * b + r], dcn, H);
-        dchr = dcn;
-      }
-      const T* kcr = kc_j ? kc_j + r * H : nullptr;
-      if (w_ch && kcr) {
-        gates_backward<T, true, true>(ar, cp_j + r * H, dchr, kcr, w_ch, dsr, dcr, H);
-      } else if (w_ch) {
-        gates_backward<T, true, false>(ar, cp_j + r * H, dchr, kcr, w_ch, dsr, dcr, H);
-      } else if (kcr) {
-        gates_backward<T, false, true>(ar, cp_j + r * H, dchr, kcr, w_ch, dsr, dcr, H);
-      } else {
-        gates_backward<T, false, false>(ar, cp_j + r * H, dchr, kcr, w_ch, dsr, dcr, H);
-      }
-      if (ln) {
-        normalize_backward(dsr, g_hh, ahat_ + (j * b + r) * G, rs_[j * b + r], da_j + r * G, G);
-      }
-    });
-    // the vector parameters' gradients, summed over steps here (serially over rows):
-    // dg_hh = sum ds a^, dg_c = sum dc^ c~^, db_c = sum dc^, dw_c(i,f,o) = sum ds_(i,f,o) c
+    const T* dct = dchr;
+    if (g_c) {  // dc^ -> dc~ through the cell layer norm, into the scratch row
+      T* dcn = tmp.data() + r * H;
+      normalize_backward(dchr, g_c, chat_ + (j * b + r) * H, rsc_[j * b + r], dcn, H);
+      dct = dcn;
+    }
+    const T* kcr = keep_c ? keep_c + (j * b + r) * H : nullptr;
+    if (w_ch && kcr) {
+      gates_backward<T, true, true>(ar, cpr, dct, kcr, w_ch, dsr, dcr, H);
+    } else if (w_ch) {
+      gates_backward<T, true, false>(ar, cpr, dct, kcr, w_ch, dsr, dcr, H);
+    } else if (kcr) {
+      gates_backward<T, false, true>(ar, cpr, dct, kcr, w_ch, dsr, dcr, H);
+    } else {
+      gates_backward<T, false, false>(ar, cpr, dct, kcr, w_ch, dsr, dcr, H);
+    }
+    if (ln) {
+      T* dar = DA.data_ptr<T>() + (j * b + r) * G;
+      normalize_backward(dsr, g_hh, ahat_ + (j * b + r) * G, rs_[j * b + r], dar, G);
+    }
+  };
+  // the vector parameters' gradients, summed over steps (over rows in order), for the
+  // columns of piece q of nq: dg_hh = sum ds a^, dg_c = sum dc^ c~^, db_c = sum dc^,
+  // dw_c(i,f,o) = sum ds_(i,f,o) c
+  auto sums = [&](int64_t j, int64_t q, int64_t nq) {
+    const auto [k0, k1] = split(G, nq, q);
+    const auto [u0, u1] = split(H, nq, q);
     for (int64_t r = 0; r < b; ++r) {
-      const T* dsr = ds_j + r * G;
+      const T* dsr = DS.const_data_ptr<T>() + (j * b + r) * G;
       if (ln) {
         const T* ahat = ahat_ + (j * b + r) * G;
-        for (int64_t k = 0; k < G; ++k) dg_hh[k] += dsr[k] * ahat[k];
+        for (int64_t k = k0; k < k1; ++k) dg_hh[k] += dsr[k] * ahat[k];
       }
       if (g_c) {
         const T* dchr = Dch.data() + r * H;
         const T* chat = chat_ + (j * b + r) * H;
-        for (int64_t u = 0; u < H; ++u) dg_c[u] += dchr[u] * chat[u], db_c[u] += dchr[u];
+        for (int64_t u = u0; u < u1; ++u) dg_c[u] += dchr[u] * chat[u], db_c[u] += dchr[u];
       }
       if (w_ch) {
-        const T* cpr = cp_j + r * H;
-        const T* ctr = ct_j + r * H;
-        for (int64_t u = 0; u < H; ++u) {
+        const T* cpr = C.const_data_ptr<T>() + (j * b + r) * H;
+        const T* ctr = ct_ + (j * b + r) * H;
+        for (int64_t u = u0; u < u1; ++u) {
           dw_ch[u] += dsr[u] * cpr[u];
           dw_ch[H + u] += dsr[H + u] * cpr[u];
           dw_ch[2 * H + u] += dsr[3 * H + u] * ctr[u];
         }
       }
     }
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    if (!proj && packed_steps()) {
+      // phase 2i (j = T - 1 - i): the rows, first finishing dh_t = (da W_hh) m + d_h dh + dy
+      // for j < T - 1; phase 2i + 1: da_j W_hh by column panels, each piece with its share
+      // of the vector parameters' sums.
+      const Packed Wp = pack(W_hh.const_data_ptr<float>(), P, G, 1, P);  // W_hh^T (p, 4h)
+      const int64_t nth = at::get_num_threads();
+      const int64_t np = std::min<int64_t>(nth, Wp.panels), ne = std::min<int64_t>(nth, b);
+      Tensor DhW = at::empty({b, P}, A.options());
+      float* dhw = DhW.data_ptr<float>();
+      run_phases(
+          2 * T_, std::max(np, ne), [&](int64_t ph) { return ph % 2 ? np : ne; },
+          [&](int64_t ph, int64_t q) {
+            const int64_t j = T_ - 1 - ph / 2;
+            if (ph % 2 == 0) {  // rows
+              const auto [r0, r1] = split(b, ne, q);
+              for (int64_t r = r0; r < r1; ++r) {
+                if (j < T_ - 1) {
+                  const T* kh = keep_h ? keep_h + ((j + 1) * b + r) * P : nullptr;
+                  recurrent_grad(dh_ + r * P, true, kh, dhw + r * P,
+                                 h_mask ? h_mask + r * P : nullptr, dy + (j * b + r) * P, P);
+                }
+                dh_tilde(j, r);
+                row(j, r, Dht.const_data_ptr<T>());
+              }
+              return;
+            }
+            sums(j, q, np);
+            const auto [p0, p1] = split(Wp.panels, np, q);
+            const float* da = (ln ? DA : DS).const_data_ptr<float>() + j * b * G;
+            gemm_panels(da, G, b, Wp, p0, p1, dhw, P, nullptr, 0);
+          });
+      const T* kh = keep_h ? keep_h : nullptr;  // step 0's
+      recurrent_grad<T>(dh_, true, kh, dhw, h_mask, nullptr, b * P);
+      return;
+    }
+  }
+  const Tensor W_hhT = W_hh.t().contiguous();  // (p, 4h): da W_hh = linear_nt(da, W_hh^T)
+  for (int64_t j = T_ - 1; j >= 0; --j) {
+    const T* kh_j = keep_h ? keep_h + j * b * P : nullptr;
+    for (int64_t r = 0; r < b; ++r) dh_tilde(j, r);
+    const T* dm = proj ? DHt.const_data_ptr<T>() + j * b * P : Dht.const_data_ptr<T>();
+    if (proj) {
+      at::mm_out(Dm, DHt[j], *W_hr);
+      dm = Dm.const_data_ptr<T>();
+    }
+    rows(b, 4 * G, [&](int64_t r) { row(j, r, dm); });
+    sums(j, 0, 1);
     // dh_{t-1} = (da W_hh) m + d_h dh_t + dy_{t-1}
     const Tensor DhW = linear_nt(ln ? DA[j] : DS[j], W_hhT);
     const T* dhw = DhW.const_data_ptr<T>();

@@ -1,0 +1,218 @@
+// One time step's matrix product with the weights packed once, and a step's work shared by
+// torch's threads (lstm.cpp's float32 loops on AVX-512 CPUs).
+//
+// At small batch and hidden sizes (16 x 128, or batch 1) a library call per step costs more
+// than its arithmetic: oneDNN's linear took about 21 us for (16 x 128)(128 x 512), which this
+// CPU's cores do in about 10 us, and each call lays out the weights again. torch.nn.LSTM's
+// kernel (oneDNN's RNN primitive) keeps its weights in the layout its kernel reads for the
+// whole sequence; libtorch exports neither that primitive nor oneDNN's API, so rnnkit does the
+// same here:
+//
+//   pack(W):        W (n, k) into panels of 16 of its rows, Wp[p][kk][l] = W[16p + l][kk],
+//                   once per forward or backward;
+//   gemm_panels:    out[r, c] = x[r] . W[c] (+ init[r, c]) for the columns of panels
+//                   [p0, p1): register tiles of up to 8 rows x 48 columns (24 accumulators,
+//                   one AVX-512 register each), a weight row loaded once per tile and a
+//                   value of x broadcast against it;
+//   run_phases:     a step is phases (the product, split by columns; the element-wise pass,
+//                   split by rows), each split in pieces that the threads share.
+//
+// Float32 only; float64 and CPUs without AVX-512 keep the per-step library call.
+#pragma once
+
+#include <atomic>
+#include <thread>
+
+#include "common.h"
+
+namespace rnnkit_csrc {
+
+// W packed as panels of 16 rows (see the file's comment); data is 64-byte aligned.
+struct Packed {
+  Tensor data;  // (panels, k, 16) float32
+  int64_t n = 0, k = 0, panels = 0;
+  const float* panel(int64_t p) const { return data.const_data_ptr<float>() + p * k * 16; }
+};
+
+// W[i][j] at W[i * si + j * sj], i < n output rows, j < k: si = k, sj = 1 for a contiguous
+// (n, k) W; si = 1, sj = n for the transpose of a contiguous (k, n) matrix.
+inline Packed pack(const float* W, int64_t n, int64_t k, int64_t si, int64_t sj) {
+  Packed p;
+  p.n = n, p.k = k, p.panels = (n + 15) / 16;
+  p.data = at::zeros({p.panels, k, 16}, at::TensorOptions().dtype(at::kFloat));
+  float* d = p.data.data_ptr<float>();
+  for (int64_t q = 0; q < p.panels; ++q)
+    for (int64_t l = 0; l < 16 && 16 * q + l < n; ++l) {
+      const float* w = W + (16 * q + l) * si;
+      float* o = d + q * k * 16 + l;
+      for (int64_t j = 0; j < k; ++j) o[j * 16] = w[j * sj];
+    }
+  return p;
+}
+
+#ifdef RNNKIT_SLEEF
+// R rows x NB panels: out[r, 16 (p0 + m) + l] = sum_kk x[r, kk] Wp[p0 + m][kk][l] (+ init),
+// for the `cols` valid columns from 16 p0.
+template <int R, int NB>
+__attribute__((target("avx512f"))) inline void tile(const float* x, int64_t ldx,
+                                                    const Packed& W, int64_t p0, float* out,
+                                                    int64_t ldo, const float* init,
+                                                    int64_t ldi, int64_t cols) {
+  const int64_t k = W.k;
+  const float* w0 = W.panel(p0);
+  __m512 acc[R][NB];
+  for (int r = 0; r < R; ++r)
+    for (int m = 0; m < NB; ++m) acc[r][m] = _mm512_setzero_ps();
+  for (int64_t kk = 0; kk < k; ++kk) {
+    __m512 w[NB];
+    for (int m = 0; m < NB; ++m) w[m] = _mm512_load_ps(w0 + (m * k + kk) * 16);
+    for (int r = 0; r < R; ++r) {
+      const __m512 xb = _mm512_set1_ps(x[r * ldx + kk]);
+      for (int m = 0; m < NB; ++m) acc[r][m] = _mm512_fmadd_ps(xb, w[m], acc[r][m]);
+    }
+  }
+  for (int m = 0; m < NB; ++m) {
+    const int64_t left = cols - 16 * m;
+    const __mmask16 mask = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+    for (int r = 0; r < R; ++r) {
+      __m512 v = acc[r][m];
+      if (init) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, init + r * ldi + 16 * m));
+      _mm512_mask_storeu_ps(out + r * ldo + 16 * m, mask, v);
+    }
+  }
+}
+
+// the tile for R rows and nb <= 8 panels (R nb <= 24: the accumulators stay in registers)
+template <int R>
+inline void tile_nb(int nb, const float* x, int64_t ldx, const Packed& W, int64_t p0,
+                    float* out, int64_t ldo, const float* init, int64_t ldi, int64_t cols) {
+  switch (nb) {
+#define RNNKIT_TILE(NB)                                                     \
+  case NB:                                                                  \
+    if constexpr (R * NB <= 24) tile<R, NB>(x, ldx, W, p0, out, ldo, init, ldi, cols); \
+    return;
+    RNNKIT_TILE(1)
+    RNNKIT_TILE(2)
+    RNNKIT_TILE(3)
+    RNNKIT_TILE(4)
+    RNNKIT_TILE(5)
+    RNNKIT_TILE(6)
+    RNNKIT_TILE(7)
+    RNNKIT_TILE(8)
+#undef RNNKIT_TILE
+  }
+}
+#endif
+
+// Panels per register tile for a product of `rows` rows: 8 x 3, 2 x 6 or 1 x 8, enough
+// independent accumulators to keep the multiply-add units busy.
+inline int panels_per_tile(int64_t rows) { return rows >= 3 ? 3 : (rows == 2 ? 6 : 8); }
+
+// out[r, c] = x[r, :] . W[c, :] (+ init[r, c]) for r < rows and the columns of panels
+// [p0, p1), x (rows, W.k) with row stride ldx. Panel groups outer, rows inner, so that a
+// group's weights are read from L1 by every row tile after the first.
+inline void gemm_panels(const float* x, int64_t ldx, int64_t rows, const Packed& W, int64_t p0,
+                        int64_t p1, float* out, int64_t ldo, const float* init, int64_t ldi) {
+#ifdef RNNKIT_SLEEF
+  const int per = panels_per_tile(rows);
+  for (int64_t p = p0; p < p1; p += per) {
+    const int nb = int(std::min<int64_t>(per, p1 - p));
+    const int64_t cols = std::min<int64_t>(16 * nb, W.n - 16 * p);
+    for (int64_t r = 0; r < rows; r += 8) {
+      const int R = int(std::min<int64_t>(8, rows - r));
+      const float* xr = x + r * ldx;
+      float* o = out + r * ldo + 16 * p;
+      const float* in = init ? init + r * ldi + 16 * p : nullptr;
+      switch (R) {
+#define RNNKIT_ROWS(RR) \
+  case RR:              \
+    tile_nb<RR>(nb, xr, ldx, W, p, o, ldo, in, ldi, cols); \
+    break;
+        RNNKIT_ROWS(1)
+        RNNKIT_ROWS(2)
+        RNNKIT_ROWS(3)
+        RNNKIT_ROWS(4)
+        RNNKIT_ROWS(5)
+        RNNKIT_ROWS(6)
+        RNNKIT_ROWS(7)
+        RNNKIT_ROWS(8)
+#undef RNNKIT_ROWS
+      }
+    }
+  }
+#else
+  TORCH_CHECK(false, "rnnkit: gemm_panels needs an x86-64 build");
+#endif
+}
+
+// Whether the float32 loops use pack / gemm_panels / run_phases: an AVX-512 CPU, unless
+// RNNKIT_STEP_GEMM=0 (the tests run both ways and compare).
+inline bool packed_steps() {
+#ifdef RNNKIT_SLEEF
+  const char* want = std::getenv("RNNKIT_STEP_GEMM");
+  if (want && std::strcmp(want, "0") == 0) return false;
+  return simd_level() == 2;
+#else
+  return false;
+#endif
+}
+
+inline void spin_pause() {
+#if defined(__x86_64__)
+  _mm_pause();
+#endif
+}
+
+// Runs phases 0 .. phases-1 in order; phase ph is pieces(ph) <= max_pieces pieces, each run
+// once as f(ph, q). Torch's threads share them: each first takes the pieces q = w, w + n, ...
+// (its index w of n threads: the same columns of the weights step after step, which stay in
+// its core's cache), then any piece no thread has taken. A thread starts a phase once every
+// piece of the earlier phases is done, and a thread only ever waits on pieces another thread
+// has taken and is running: so this ends with any number of threads, including when torch runs
+// the parallel loop on one (nested in another parallel region, or one thread set).
+template <typename Pieces, typename F>
+void run_phases(int64_t phases, int64_t max_pieces, const Pieces& pieces, const F& f) {
+  const int64_t n = std::min<int64_t>(at::get_num_threads(), max_pieces);
+  if (n <= 1 || at::in_parallel_region()) {
+    for (int64_t ph = 0; ph < phases; ++ph)
+      for (int64_t q = 0, e = pieces(ph); q < e; ++q) f(ph, q);
+    return;
+  }
+  std::vector<std::atomic<int64_t>> claimed(max_pieces);
+  for (auto& c : claimed) c.store(-1, std::memory_order_relaxed);
+  std::atomic<int64_t> done{0};
+  auto take = [&](int64_t q, int64_t ph) {  // claim piece q of phase ph
+    int64_t seen = claimed[q].load(std::memory_order_relaxed);
+    while (seen < ph)
+      if (claimed[q].compare_exchange_weak(seen, ph, std::memory_order_acq_rel)) return true;
+    return false;
+  };
+  auto worker = [&](int64_t w) {
+    int64_t before = 0;  // pieces in the phases before ph
+    for (int64_t ph = 0; ph < phases; ++ph) {
+      const int64_t e = pieces(ph);
+      for (int64_t spins = 0; done.load(std::memory_order_acquire) < before; ++spins) {
+        spin_pause();
+        if (spins > 4096) std::this_thread::yield();
+      }
+      auto run = [&](int64_t q) {
+        if (!take(q, ph)) return;
+        f(ph, q);
+        done.fetch_add(1, std::memory_order_release);
+      };
+      for (int64_t q = w; q < e; q += n) run(q);
+      for (int64_t q = 0; q < e; ++q) run(q);
+      before += e;
+    }
+  };
+  at::parallel_for(0, n, 1, [&](int64_t w0, int64_t w1) {
+    for (int64_t w = w0; w < w1; ++w) worker(w);
+  });
+}
+
+// [lo, hi) of piece q when m items are split into `parts` nearly equal pieces
+inline std::pair<int64_t, int64_t> split(int64_t m, int64_t parts, int64_t q) {
+  return {m * q / parts, m * (q + 1) / parts};
+}
+
+}  // namespace rnnkit_csrc
