@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["available", "cache_info", "empty_cache", "load", "status"]
+__all__ = ["available", "cache_info", "empty_cache", "load", "loaded", "status"]
 
 log = logging.getLogger("rnnkit")
 
@@ -153,6 +153,11 @@ def _load() -> bool:
 def available(t: torch.Tensor) -> bool:
     """Whether the C++ loops apply to tensors like t: CPU, float32 or float64, and built."""
     return t.device.type == "cpu" and t.dtype in DTYPES and load()
+
+
+def loaded() -> bool:
+    """Whether the library is loaded already (never builds it)."""
+    return bool(_state.get("ok"))
 
 
 def status() -> str:

@@ -657,7 +657,7 @@ PACKED_VARIANTS = [
 )
 def test_packed_step_products_equal_the_library_product(kw, b, h, monkeypatch):
     """On AVX-512 CPUs the float32 LSTM loops pack W_hh once and run each step's product with
-    rnnkit's own kernel, the threads sharing every step; RNNKIT_STEP_GEMM=0 turns that off
+    rnnkit's own kernel, the threads sharing every step; RNNKIT_OWN_GEMM=0 turns that off
     (one oneDNN / BLAS call per step). Both ways, with one and two threads, and with variable
     lengths: the same outputs, states and gradients. Row counts 1, 2, 5 and 19 take every
     register tile shape (8 + 8 + 3 rows for 19), hidden sizes 33 and 37 a partial panel."""
@@ -686,7 +686,7 @@ def test_packed_step_products_equal_the_library_product(kw, b, h, monkeypatch):
         for threads in (1, 2):
             torch.set_num_threads(threads)
             for flag in ("0", "1"):
-                monkeypatch.setenv("RNNKIT_STEP_GEMM", flag)
+                monkeypatch.setenv("RNNKIT_OWN_GEMM", flag)
                 results[threads, flag] = run()
     finally:
         torch.set_num_threads(before)

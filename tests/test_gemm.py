@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rnnkit import gemm
+from rnnkit import extension, gemm
 
 
 @pytest.mark.parametrize("n,i,g", [(40, 7, 12), (300, 64, 512), (64, 512, 600)])
@@ -59,3 +59,30 @@ def test_an_empty_batch_and_a_second_derivative():
         (g,) = torch.autograd.grad(gemm.linear(x2, W).square().sum(), x2, create_graph=True)
         with pytest.raises(RuntimeError, match="twice"):
             g.sum().backward()
+
+
+@pytest.mark.parametrize(
+    ("n", "g", "i"),
+    [(1, 1, 1), (7, 5, 3), (300, 37, 50), (513, 96, 16), (1000, 100, 77), (600, 512, 129)],
+)
+def test_rnnkits_weight_gradient_kernel_equals_a_float64_product(n, g, i, monkeypatch):
+    """The compiled weight-gradient kernel (AVX-512) against dy^T x in float64: row bands of
+    48 with a masked tail (g = 5, 37, 100), column tiles of 8 with a short one (i = 3, 77,
+    129), chunks of 256 rows with a partial one; and what gemm.weight_grad returns both with
+    the kernel and with RNNKIT_OWN_GEMM=0 (MKL / oneDNN)."""
+    if not extension.load():
+        pytest.skip(f"the compiled library is not available: {extension.status()}")
+    g_ = torch.Generator().manual_seed(n + g + i)
+    dy, x = torch.randn(n, g, generator=g_), torch.randn(n, i, generator=g_)
+    want = (dy.double().t() @ x.double()).float()
+    tol = {"atol": 2e-5 * n**0.5, "rtol": 1e-5}
+    for flag in ("1", "0"):
+        monkeypatch.setenv("RNNKIT_OWN_GEMM", flag)
+        got = gemm.weight_grad(dy, x)
+        assert got.shape == (g, i) and got.is_contiguous()
+        torch.testing.assert_close(got, want, **tol)
+    torch.testing.assert_close(torch.ops.rnnkit.weight_grad(dy, x), want, **tol)
+    # a transposed (non-contiguous) operand is read correctly too
+    torch.testing.assert_close(
+        torch.ops.rnnkit.weight_grad(dy.t().contiguous().t(), x), want, **tol
+    )

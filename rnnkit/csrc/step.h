@@ -145,11 +145,12 @@ inline void gemm_panels(const float* x, int64_t ldx, int64_t rows, const Packed&
 #endif
 }
 
-// Whether the float32 loops use pack / gemm_panels / run_phases: an AVX-512 CPU, unless
-// RNNKIT_STEP_GEMM=0 (the tests run both ways and compare).
+// Whether float32 uses rnnkit's own products (pack / gemm_panels / run_phases here, the
+// weight gradient of gemm_tn.cpp): an AVX-512 CPU, unless RNNKIT_OWN_GEMM=0 (the tests run
+// both ways and compare).
 inline bool packed_steps() {
 #ifdef RNNKIT_SLEEF
-  const char* want = std::getenv("RNNKIT_STEP_GEMM");
+  const char* want = std::getenv("RNNKIT_OWN_GEMM");
   if (want && std::strcmp(want, "0") == 0) return false;
   return simd_level() == 2;
 #else
