@@ -572,3 +572,34 @@ def test_return_states_needs_a_path_that_records():
     layer = rnnkit.LSTM(I, H, impl="native")
     with pytest.raises(ValueError, match="return_states=True needs impl='loop' or 'auto'"):
         layer(torch.randn(T, B, I), return_states=True)
+
+
+def test_the_fast_zoneout_sampler_draws_bernoulli_masks():
+    """A layer's whole-sequence zoneout mask on CPU comes from the compiled counter-based
+    sampler: its rate is p (within 5 standard errors over 2^20 draws), neighbouring draws are
+    independent (P(d_k d_k+1) = p^2), p = 0 and 1 are exact, and torch.manual_seed fixes the
+    mask while another seed changes it."""
+    from rnnkit import extension
+    from rnnkit.variants import FAST_MASK_NUMEL, zoneout_keep
+
+    if not extension.load():
+        pytest.skip(f"the compiled library is not available: {extension.status()}")
+    like = torch.empty(0)
+    shape = (64, 128, 128)  # 2^20
+    assert math.prod(shape) >= FAST_MASK_NUMEL
+    n = math.prod(shape)
+    for p in (0.1, 0.5, 0.9):
+        d = zoneout_keep(p, shape, like, True).flatten().double()
+        se = (p * (1 - p) / n) ** 0.5
+        assert abs(d.mean().item() - p) < 5 * se
+        pair = (d[:-1] * d[1:]).mean().item()
+        assert abs(pair - p * p) < 5 * (p * p * (1 - p * p) / n) ** 0.5
+    assert not zoneout_keep(0.0, shape, like, True).any()
+    assert zoneout_keep(1.0, shape, like, True).all()
+    torch.manual_seed(3)
+    a = zoneout_keep(0.3, shape, like, True)
+    torch.manual_seed(3)
+    b = zoneout_keep(0.3, shape, like, True)
+    torch.manual_seed(4)
+    c = zoneout_keep(0.3, shape, like, True)
+    assert a.dtype == torch.bool and torch.equal(a, b) and not torch.equal(a, c)
