@@ -63,13 +63,24 @@ def test_an_empty_batch_and_a_second_derivative():
 
 @pytest.mark.parametrize(
     ("n", "g", "i"),
-    [(1, 1, 1), (7, 5, 3), (300, 37, 50), (513, 96, 16), (1000, 100, 77), (600, 512, 129)],
+    [
+        (1, 1, 1),
+        (7, 5, 3),
+        (200, 100, 130),
+        (256, 96, 48),
+        (300, 37, 50),
+        (513, 96, 16),
+        (1000, 100, 77),
+        (600, 512, 129),
+    ],
 )
 def test_rnnkits_weight_gradient_kernel_equals_a_float64_product(n, g, i, monkeypatch):
-    """The compiled weight-gradient kernel (AVX-512) against dy^T x in float64: row bands of
-    48 with a masked tail (g = 5, 37, 100), column tiles of 8 with a short one (i = 3, 77,
-    129), chunks of 256 rows with a partial one; and what gemm.weight_grad returns both with
-    the kernel and with RNNKIT_OWN_GEMM=0 (MKL / oneDNN)."""
+    """The compiled weight-gradient kernel (AVX-512) against dy^T x in float64. Up to 256 rows
+    it writes tiles of dW in place (bands of 8 rows, columns in 48s, with short tails: n = 7,
+    200, 256); above, tiles of dW^T added in per chunk of 256 rows (bands of 48 rows with a
+    masked tail: g = 37, 100; column tiles of 8 with a short one: i = 77, 129; a partial last
+    chunk). Also what gemm.weight_grad returns with the kernel and with RNNKIT_OWN_GEMM=0
+    (MKL / oneDNN)."""
     if not extension.load():
         pytest.skip(f"the compiled library is not available: {extension.status()}")
     g_ = torch.Generator().manual_seed(n + g + i)

@@ -3,13 +3,16 @@
 //   dy (n, g), x (n, i) -> dW (g, i),   dW[r, c] = sum_k dy[k, r] x[k, c]
 //
 // Both operands are read row k after row k (the outer-product form): 48 values of a row of
-// dy are loaded as three registers, each of 8 values x[k, c] broadcast against them, 8 x 48
-// accumulators that hold a tile of dW^T. n is walked in chunks of 256 rows; a chunk of x is
-// first copied into tiles of 8 columns (xp[c / 8][k][c % 8]), so that the values each tile
-// broadcasts lie together in L1 instead of i floats apart (i is often a power of two, which
-// maps such a column onto a few of L1's sets). Each thread owns a band of dW's rows. torch.mm sends this product to MKL, which on an AMD EPYC ran the shapes of a small
-// layer (n = 4096, g = 512, i = 64 or 128) at about 150-180 GFLOP/s, and reading the two
-// transposed operands made oneDNN's linear no faster there (rnnkit/gemm.py measures both).
+// dy are loaded as three registers, and 8 values x[k, c] each broadcast against them, into
+// 8 x 48 accumulators that hold a tile of dW^T, added into dW transposed once per chunk. n is
+// walked in chunks of 256 rows; a chunk of x is first copied into tiles of 8 columns
+// (xp[c / 8][k][c % 8]), so that the values a tile broadcasts lie together in L1 instead of
+// i floats apart (i is often a power of two, which maps such a column onto a few of L1's
+// sets). Each thread owns a band of dW's rows.
+//
+// torch.mm sends this product to MKL, which on an AMD EPYC ran a small layer's shapes (n =
+// 4096, g = 512, i = 64 or 128) at 150-180 GFLOP/s, this kernel at 260-330; reading the two
+// transposed operands made oneDNN's linear no faster there (rnnkit/gemm.py).
 
 #include "step.h"
 
@@ -20,13 +23,13 @@ using namespace rnnkit_csrc;
 constexpr int64_t kChunk = 256;  // rows of dy and x per pass
 
 #ifdef RNNKIT_SLEEF
-// dW^T[c0 + c, r0 + 16 m + l] (+)= sum_k xp[k][c] dy[k][16 m + l] for c < R, over the
-// chunk's kn rows (dy from column r0, rows ld apart); `lanes` of the 16 NB values from r0
-// are in dW, whose transpose `out` has rows g apart. FULL: all 48 lanes (unmasked loads).
-template <int R, int NB, bool FULL>
+// buf[c][16 m + l] = sum_k xp[k][c] dy[k][16 m + l] for c < R, over the chunk's kn rows (dy
+// from column r0 of dW's rows, ld apart): a tile of dW^T, which the caller adds into dW.
+// FULL: all 48 lanes are in dW (unmasked loads; masked ones ran 3x slower).
+template <int R, bool FULL>
 __attribute__((target("avx512f"))) void tn_tile(const float* xp, const float* dy, int64_t ld,
-                                                int64_t kn, float* out, int64_t g,
-                                                int64_t lanes, bool first) {
+                                                int64_t kn, float* buf, int64_t lanes) {
+  constexpr int NB = 3;
   __mmask16 mask[NB];
   for (int m = 0; m < NB; ++m) {
     const int64_t left = lanes - 16 * m;
@@ -34,11 +37,11 @@ __attribute__((target("avx512f"))) void tn_tile(const float* xp, const float* dy
   }
   __m512 acc[R][NB];
   for (int c = 0; c < R; ++c)
-    for (int m = 0; m < NB; ++m)
-      acc[c][m] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask[m], out + c * g + 16 * m);
+    for (int m = 0; m < NB; ++m) acc[c][m] = _mm512_setzero_ps();
   for (int64_t k = 0; k < kn; ++k) {
     __m512 w[NB];
-    for (int m = 0; m < NB; ++m) w[m] = FULL ? _mm512_loadu_ps(dy + k * ld + 16 * m)  // masked loads ran 3x slower
+    for (int m = 0; m < NB; ++m)
+      w[m] = FULL ? _mm512_loadu_ps(dy + k * ld + 16 * m)
                   : _mm512_maskz_loadu_ps(mask[m], dy + k * ld + 16 * m);
     for (int c = 0; c < R; ++c) {
       const __m512 a = _mm512_set1_ps(xp[k * 8 + c]);
@@ -46,9 +49,39 @@ __attribute__((target("avx512f"))) void tn_tile(const float* xp, const float* dy
     }
   }
   for (int c = 0; c < R; ++c)
-    for (int m = 0; m < NB; ++m) _mm512_mask_storeu_ps(out + c * g + 16 * m, mask[m], acc[c][m]);
+    for (int m = 0; m < NB; ++m) _mm512_storeu_ps(buf + c * 48 + 16 * m, acc[c][m]);
 }
 
+// For a short n (one chunk), the other way round: out[r][16 m + l] = sum_k dyp[k][r]
+// x[k][16 m + l] for r < R, with dy's 8 rows packed (dyp[k][r]) and x read as it lies (rows
+// ld apart): a tile of dW itself, stored in place, which saves the transposed pass over all
+// of dW that costs more than the product when n is small. FULL: all 48 columns in dW.
+template <int R, bool FULL>
+__attribute__((target("avx512f"))) void nt_tile(const float* dyp, const float* x, int64_t ld,
+                                                int64_t kn, float* out, int64_t ldo,
+                                                int64_t cols) {
+  constexpr int NB = 3;
+  __mmask16 mask[NB];
+  for (int m = 0; m < NB; ++m) {
+    const int64_t left = cols - 16 * m;
+    mask[m] = left >= 16 ? __mmask16(0xFFFF) : (left > 0 ? __mmask16((1u << left) - 1) : 0);
+  }
+  __m512 acc[R][NB];
+  for (int r = 0; r < R; ++r)
+    for (int m = 0; m < NB; ++m) acc[r][m] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kn; ++k) {
+    __m512 w[NB];
+    for (int m = 0; m < NB; ++m)
+      w[m] = FULL ? _mm512_loadu_ps(x + k * ld + 16 * m)
+                  : _mm512_maskz_loadu_ps(mask[m], x + k * ld + 16 * m);
+    for (int r = 0; r < R; ++r) {
+      const __m512 a = _mm512_set1_ps(dyp[k * 8 + r]);
+      for (int m = 0; m < NB; ++m) acc[r][m] = _mm512_fmadd_ps(a, w[m], acc[r][m]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int m = 0; m < NB; ++m) _mm512_mask_storeu_ps(out + r * ldo + 16 * m, mask[m], acc[r][m]);
+}
 #endif
 
 Tensor weight_grad_tn(const Tensor& dy, const Tensor& x) {
@@ -59,15 +92,49 @@ Tensor weight_grad_tn(const Tensor& dy, const Tensor& x) {
   if (!ours || dy.size(0) == 0) return dy.t().mm(x);
   const Tensor a = dy.contiguous(), b = x.contiguous();
   const int64_t n = a.size(0), g = a.size(1), i = b.size(1);
-  Tensor out_t = at::empty({i, g}, a.options());  // dW^T
+  Tensor out = seq_empty({g, i}, a.options());  // a large one from the cache: no page faults
 #ifdef RNNKIT_SLEEF
   const float* dy_ = a.const_data_ptr<float>();
   const float* x_ = b.const_data_ptr<float>();
-  float* o = out_t.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+  if (n <= kChunk) {  // one chunk: tiles of dW in place, threads over bands of 8 rows
+    at::parallel_for(0, (g + 7) / 8, 1, [&](int64_t t0, int64_t t1) {
+      std::vector<float> dyp(size_t(n) * 8, 0.0f);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t r0 = 8 * t, R = std::min<int64_t>(8, g - r0);
+        for (int64_t k = 0; k < n; ++k)
+          for (int64_t r = 0; r < R; ++r) dyp[k * 8 + r] = dy_[k * g + r0 + r];
+        for (int64_t c0 = 0; c0 < i; c0 += 48) {
+          const int64_t cols = std::min<int64_t>(48, i - c0);
+          float* ot = o + r0 * i + c0;
+          switch (R) {
+#define RNNKIT_NT(RR)                                                 \
+  case RR:                                                            \
+    if (cols == 48)                                                   \
+      nt_tile<RR, true>(dyp.data(), x_ + c0, i, n, ot, i, cols);      \
+    else                                                              \
+      nt_tile<RR, false>(dyp.data(), x_ + c0, i, n, ot, i, cols);     \
+    break;
+            RNNKIT_NT(1)
+            RNNKIT_NT(2)
+            RNNKIT_NT(3)
+            RNNKIT_NT(4)
+            RNNKIT_NT(5)
+            RNNKIT_NT(6)
+            RNNKIT_NT(7)
+            RNNKIT_NT(8)
+#undef RNNKIT_NT
+          }
+        }
+      }
+    });
+    return out;
+  }
   const int64_t bands = (g + 47) / 48, ctiles = (i + 7) / 8;
   at::parallel_for(0, bands, 1, [&](int64_t b0, int64_t b1) {
     const int64_t r0 = 48 * b0, r1 = std::min(g, 48 * b1);
     std::vector<float> xp(size_t(ctiles) * kChunk * 8, 0.0f);
+    alignas(64) float buf[8 * 48];
     for (int64_t k0 = 0; k0 < n; k0 += kChunk) {
       const int64_t kn = std::min(n - k0, kChunk);
       for (int64_t k = 0; k < kn; ++k) {  // xp[c / 8][k][c % 8] = x[k0 + k, c]
@@ -83,14 +150,14 @@ Tensor weight_grad_tn(const Tensor& dy, const Tensor& x) {
         const float* dk = dy_ + k0 * g + r;
         for (int64_t t = 0; t < ctiles; ++t) {
           const float* xt = xp.data() + t * kChunk * 8;
-          float* ot = o + 8 * t * g + r;
-          switch (std::min<int64_t>(8, i - 8 * t)) {
-#define RNNKIT_TN(RR) \
-  case RR:            \
-    if (lanes == 48)                                                   \
-      tn_tile<RR, 3, true>(xt, dk, g, kn, ot, g, lanes, k0 == 0);      \
-    else                                                               \
-      tn_tile<RR, 3, false>(xt, dk, g, kn, ot, g, lanes, k0 == 0);     \
+          const int64_t R = std::min<int64_t>(8, i - 8 * t);
+          switch (R) {
+#define RNNKIT_TN(RR)                                       \
+  case RR:                                                  \
+    if (lanes == 48)                                        \
+      tn_tile<RR, true>(xt, dk, g, kn, buf, lanes);         \
+    else                                                    \
+      tn_tile<RR, false>(xt, dk, g, kn, buf, lanes);        \
     break;
             RNNKIT_TN(1)
             RNNKIT_TN(2)
@@ -102,12 +169,17 @@ Tensor weight_grad_tn(const Tensor& dy, const Tensor& x) {
             RNNKIT_TN(8)
 #undef RNNKIT_TN
           }
+          // dW[r + l, 8 t + c] (+)= buf[c][l]: the tile transposed into place
+          float* ot = o + r * i + 8 * t;
+          for (int64_t l = 0; l < lanes; ++l)
+            for (int64_t c = 0; c < R; ++c)
+              ot[l * i + c] = (k0 == 0 ? 0.0f : ot[l * i + c]) + buf[c * 48 + l];
         }
       }
     }
   });
 #endif
-  return out_t.t().contiguous();
+  return out;
 }
 
 }  // namespace

@@ -39,14 +39,21 @@ struct Packed {
 inline Packed pack(const float* W, int64_t n, int64_t k, int64_t si, int64_t sj) {
   Packed p;
   p.n = n, p.k = k, p.panels = (n + 15) / 16;
-  p.data = at::zeros({p.panels, k, 16}, at::TensorOptions().dtype(at::kFloat));
+  // from rnnkit's buffer cache (pool.h) when large: a fresh 1-4 MB block each pass cost more
+  // in page faults than the copy itself
+  p.data = seq_empty({p.panels, k, 16}, at::TensorOptions().dtype(at::kFloat));
   float* d = p.data.data_ptr<float>();
-  for (int64_t q = 0; q < p.panels; ++q)
-    for (int64_t l = 0; l < 16 && 16 * q + l < n; ++l) {
-      const float* w = W + (16 * q + l) * si;
-      float* o = d + q * k * 16 + l;
-      for (int64_t j = 0; j < k; ++j) o[j * 16] = w[j * sj];
+  at::parallel_for(0, p.panels, 1, [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t m = std::min<int64_t>(16, n - 16 * q);  // rows of W in this panel
+      const float* w = W + 16 * q * si;
+      float* o = d + q * k * 16;
+      for (int64_t j = 0; j < k; ++j, o += 16) {  // written in order; read 16 rows at once
+        for (int64_t l = 0; l < m; ++l) o[l] = w[l * si + j * sj];
+        for (int64_t l = m; l < 16; ++l) o[l] = 0.0f;
+      }
     }
+  });
   return p;
 }
 
