@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import platform
 import shutil
 import sys
 import threading
@@ -40,6 +41,13 @@ DTYPES = (torch.float32, torch.float64)
 STALE_LOCK_S = 600  # a build takes about 40 s; a lock this old was left by a killed build
 # -fno-trapping-math lets the loops vectorize.
 BASE_FLAGS = ["-O3", "-fno-trapping-math"]
+# The library is built on the machine that runs it, so its plain C++ loops (the element-wise
+# passes, layer norm's sums) may use every vector instruction this CPU has: measured on an
+# AMD EPYC, the LSTM loops took 15-28% less time than built for baseline x86-64 (SSE2), and
+# the weight-gradient kernel's packing 30% less. The CPU is part of the build's name, so a
+# cache shared with another kind of machine gets its own build. A compiler that refuses the
+# flag builds without it.
+NATIVE = ["-march=native"]
 
 
 def _openmp() -> tuple[list[str], list[str]]:
@@ -58,19 +66,36 @@ def _openmp() -> tuple[list[str], list[str]]:
 
 
 def _attempts() -> list[tuple[list[str], list[str]]]:
-    """(compile flags, link flags) to try in order: with OpenMP, then (should that build fail,
-    say with a compiler that has no OpenMP) without, the loops then on one thread."""
+    """(compile flags, link flags) to try in order: for this CPU with OpenMP, then without
+    -march=native, then (should that fail too, say with a compiler that has no OpenMP) without
+    OpenMP, the loops then on one thread."""
     omp_c, omp_l = _openmp()
     plain = (BASE_FLAGS, [])
-    return [(BASE_FLAGS + omp_c, omp_l), plain] if omp_c else [plain]
+    if not omp_c:
+        return [(BASE_FLAGS + NATIVE, []), plain]
+    return [(BASE_FLAGS + NATIVE + omp_c, omp_l), (BASE_FLAGS + omp_c, omp_l), plain]
+
+
+def _cpu() -> str:
+    """What identifies this CPU's instruction set: its model and feature flags (Linux), else
+    the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags", "Features"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return platform.machine() + platform.processor()
 
 
 def _name(flags: tuple[list[str], list[str]] | None = None) -> str:
-    """The build's name carries a hash of every source and header and of torch's version, so a
-    changed header (which torch's builder does not hash) or another torch (whose C++ ABI may
-    differ) gets a fresh build instead of a stale library."""
+    """The build's name carries a hash of every source and header, of torch's version and of
+    the CPU (for -march=native), so a changed header (which torch's builder does not hash),
+    another torch (whose C++ ABI may differ) or another kind of CPU gets a fresh build instead
+    of a stale library."""
     cflags, ldflags = flags or _attempts()[0]
     digest = hashlib.sha256(torch.__version__.encode() + " ".join(cflags + ldflags).encode())
+    if NATIVE[0] in cflags:
+        digest.update(_cpu().encode())
     for path in sorted(CSRC.glob("*.[ch]*")):
         digest.update(path.name.encode() + path.read_bytes())
     return f"rnnkit_cpu_{digest.hexdigest()[:12]}"
@@ -99,7 +124,12 @@ def _build() -> None:
             if i == len(attempts) - 1:
                 raise
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            log.warning("rnnkit: the build with OpenMP failed (%s); building without it", first)
+            log.warning(
+                "rnnkit: the build with %s failed (%s); building with %s",
+                " ".join(flags[0]),
+                first,
+                " ".join(attempts[i + 1][0]),
+            )
 
 
 def _build_with(cpp_extension, flags: tuple[list[str], list[str]]) -> None:
