@@ -63,14 +63,19 @@ def input_projection(
     bias_ih: Tensor | None,
     ln_weight_ih: Tensor | None = None,
     linear=F.linear,
+    norm=None,
 ) -> Tensor:
     """gx = W_ih x + b_ih, or LN(W_ih x) g_ih + b_ih with layer norm: (..., gh).
 
     Works on one step (b, i) or on a whole sequence (t, b, i) at once. ``linear``: the product
-    (the fused path passes `rnnkit.gemm.linear`, the same function through oneDNN).
+    (the fused path passes `rnnkit.gemm.linear`, the same function through oneDNN); ``norm``:
+    the layer norm, ``norm(x, g, b, eps)`` (the fused path passes `rnnkit.norm.layer_norm`),
+    else F.layer_norm.
     """
     if ln_weight_ih is None:
         return linear(x, weight_ih, bias_ih)
+    if norm is not None:
+        return norm(linear(x, weight_ih), ln_weight_ih, bias_ih, LN_EPS)
     return F.layer_norm(linear(x, weight_ih), (weight_ih.size(0),), ln_weight_ih, bias_ih, LN_EPS)
 
 

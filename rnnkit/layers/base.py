@@ -42,6 +42,7 @@ from rnnkit.layers.unroll import (
     run_stack,
     to_time_major,
 )
+from rnnkit.norm import layer_norm
 from rnnkit.variants import Variants, add_parameters, variational_mask, zoneout_keep
 from rnnkit.variants import reset_parameters as reset_variant_parameters
 
@@ -203,9 +204,11 @@ class _FusedOrLoop:
         bias_ih, bias_hh = p["bias_ih"], p["bias_hh"]
         if fold_bias_hh and self.mode != "GRU" and bias_hh is not None:
             bias_ih, bias_hh = bias_hh if bias_ih is None else bias_ih + bias_hh, None
-        # the fused path's whole-sequence product through oneDNN where it applies (rnnkit.gemm)
+        # the fused path's whole-sequence product through oneDNN where it applies (rnnkit.gemm),
+        # its layer norm with the large buffers from rnnkit's cache (rnnkit.norm); gx (t, b, gh)
         linear = gemm.linear if fold_bias_hh else F.linear
-        gx = input_projection(x, p["weight_ih"], bias_ih, p["ln_weight_ih"], linear)  # (t, b, gh)
+        norm = layer_norm if fold_bias_hh else None
+        gx = input_projection(x, p["weight_ih"], bias_ih, p["ln_weight_ih"], linear, norm)
         weight_hh = self._drop_weight(p["weight_hh"])
         h_mask = None
         if v.recurrent_dropout and train:
