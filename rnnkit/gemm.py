@@ -14,7 +14,10 @@ both operands transposed, which oneDNN does slower than MKL when g or i is small
 faster at 2048 x 512, slower at 512 x 128). On AVX-512 CPUs rnnkit's own kernel
 (``rnnkit/csrc/gemm_tn.cpp``, in the compiled library) does it faster than either at every
 size measured: 1.6-2.1x MKL's speed, and 1.1x oneDNN's at 3200 x 2048 x 512. Elsewhere the
-weight gradient goes to oneDNN when g and i are both >= 512, else to torch.mm.
+weight gradient goes to oneDNN when g and i are both >= 512, else to torch.mm. There, too, a
+small layer's input projection (W of at most SMALL_WEIGHT values) is rnnkit's own product,
+whose output comes from rnnkit's buffer cache: oneDNN's took about as long again in page
+faults on its fresh output as in arithmetic.
 
 `linear`'s backward cannot be differentiated again (it refuses, as the fused path's Functions
 do), so only the fused path uses it; where oneDNN does not apply (a build without it, another
@@ -59,6 +62,8 @@ class _Linear(torch.autograd.Function):
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
+        if weight.numel() <= SMALL_WEIGHT and _own_kernel(x):
+            return torch.ops.rnnkit.linear(x, weight, bias)
         return _LINEAR(x, weight, bias, "none", [], "")
 
     @staticmethod
@@ -80,6 +85,9 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     shape = x.shape[:-1]
     y = _Linear.apply(x.reshape(-1, x.size(-1)).contiguous(), weight.contiguous(), bias)
     return y.view(*shape, weight.size(0))
+
+
+SMALL_WEIGHT = 1 << 17  # weights up to this many values (512 KB) stay in a core's L2
 
 
 def _own_kernel(dy: Tensor) -> bool:
