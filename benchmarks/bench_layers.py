@@ -247,9 +247,10 @@ PROJECTIONS = "{} input projections alone"
 def projections(layer, x):
     """What every path of a minGRU / minLSTM computes besides its recurrence: gx = x W^T + b
     forward, dx = dgx W and dW = dgx^T x backward, by the routes the fused path takes (gx
-    through torch's BLAS into a buffer allocated once, so that it is the product alone, with
-    no page faults on a fresh output, which the fused path does not pay either; dx and dW
-    through `rnnkit.gemm`). Their time caps any path's speedup."""
+    through rnnkit's own kernel into a cached buffer where it applies, else torch's BLAS into a
+    buffer allocated once: the product alone, with no page faults on a fresh output, which
+    the fused path does not pay either; dx and dW through `rnnkit.gemm`). Their time caps any
+    path's speedup."""
     from rnnkit import gemm
 
     W, b = layer.weight_ih_l0.detach(), layer.bias_ih_l0.detach()
@@ -257,8 +258,13 @@ def projections(layer, x):
     dgx = torch.randn(x2.size(0), W.size(0))
     gx = torch.empty_like(dgx)
 
+    own = gemm._own_kernel(x2) and W.numel() <= gemm.SMALL_WEIGHT
+
     def run():
-        torch.addmm(b, x2, W.t(), out=gx)
+        if own:  # the fused path's own kernel, its output from the buffer cache
+            torch.ops.rnnkit.linear(x2, W, b)
+        else:
+            torch.addmm(b, x2, W.t(), out=gx)
         gemm.mm(dgx, W)
         gemm.weight_grad(dgx, x2)
 

@@ -78,16 +78,25 @@ inline int simd_level() {
   return level;
 }
 
+// Whole registers first, then one masked at the end: masked loads ran 3x slower than plain
+// ones on an AMD EPYC.
 __attribute__((target("avx512f"))) inline void sigmoid512(const float* x, float* y, int64_t n) {
   const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
-  for (int64_t k = 0; k < n; k += 16) {
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) {
+    const __m512 e = Sleef_expf16_u10avx512f(_mm512_sub_ps(zero, _mm512_loadu_ps(x + k)));
+    _mm512_storeu_ps(y + k, _mm512_div_ps(one, _mm512_add_ps(one, e)));
+  }
+  for (; k < n; k += 16) {
     const __mmask16 m = n - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - k)) - 1);
     const __m512 e = Sleef_expf16_u10avx512f(_mm512_sub_ps(zero, _mm512_maskz_loadu_ps(m, x + k)));
     _mm512_mask_storeu_ps(y + k, m, _mm512_div_ps(one, _mm512_add_ps(one, e)));
   }
 }
 __attribute__((target("avx512f"))) inline void tanh512(const float* x, float* y, int64_t n) {
-  for (int64_t k = 0; k < n; k += 16) {
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) _mm512_storeu_ps(y + k, Sleef_tanhf16_u10avx512f(_mm512_loadu_ps(x + k)));
+  for (; k < n; k += 16) {
     const __mmask16 m = n - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - k)) - 1);
     _mm512_mask_storeu_ps(y + k, m, Sleef_tanhf16_u10avx512f(_mm512_maskz_loadu_ps(m, x + k)));
   }

@@ -185,12 +185,10 @@ Tensor weight_grad_tn(const Tensor& dy, const Tensor& x) {
 }  // namespace
 
 // y = x W^T + b for x (n, k), W (g, k), b (g) or absent: the input projections of a small
-// layer (W at most kSmallW values, which stay in L2) with rnnkit's packed-panel kernel, the
-// threads over bands of rows, y from the buffer cache. oneDNN's linear computes the same at
-// about the same speed, but its output is a fresh allocation, whose page faults (2048 for a
-// (4096, 512) float32 y) cost about as much as the product on this project's machine.
-constexpr int64_t kSmallW = 1 << 17;
-
+// layer (W of at most kSmallW values) with rnnkit's packed-panel kernel, y from the buffer
+// cache. oneDNN's linear computes the same at about the same speed, but its output is a fresh
+// allocation, whose page faults (2048 for a (4096, 512) float32 y) could cost about as much
+// as the product on this project's machine.
 Tensor linear_small(const Tensor& x, const Tensor& W, const std::optional<Tensor>& b) {
   TORCH_CHECK(x.dim() == 2 && W.dim() == 2 && x.size(1) == W.size(1),
               "rnnkit linear: x (n, k) and W (g, k)");
@@ -200,15 +198,9 @@ Tensor linear_small(const Tensor& x, const Tensor& W, const std::optional<Tensor
   if (!ours) return b.has_value() && b->defined() ? at::addmm(*b, x, W.t()) : at::mm(x, W.t());
   const Tensor xc = x.contiguous(), Wc = W.contiguous();
   const Tensor bias = b.has_value() && b->defined() ? b->contiguous() : Tensor();
-  const Packed Wp = pack(Wc.const_data_ptr<float>(), g, k, k, 1);
   Tensor y = seq_empty({n, g}, x.options());
-  const float* init = bias.defined() ? bias.const_data_ptr<float>() : nullptr;
-  at::parallel_for(0, (n + 7) / 8, 8, [&](int64_t t0, int64_t t1) {
-    const int64_t r0 = 8 * t0, r1 = std::min(n, 8 * t1);
-    for (int64_t r = r0; r < r1; r += 64)  // 64 rows x all panels: x's rows stay in L1
-      gemm_panels(xc.const_data_ptr<float>() + r * k, k, std::min<int64_t>(64, r1 - r), Wp, 0,
-                  Wp.panels, y.data_ptr<float>() + r * g, g, init, 0);
-  });
+  linear_rows(xc.const_data_ptr<float>(), n, pack(Wc.const_data_ptr<float>(), g, k, k, 1),
+              bias.defined() ? bias.const_data_ptr<float>() : nullptr, y.data_ptr<float>());
   return y;
 }
 

@@ -81,10 +81,15 @@ __attribute__((target("avx512f"))) inline void tile(const float* x, int64_t ldx,
   for (int m = 0; m < NB; ++m) {
     const int64_t left = cols - 16 * m;
     const __mmask16 mask = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
-    for (int r = 0; r < R; ++r) {
+    for (int r = 0; r < R; ++r) {  // masked only at the end (masked loads are slow)
       __m512 v = acc[r][m];
-      if (init) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, init + r * ldi + 16 * m));
-      _mm512_mask_storeu_ps(out + r * ldo + 16 * m, mask, v);
+      if (left >= 16) {
+        if (init) v = _mm512_add_ps(v, _mm512_loadu_ps(init + r * ldi + 16 * m));
+        _mm512_storeu_ps(out + r * ldo + 16 * m, v);
+      } else {
+        if (init) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, init + r * ldi + 16 * m));
+        _mm512_mask_storeu_ps(out + r * ldo + 16 * m, mask, v);
+      }
     }
   }
 }
@@ -151,6 +156,21 @@ inline void gemm_panels(const float* x, int64_t ldx, int64_t rows, const Packed&
   TORCH_CHECK(false, "rnnkit: gemm_panels needs an x86-64 build");
 #endif
 }
+
+// y (n, W.n) = x (n, W.k) W^T (+ bias broadcast over rows), the threads over bands of rows:
+// a whole sequence's input projection with a weight small enough to stay in L2.
+inline void linear_rows(const float* x, int64_t n, const Packed& W, const float* bias, float* y) {
+  const int64_t k = W.k, g = W.n;
+  at::parallel_for(0, (n + 7) / 8, 8, [&](int64_t t0, int64_t t1) {
+    const int64_t r0 = 8 * t0, r1 = std::min(n, 8 * t1);
+    for (int64_t r = r0; r < r1; r += 64)  // 64 rows x all panels: x's rows stay in L1
+      gemm_panels(x + r * k, k, std::min<int64_t>(64, r1 - r), W, 0, W.panels, y + r * g, g,
+                  bias, 0);
+  });
+}
+
+// Weights up to this many values (512 KB in float32) count as small: they stay in a core's L2.
+constexpr int64_t kSmallW = 1 << 17;
 
 // Whether float32 uses rnnkit's own products (pack / gemm_panels / run_phases here, the
 // weight gradient of gemm_tn.cpp): an AVX-512 CPU, unless RNNKIT_OWN_GEMM=0 (the tests run
