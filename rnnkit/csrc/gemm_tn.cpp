@@ -23,43 +23,15 @@ using namespace rnnkit_csrc;
 constexpr int64_t kChunk = 256;  // rows of dy and x per pass
 
 #ifdef RNNKIT_SLEEF
-// buf[c][16 m + l] = sum_k xp[k][c] dy[k][16 m + l] for c < R, over the chunk's kn rows (dy
-// from column r0 of dW's rows, ld apart): a tile of dW^T, which the caller adds into dW.
-// FULL: all 48 lanes are in dW (unmasked loads; masked ones ran 3x slower).
+// out[r][16 m + l] = sum_k p[k][r] v[k][16 m + l] for r < R and the first `cols` of 48
+// columns, over kn rows: p holds 8 values per row k (packed), v is read as it lies (rows ld
+// apart). Both layouts below are this kernel: p = x's columns and v = dy's gives a tile of dW^T,
+// p = dy's columns and v = x's one of dW. FULL: all 48 columns (plain loads and stores; masked
+// loads ran 3x slower on an AMD EPYC).
 template <int R, bool FULL>
-__attribute__((target("avx512f"))) void tn_tile(const float* xp, const float* dy, int64_t ld,
-                                                int64_t kn, float* buf, int64_t lanes) {
-  constexpr int NB = 3;
-  __mmask16 mask[NB];
-  for (int m = 0; m < NB; ++m) {
-    const int64_t left = lanes - 16 * m;
-    mask[m] = left >= 16 ? __mmask16(0xFFFF) : (left > 0 ? __mmask16((1u << left) - 1) : 0);
-  }
-  __m512 acc[R][NB];
-  for (int c = 0; c < R; ++c)
-    for (int m = 0; m < NB; ++m) acc[c][m] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < kn; ++k) {
-    __m512 w[NB];
-    for (int m = 0; m < NB; ++m)
-      w[m] = FULL ? _mm512_loadu_ps(dy + k * ld + 16 * m)
-                  : _mm512_maskz_loadu_ps(mask[m], dy + k * ld + 16 * m);
-    for (int c = 0; c < R; ++c) {
-      const __m512 a = _mm512_set1_ps(xp[k * 8 + c]);
-      for (int m = 0; m < NB; ++m) acc[c][m] = _mm512_fmadd_ps(a, w[m], acc[c][m]);
-    }
-  }
-  for (int c = 0; c < R; ++c)
-    for (int m = 0; m < NB; ++m) _mm512_storeu_ps(buf + c * 48 + 16 * m, acc[c][m]);
-}
-
-// For a short n (one chunk), the other way round: out[r][16 m + l] = sum_k dyp[k][r]
-// x[k][16 m + l] for r < R, with dy's 8 rows packed (dyp[k][r]) and x read as it lies (rows
-// ld apart): a tile of dW itself, stored in place, which saves the transposed pass over all
-// of dW that costs more than the product when n is small. FULL: all 48 columns in dW.
-template <int R, bool FULL>
-__attribute__((target("avx512f"))) void nt_tile(const float* dyp, const float* x, int64_t ld,
-                                                int64_t kn, float* out, int64_t ldo,
-                                                int64_t cols) {
+__attribute__((target("avx512f"))) void outer_tile(const float* p, const float* v, int64_t ld,
+                                                   int64_t kn, float* out, int64_t ldo,
+                                                   int64_t cols) {
   constexpr int NB = 3;
   __mmask16 mask[NB];
   for (int m = 0; m < NB; ++m) {
@@ -72,15 +44,21 @@ __attribute__((target("avx512f"))) void nt_tile(const float* dyp, const float* x
   for (int64_t k = 0; k < kn; ++k) {
     __m512 w[NB];
     for (int m = 0; m < NB; ++m)
-      w[m] = FULL ? _mm512_loadu_ps(x + k * ld + 16 * m)
-                  : _mm512_maskz_loadu_ps(mask[m], x + k * ld + 16 * m);
+      w[m] = FULL ? _mm512_loadu_ps(v + k * ld + 16 * m)
+                  : _mm512_maskz_loadu_ps(mask[m], v + k * ld + 16 * m);
     for (int r = 0; r < R; ++r) {
-      const __m512 a = _mm512_set1_ps(dyp[k * 8 + r]);
+      const __m512 a = _mm512_set1_ps(p[k * 8 + r]);
       for (int m = 0; m < NB; ++m) acc[r][m] = _mm512_fmadd_ps(a, w[m], acc[r][m]);
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int m = 0; m < NB; ++m) _mm512_mask_storeu_ps(out + r * ldo + 16 * m, mask[m], acc[r][m]);
+    for (int m = 0; m < NB; ++m) {
+      if (FULL) {
+        _mm512_storeu_ps(out + r * ldo + 16 * m, acc[r][m]);
+      } else {
+        _mm512_mask_storeu_ps(out + r * ldo + 16 * m, mask[m], acc[r][m]);
+      }
+    }
 }
 #endif
 
@@ -111,9 +89,9 @@ Tensor weight_grad_tn(const Tensor& dy, const Tensor& x) {
 #define RNNKIT_NT(RR)                                                 \
   case RR:                                                            \
     if (cols == 48)                                                   \
-      nt_tile<RR, true>(dyp.data(), x_ + c0, i, n, ot, i, cols);      \
+      outer_tile<RR, true>(dyp.data(), x_ + c0, i, n, ot, i, cols);   \
     else                                                              \
-      nt_tile<RR, false>(dyp.data(), x_ + c0, i, n, ot, i, cols);     \
+      outer_tile<RR, false>(dyp.data(), x_ + c0, i, n, ot, i, cols);  \
     break;
             RNNKIT_NT(1)
             RNNKIT_NT(2)
@@ -155,9 +133,9 @@ Tensor weight_grad_tn(const Tensor& dy, const Tensor& x) {
 #define RNNKIT_TN(RR)                                       \
   case RR:                                                  \
     if (lanes == 48)                                        \
-      tn_tile<RR, true>(xt, dk, g, kn, buf, lanes);         \
+      outer_tile<RR, true>(xt, dk, g, kn, buf, 48, lanes);  \
     else                                                    \
-      tn_tile<RR, false>(xt, dk, g, kn, buf, lanes);        \
+      outer_tile<RR, false>(xt, dk, g, kn, buf, 48, lanes); \
     break;
             RNNKIT_TN(1)
             RNNKIT_TN(2)
