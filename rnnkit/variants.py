@@ -238,7 +238,8 @@ def zoneout_keep(z: float, shape, like: Tensor, training: bool) -> Tensor | floa
     A layer's whole-sequence mask on CPU (at least FAST_MASK_NUMEL values) comes from
     rnnkit's compiled sampler (``csrc/bernoulli.cpp``: a counter-based generator seeded by
     one draw from torch's generator, about 6x faster than ``torch.rand`` here) when the
-    library is available; otherwise, and for a cell's one-step masks, ``torch.rand(shape) < z``.
+    library is available (its resolution is float32's, 2^-24, in float64 too); otherwise, and
+    for smaller masks such as most cells' one-step ones, ``torch.rand(shape) < z``.
     Either way torch.manual_seed fixes the mask, and every path of a layer (loop, fused) draws
     it through this one function, so they see the same one."""
     if not training:

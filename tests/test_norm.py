@@ -51,3 +51,12 @@ def test_a_second_derivative_is_refused():
     (dx,) = torch.autograd.grad(layer_norm(x, None, None, 1e-5).pow(2).sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable|twice|double"):
         dx.sum().backward()
+
+
+def test_strided_gain_and_bias_and_a_bias_alone():
+    """A gain and a bias that are strided views, and a bias without a gain, as F.layer_norm."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(50, 24, generator=g)
+    w, b = torch.randn(48, generator=g)[::2], torch.randn(72, generator=g)[::3]
+    torch.testing.assert_close(layer_norm(x, w, b, 1e-5), F.layer_norm(x, (24,), w, b, 1e-5))
+    torch.testing.assert_close(layer_norm(x, None, b, 1e-5), F.layer_norm(x, (24,), None, b, 1e-5))

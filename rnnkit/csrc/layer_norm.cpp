@@ -28,10 +28,16 @@ std::vector<Tensor> layer_norm_forward(const Tensor& x, const std::optional<Tens
   const int64_t n = x.size(0), G = x.size(1);
   Tensor y = seq_empty({n, G}, x.options());
   Tensor mu = at::empty({n}, x.options()), rstd = at::empty({n}, x.options());
+  const std::optional<Tensor> gc = gain.has_value() && gain->defined()
+                                       ? std::optional<Tensor>(gain->contiguous())
+                                       : std::nullopt;
+  const std::optional<Tensor> bc = bias.has_value() && bias->defined()
+                                       ? std::optional<Tensor>(bias->contiguous())
+                                       : std::nullopt;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_layer_norm_forward", [&] {
     using T = scalar_t;
-    const T* g = ptr_or_null<T>(gain);
-    const T* b = ptr_or_null<T>(bias);
+    const T* g = ptr_or_null<T>(gc);
+    const T* b = ptr_or_null<T>(bc);
     at::parallel_for(0, n, std::max<int64_t>(1, 16384 / std::max<int64_t>(G, 1)),
                      [&](int64_t r0, int64_t r1) {
                        for (int64_t r = r0; r < r1; ++r) {

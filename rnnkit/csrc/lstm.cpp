@@ -325,7 +325,8 @@ void backward_loop(const Tensor& dY, Tensor& dh, Tensor& dc, const Tensor& A, co
       // phase 2i (j = T - 1 - i): the rows, first finishing dh_t = (da W_hh) m + d_h dh + dy
       // for j < T - 1; phase 2i + 1: da_j W_hh by column panels, each piece with its share
       // of the vector parameters' sums.
-      const Packed Wp = pack(W_hh.const_data_ptr<float>(), P, G, 1, P);  // W_hh^T (p, 4h)
+      const Tensor Wc = W_hh.contiguous();  // packed as W_hh^T (p, 4h)
+      const Packed Wp = pack(Wc.const_data_ptr<float>(), P, G, 1, P);
       const int64_t nth = at::get_num_threads();
       const int64_t np = std::min<int64_t>(nth, Wp.panels), ne = std::min<int64_t>(nth, b);
       Tensor DhW = at::empty({b, P}, A.options());
