@@ -97,7 +97,7 @@ class CppLSTMFunction(torch.autograd.Function):
         if out_mask is not None:
             dY = dY * out_mask
         DS, DA, DHt, dh0, dc0, dg_hh, dg_c, db_c, dw_ch = torch.ops.rnnkit.lstm_backward(
-            dY.contiguous(), dh_T, dc_T, A, C, K, Ct, W_hh, W_hr, g_hh, g_c, w_ch, h_mask, kh, kc,
+            _unit_stride(dY), dh_T, dc_T, A, C, K, Ct, W_hh, W_hr, g_hh, g_c, w_ch, h_mask, kh, kc,
             _some(Ahat), _some(Rs), _some(Chat), _some(Rsc),
         )  # fmt: skip
         # the matrices as one product over all steps; the vectors came summed from C++

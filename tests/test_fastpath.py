@@ -724,3 +724,35 @@ def test_min_rnn_projection_kernel_equals_the_library_product(cls, t, b, i, h, m
     for other in results[1:]:
         for a, e in zip(results[0], other, strict=True):
             assert_close(a, e, atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("own_gemm", ["0", "1"])
+@pytest.mark.parametrize(
+    "kw", [{}, {"zoneout": 0.2, "recurrent_dropout": 0.3}], ids=["plain", "masks"]
+)
+def test_lstm_backward_reads_a_strided_output_gradient(kw, own_gemm, monkeypatch):
+    """The C++ LSTM backward reads dY with any (t, b) strides instead of copying it: the
+    gradient of ``out.sum()`` (stride 0 everywhere) and a batch-first layer's gradient (t and
+    b swapped) give, bit for bit, what the same gradient laid out contiguously gives."""
+    cpp_loops_or_skip()
+    monkeypatch.setenv("RNNKIT_OWN_GEMM", own_gemm)
+    torch.manual_seed(0)
+    time_major = rnnkit.LSTM(5, 24, impl="fused", **kw).train()
+    batch_first = rnnkit.LSTM(5, 24, impl="fused", batch_first=True, **kw).train()
+    batch_first.load_state_dict(time_major.state_dict())
+    x = torch.randn(9, 3, 5)  # (t, b, i)
+
+    def grads(layer, dy):
+        torch.manual_seed(1)  # the same masks
+        xi = x.clone().requires_grad_(True)
+        y = layer(xi.transpose(0, 1) if layer.batch_first else xi)[0]
+        return torch.autograd.grad(y, [xi, *layer.parameters()], dy)
+
+    ones = torch.ones(()).expand(9, 3, 24)  # the gradient of y.sum(), strides (0, 0, 0)
+    for a, e in zip(grads(time_major, ones), grads(time_major, ones.contiguous()), strict=True):
+        assert torch.equal(a, e)
+    g = torch.randn(3, 9, 24)  # batch-first: seen by the time loops with strides (24, 216, 1)
+    for a, e in zip(
+        grads(batch_first, g), grads(time_major, g.transpose(0, 1).contiguous()), strict=True
+    ):
+        assert torch.equal(a, e)

@@ -249,7 +249,10 @@ void backward_loop(const Tensor& dY, Tensor& dh, Tensor& dc, const Tensor& A, co
   std::vector<T> Dch(size_t(b) * H), tmp(size_t(b) * H);  // dc^, and dc~'s share of it
   T* dh_ = dh.data_ptr<T>();
   T* dc_ = dc.data_ptr<T>();
-  const T* dy = dY.const_data_ptr<T>();
+  // dy_t of row r; dY may have any (t, b) strides (a broadcast gradient is not copied)
+  const T* dy_ = dY.const_data_ptr<T>();
+  const int64_t st = dY.stride(0), sb = dY.stride(1);
+  auto dy = [&](int64_t j, int64_t r) { return dy_ + j * st + r * sb; };
   // dh~ = (1 - d_h) dh_t of row r at step j (the projection's input; else dm itself)
   auto dh_tilde = [&](int64_t j, int64_t r) {
     const T* kh_j = keep_h ? keep_h + j * b * P : nullptr;
@@ -341,7 +344,7 @@ void backward_loop(const Tensor& dY, Tensor& dh, Tensor& dc, const Tensor& A, co
                 if (j < T_ - 1) {
                   const T* kh = keep_h ? keep_h + ((j + 1) * b + r) * P : nullptr;
                   recurrent_grad(dh_ + r * P, true, kh, dhw + r * P,
-                                 h_mask ? h_mask + r * P : nullptr, dy + (j * b + r) * P, P);
+                                 h_mask ? h_mask + r * P : nullptr, dy(j, r), P);
                 }
                 dh_tilde(j, r);
                 row(j, r, Dht.const_data_ptr<T>());
@@ -372,13 +375,14 @@ void backward_loop(const Tensor& dY, Tensor& dh, Tensor& dc, const Tensor& A, co
     // dh_{t-1} = (da W_hh) m + d_h dh_t + dy_{t-1}
     const Tensor DhW = linear_nt(ln ? DA[j] : DS[j], W_hhT);
     const T* dhw = DhW.const_data_ptr<T>();
-    const T* dy_p = j > 0 ? dy + (j - 1) * b * P : nullptr;
-    recurrent_grad(dh_, true, kh_j, dhw, h_mask, dy_p, b * P);
+    for (int64_t r = 0; r < b; ++r)
+      recurrent_grad(dh_ + r * P, true, kh_j ? kh_j + r * P : nullptr, dhw + r * P,
+                     h_mask ? h_mask + r * P : nullptr, j > 0 ? dy(j - 1, r) : nullptr, P);
   }
 }
 
 // The backward time loop. dY (T, b, P) is the gradient of the outputs (padding already
-// masked), dh_T and dc_T of the final state. Returns DS (T, b, G) = dL/ds (the gradient of
+// masked; any (t, b) strides, unit stride over p), dh_T and dc_T of the final state. Returns DS (T, b, G) = dL/ds (the gradient of
 // gx), DA (T, b, G) = dL/da before the gate layer norm (layer norm only), DHt (T, b, P) = dh~
 // (projection only), dh_0, dc_0, and the gradients of the vector parameters summed over all
 // steps: dg_hh (G), dg_c (H), db_c (H), dw_ch (3H), each empty when absent.
@@ -390,7 +394,8 @@ std::vector<Tensor> lstm_backward(
     const std::optional<Tensor>& keep_h, const std::optional<Tensor>& keep_c,
     const std::optional<Tensor>& Ahat, const std::optional<Tensor>& Rs,
     const std::optional<Tensor>& Chat, const std::optional<Tensor>& Rsc) {
-  TORCH_CHECK(dY.is_contiguous() && A.is_contiguous(), "rnnkit lstm_backward: contiguous input");
+  TORCH_CHECK(dY.dim() == 3 && (dY.stride(2) == 1 || dY.numel() == 0) && A.is_contiguous(),
+              "rnnkit lstm_backward: dY (t, b, p) with unit stride over p, A contiguous");
   const int64_t T_ = A.size(0), b = A.size(1), G = A.size(2), H = G / 4;
   const int64_t P = W_hh.size(1);
   const auto opt = A.options();
