@@ -660,7 +660,9 @@ def test_packed_step_products_equal_the_library_product(kw, b, h, monkeypatch):
     rnnkit's own kernel, the threads sharing every step; RNNKIT_OWN_GEMM=0 turns that off
     (one oneDNN / BLAS call per step). Both ways, with one and two threads, and with variable
     lengths: the same outputs, states and gradients. Row counts 1, 2, 5 and 19 take every
-    register tile shape (8 + 8 + 3 rows for 19), hidden sizes 33 and 37 a partial panel."""
+    register tile shape (8 + 8 + 3 rows for 19), hidden sizes 33 and 37 a partial panel. With
+    two threads and 19 rows each thread runs the whole sequence on its own band of rows
+    (9 and 10: ``row_bands``), with fewer each step is split between them."""
     cpp_loops_or_skip()
     if not _avx512():
         pytest.skip("the packed step products run on AVX-512 CPUs only")

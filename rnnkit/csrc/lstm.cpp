@@ -108,10 +108,27 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const std::optional<Tens
     if (!proj && packed_steps()) {
       // phase 2j: S = gx_j + (h * m) W_hh^T by column panels; phase 2j + 1: the rows
       const Packed Wp = pack(W.const_data_ptr<float>(), G, P, P, 1);
-      const int64_t nth = at::get_num_threads();
-      const int64_t np = std::min<int64_t>(nth, Wp.panels), ne = std::min<int64_t>(nth, b);
       Tensor S = at::empty({b, G}, gx.options());
       float* s_ = S.data_ptr<float>();
+      if (const int64_t bands = row_bands(b, G * P)) {  // each thread its rows, every step
+        run_phases(1, bands, [&](int64_t) { return bands; }, [&](int64_t, int64_t q) {
+          const auto [r0, r1] = split(b, bands, q);
+          if (h_mask)
+            for (int64_t r = r0; r < r1; ++r) masked_input(0, r);
+          for (int64_t j = 0; j < T_; ++j) {
+            const float* x = (h_mask ? Hin : Hs).template const_data_ptr<float>() + (j * b + r0) * P;
+            const float* init = ln ? nullptr : gx.const_data_ptr<float>() + (j * b + r0) * G;
+            gemm_panels(x, P, r1 - r0, Wp, 0, Wp.panels, s_ + r0 * G, G, init, G);
+            for (int64_t r = r0; r < r1; ++r) {
+              row(j, r, s_ + r * G, !ln);
+              if (h_mask && j + 1 < T_) masked_input(j + 1, r);
+            }
+          }
+        });
+        return;
+      }
+      const int64_t nth = at::get_num_threads();
+      const int64_t np = std::min<int64_t>(nth, Wp.panels), ne = std::min<int64_t>(nth, b);
       if (h_mask)
         for (int64_t r = 0; r < b; ++r) masked_input(0, r);
       run_phases(
@@ -239,8 +256,7 @@ void backward_loop(const Tensor& dY, Tensor& dh, Tensor& dc, const Tensor& A, co
                    const std::optional<Tensor>& W_hr, const T* g_hh, const T* g_c,
                    const T* w_ch, const T* h_mask, const T* keep_h, const T* keep_c,
                    const T* ahat_, const T* rs_, const T* chat_, const T* rsc_, Tensor& DS,
-                   Tensor& DA, Tensor& DHt, double* dg_hh, double* dg_c, double* db_c,
-                   double* dw_ch) {
+                   Tensor& DA, Tensor& DHt, double* vector_grads) {
   const int64_t T_ = A.size(0), b = A.size(1), G = A.size(2), H = G / 4;
   const int64_t P = W_hh.size(1);
   const bool proj = W_hr.has_value(), ln = g_hh != nullptr;
@@ -295,13 +311,15 @@ void backward_loop(const Tensor& dY, Tensor& dh, Tensor& dc, const Tensor& A, co
       normalize_backward(dsr, g_hh, ahat_ + (j * b + r) * G, rs_[j * b + r], dar, G);
     }
   };
-  // the vector parameters' gradients, summed over steps (over rows in order), for the
-  // columns of piece q of nq: dg_hh = sum ds a^, dg_c = sum dc^ c~^, db_c = sum dc^,
-  // dw_c(i,f,o) = sum ds_(i,f,o) c
-  auto sums = [&](int64_t j, int64_t q, int64_t nq) {
+  // the vector parameters' gradients, summed over steps (over rows in order), for rows
+  // [r0, r1) and the columns of piece q of nq: dg_hh = sum ds a^, dg_c = sum dc^ c~^,
+  // db_c = sum dc^, dw_c(i,f,o) = sum ds_(i,f,o) c; into out (dg_hh G, dg_c H, db_c H,
+  // dw_ch 3H, laid out one after another)
+  auto sums = [&](int64_t j, int64_t r0, int64_t r1, int64_t q, int64_t nq, double* out) {
     const auto [k0, k1] = split(G, nq, q);
     const auto [u0, u1] = split(H, nq, q);
-    for (int64_t r = 0; r < b; ++r) {
+    double *dg_hh = out, *dg_c = out + G, *db_c = dg_c + H, *dw_ch = db_c + H;
+    for (int64_t r = r0; r < r1; ++r) {
       const T* dsr = DS.const_data_ptr<T>() + (j * b + r) * G;
       if (ln) {
         const T* ahat = ahat_ + (j * b + r) * G;
@@ -330,6 +348,35 @@ void backward_loop(const Tensor& dY, Tensor& dh, Tensor& dc, const Tensor& A, co
       // of the vector parameters' sums.
       const Tensor Wc = W_hh.contiguous();  // packed as W_hh^T (p, 4h)
       const Packed Wp = pack(Wc.const_data_ptr<float>(), P, G, 1, P);
+      if (const int64_t bands = row_bands(b, G * P)) {  // each thread its rows, every step
+        Tensor DhW = at::empty({b, P}, A.options());
+        float* dhw = DhW.data_ptr<float>();
+        const int64_t nv = G + 5 * H;  // the vector gradients, summed per band, then in order
+        std::vector<double> band_sums(size_t(bands) * nv, 0.0);
+        run_phases(1, bands, [&](int64_t) { return bands; }, [&](int64_t, int64_t q) {
+          const auto [r0, r1] = split(b, bands, q);
+          for (int64_t j = T_ - 1; j >= 0; --j) {
+            for (int64_t r = r0; r < r1; ++r) {
+              if (j < T_ - 1) {  // dh_t = (da_{t+1} W_hh) m + d_h dh_{t+1} + dy_t
+                const T* kh = keep_h ? keep_h + ((j + 1) * b + r) * P : nullptr;
+                recurrent_grad(dh_ + r * P, true, kh, dhw + r * P,
+                               h_mask ? h_mask + r * P : nullptr, dy(j, r), P);
+              }
+              dh_tilde(j, r);
+              row(j, r, Dht.const_data_ptr<T>());
+            }
+            sums(j, r0, r1, 0, 1, band_sums.data() + q * nv);
+            const float* da = (ln ? DA : DS).const_data_ptr<float>() + (j * b + r0) * G;
+            gemm_panels(da, G, r1 - r0, Wp, 0, Wp.panels, dhw + r0 * P, P, nullptr, 0);
+          }
+          for (int64_t r = r0; r < r1; ++r)  // dh_0, with step 0's keep
+            recurrent_grad<T>(dh_ + r * P, true, keep_h ? keep_h + r * P : nullptr, dhw + r * P,
+                              h_mask ? h_mask + r * P : nullptr, nullptr, P);
+        });
+        for (int64_t q = 0; q < bands; ++q)
+          for (int64_t v = 0; v < nv; ++v) vector_grads[v] += band_sums[q * nv + v];
+        return;
+      }
       const int64_t nth = at::get_num_threads();
       const int64_t np = std::min<int64_t>(nth, Wp.panels), ne = std::min<int64_t>(nth, b);
       Tensor DhW = at::empty({b, P}, A.options());
@@ -351,7 +398,7 @@ void backward_loop(const Tensor& dY, Tensor& dh, Tensor& dc, const Tensor& A, co
               }
               return;
             }
-            sums(j, q, np);
+            sums(j, 0, b, q, np, vector_grads);
             const auto [p0, p1] = split(Wp.panels, np, q);
             const float* da = (ln ? DA : DS).const_data_ptr<float>() + j * b * G;
             gemm_panels(da, G, b, Wp, p0, p1, dhw, P, nullptr, 0);
@@ -371,7 +418,7 @@ void backward_loop(const Tensor& dY, Tensor& dh, Tensor& dc, const Tensor& A, co
       dm = Dm.const_data_ptr<T>();
     }
     rows(b, 4 * G, [&](int64_t r) { row(j, r, dm); });
-    sums(j, 0, 1);
+    sums(j, 0, b, 0, 1, vector_grads);
     // dh_{t-1} = (da W_hh) m + d_h dh_t + dy_{t-1}
     const Tensor DhW = linear_nt(ln ? DA[j] : DS[j], W_hhT);
     const T* dhw = DhW.const_data_ptr<T>();
@@ -402,11 +449,8 @@ std::vector<Tensor> lstm_backward(
   Tensor DS = seq_empty({T_, b, G}, opt);
   Tensor DA = g_hh.has_value() ? seq_empty({T_, b, G}, opt) : empty0(A);
   Tensor DHt = W_hr.has_value() ? seq_empty({T_, b, P}, opt) : empty0(A);
-  const auto sums = opt.dtype(at::kDouble);
-  Tensor dg_hh = at::zeros({g_hh.has_value() ? G : 0}, sums);
-  Tensor dg_c = at::zeros({g_c.has_value() ? H : 0}, sums);
-  Tensor db_c = at::zeros({g_c.has_value() ? H : 0}, sums);
-  Tensor dw_ch = at::zeros({w_ch.has_value() ? 3 * H : 0}, sums);
+  // the vector parameters' gradients, summed in double: dg_hh, dg_c, db_c, dw_ch
+  Tensor sums = at::zeros({G + 5 * H}, opt.dtype(at::kDouble));
   Tensor dh = (dY[T_ - 1] + dh_T).contiguous();
   Tensor dc = dc_T.clone().contiguous();
   const Tensor ct = keep_c.has_value() ? Ct : C.narrow(0, 1, T_);  // c~
@@ -417,11 +461,12 @@ std::vector<Tensor> lstm_backward(
                             ptr_or_null<scalar_t>(keep_h), ptr_or_null<scalar_t>(keep_c),
                             ptr_or_null<scalar_t>(Ahat), ptr_or_null<scalar_t>(Rs),
                             ptr_or_null<scalar_t>(Chat), ptr_or_null<scalar_t>(Rsc), DS, DA, DHt,
-                            dg_hh.data_ptr<double>(), dg_c.data_ptr<double>(),
-                            db_c.data_ptr<double>(), dw_ch.data_ptr<double>());
+                            sums.data_ptr<double>());
   });
-  auto to = [&](const Tensor& t) { return t.to(A.scalar_type()); };
-  return {DS, DA, DHt, dh, dc, to(dg_hh), to(dg_c), to(db_c), to(dw_ch)};
+  const Tensor s = sums.to(A.scalar_type());  // an absent one is empty
+  auto part = [&](bool on, int64_t from, int64_t n) { return s.narrow(0, from, on ? n : 0).clone(); };
+  return {DS, DA, DHt, dh, dc, part(g_hh.has_value(), 0, G), part(g_c.has_value(), G, H),
+          part(g_c.has_value(), G + H, H), part(w_ch.has_value(), G + 2 * H, 3 * H)};
 }
 
 }  // namespace
