@@ -208,13 +208,17 @@ class CppMinFunction(torch.autograd.Function):
                 "(create_graph=True); use impl='scan' or impl='loop'"
             )
         x, W, bias, gx, Hs, valid = ctx.saved_tensors
-        dgx, dh0, db = torch.ops.rnnkit.min_rnn_backward(
-            _unit_stride(dY), dhT.contiguous(), gx, Hs, bias, valid, ctx.lstm
-        )
-        d2 = dgx.view(-1, dgx.size(-1))  # (t*b, g)
         need_x, need_W, need_b = ctx.needs_input_grad[:3]
-        dx = mm(d2, W).view_as(x) if need_x else None
-        dW = weight_grad(d2, x.reshape(-1, x.size(-1))) if need_W else None
+        args = (_unit_stride(dY), dhT.contiguous(), gx, Hs, bias, valid, ctx.lstm)
+        if need_W and torch.ops.rnnkit.min_rnn_products_apply(x, W):
+            # dx and dW taken chunk by chunk while dgx is in cache (csrc/scan.cpp)
+            dx, dW, dh0, db = torch.ops.rnnkit.min_rnn_backward_products(*args, x, W, need_x)
+        else:
+            dgx, dh0, db = torch.ops.rnnkit.min_rnn_backward(*args)
+            d2 = dgx.view(-1, dgx.size(-1))  # (t*b, g)
+            dx = mm(d2, W).view_as(x) if need_x else None
+            dW = weight_grad(d2, x.reshape(-1, x.size(-1))) if need_W else None
+        dx = dx if need_x else None
         db = db if bias is not None and need_b else None
         return dx, dW, db, dh0, None, None
 

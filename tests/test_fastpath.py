@@ -758,3 +758,60 @@ def test_lstm_backward_reads_a_strided_output_gradient(kw, own_gemm, monkeypatch
         grads(batch_first, g), grads(time_major, g.transpose(0, 1).contiguous()), strict=True
     ):
         assert torch.equal(a, e)
+
+
+@pytest.mark.parametrize("cls", [rnnkit.MinGRU, rnnkit.MinLSTM], ids=["mingru", "minlstm"])
+@pytest.mark.parametrize(
+    ("t", "b", "bias", "batch_first", "x_grad"),
+    [
+        (300, 2, True, False, True),  # one row per band: chunks of 128 steps, the last short
+        (45, 7, False, True, True),  # bands of 3 and 4 rows, x read through batch-first strides
+        (70, 4, True, False, False),  # the first layer's x needs no gradient: dx not computed
+    ],
+)
+def test_min_rnn_backward_with_fused_products_equals_the_library_path(
+    cls, t, b, bias, batch_first, x_grad, monkeypatch
+):
+    """On AVX-512 CPUs (float32, a small W, a batch row per thread) minGRU / minLSTM's backward
+    takes dx = dgx W and dW = dgx^T x chunk by chunk from a dgx that stays in cache
+    (min_rnn_backward_products). With padding and one or two threads: the same gradients as
+    RNNKIT_OWN_GEMM=0 (dgx written out, then torch's products), and as the float64 loop."""
+    cpp_loops_or_skip()
+    if not _avx512():
+        pytest.skip("the fused products run on AVX-512 CPUs only")
+    torch.manual_seed(0)
+    fused = cls(24, 40, bias=bias, batch_first=batch_first, impl="fused")
+    loop = cls(24, 40, bias=bias, batch_first=batch_first, impl="loop").double()
+    loop.load_state_dict(fused.state_dict())
+    x = torch.randn((b, t, 24) if batch_first else (t, b, 24))
+    lengths = torch.randint(1, t + 1, (b,))
+    lengths[0] = t
+    weights = torch.randn((b, t, 40) if batch_first else (t, b, 40))
+
+    def grads(layer, dtype):
+        xi = x.to(dtype).requires_grad_(x_grad)
+        y, hn = layer(xi, lengths=lengths)
+        loss = (y * weights.to(dtype)).sum() + hn.sum()
+        return torch.autograd.grad(
+            loss, [xi, *layer.parameters()] if x_grad else [*layer.parameters()]
+        )
+
+    def applies():
+        xt = x.transpose(0, 1) if batch_first else x
+        return torch.ops.rnnkit.min_rnn_products_apply(xt, fused.weight_ih_l0)
+
+    before = torch.get_num_threads()
+    results = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for flag in ("1", "0"):
+                monkeypatch.setenv("RNNKIT_OWN_GEMM", flag)
+                assert applies() == (flag == "1" and b >= threads)
+                results[threads, flag] = grads(fused, torch.float32)
+    finally:
+        torch.set_num_threads(before)
+    reference = grads(loop, torch.float64)
+    for key, got in results.items():
+        for a, e in zip(got, reference, strict=True):
+            assert_close(a.double(), e, atol=5e-5, rtol=1e-4, msg=lambda m, key=key: f"{key}: {m}")

@@ -2,65 +2,18 @@
 //
 //   dy (n, g), x (n, i) -> dW (g, i),   dW[r, c] = sum_k dy[k, r] x[k, c]
 //
-// Both operands are read row k after row k (the outer-product form): 48 values of a row of
-// dy are loaded as three registers, and 8 values x[k, c] each broadcast against them, into
-// 8 x 48 accumulators that hold a tile of dW^T, added into dW transposed once per chunk. n is
-// walked in chunks of 256 rows; a chunk of x is first copied into tiles of 8 columns
-// (xp[c / 8][k][c % 8]), so that the values a tile broadcasts lie together in L1 instead of
-// i floats apart (i is often a power of two, which maps such a column onto a few of L1's
-// sets). Each thread owns a band of dW's rows.
+// With the outer-product tiles of outer.h: up to 256 rows, tiles of dW in place; above that,
+// n walked in chunks of 256 rows, each thread owning a band of dW's rows.
 //
 // torch.mm sends this product to MKL, which on an AMD EPYC ran a small layer's shapes (n =
 // 4096, g = 512, i = 64 or 128) at 150-180 GFLOP/s, this kernel at 260-330; reading the two
 // transposed operands made oneDNN's linear no faster there (rnnkit/gemm.py).
 
-#include "step.h"
+#include "outer.h"
 
 namespace {
 
 using namespace rnnkit_csrc;
-
-constexpr int64_t kChunk = 256;  // rows of dy and x per pass
-
-#ifdef RNNKIT_SLEEF
-// out[r][16 m + l] = sum_k p[k][r] v[k][16 m + l] for r < R and the first `cols` of 48
-// columns, over kn rows: p holds 8 values per row k (packed), v is read as it lies (rows ld
-// apart). Both layouts below are this kernel: p = x's columns and v = dy's gives a tile of dW^T,
-// p = dy's columns and v = x's one of dW. FULL: all 48 columns (plain loads and stores; masked
-// loads ran 3x slower on an AMD EPYC).
-template <int R, bool FULL>
-__attribute__((target("avx512f"))) void outer_tile(const float* p, const float* v, int64_t ld,
-                                                   int64_t kn, float* out, int64_t ldo,
-                                                   int64_t cols) {
-  constexpr int NB = 3;
-  __mmask16 mask[NB];
-  for (int m = 0; m < NB; ++m) {
-    const int64_t left = cols - 16 * m;
-    mask[m] = left >= 16 ? __mmask16(0xFFFF) : (left > 0 ? __mmask16((1u << left) - 1) : 0);
-  }
-  __m512 acc[R][NB];
-  for (int r = 0; r < R; ++r)
-    for (int m = 0; m < NB; ++m) acc[r][m] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < kn; ++k) {
-    __m512 w[NB];
-    for (int m = 0; m < NB; ++m)
-      w[m] = FULL ? _mm512_loadu_ps(v + k * ld + 16 * m)
-                  : _mm512_maskz_loadu_ps(mask[m], v + k * ld + 16 * m);
-    for (int r = 0; r < R; ++r) {
-      const __m512 a = _mm512_set1_ps(p[k * 8 + r]);
-      for (int m = 0; m < NB; ++m) acc[r][m] = _mm512_fmadd_ps(a, w[m], acc[r][m]);
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int m = 0; m < NB; ++m) {
-      if (FULL) {
-        _mm512_storeu_ps(out + r * ldo + 16 * m, acc[r][m]);
-      } else {
-        _mm512_mask_storeu_ps(out + r * ldo + 16 * m, mask[m], acc[r][m]);
-      }
-    }
-}
-#endif
 
 Tensor weight_grad_tn(const Tensor& dy, const Tensor& x) {
   TORCH_CHECK(dy.dim() == 2 && x.dim() == 2 && dy.size(0) == x.size(0),
@@ -110,51 +63,11 @@ Tensor weight_grad_tn(const Tensor& dy, const Tensor& x) {
   }
   const int64_t bands = (g + 47) / 48, ctiles = (i + 7) / 8;
   at::parallel_for(0, bands, 1, [&](int64_t b0, int64_t b1) {
-    const int64_t r0 = 48 * b0, r1 = std::min(g, 48 * b1);
     std::vector<float> xp(size_t(ctiles) * kChunk * 8, 0.0f);
-    alignas(64) float buf[8 * 48];
-    for (int64_t k0 = 0; k0 < n; k0 += kChunk) {
-      const int64_t kn = std::min(n - k0, kChunk);
-      for (int64_t k = 0; k < kn; ++k) {  // xp[c / 8][k][c % 8] = x[k0 + k, c]
-        const float* xr = x_ + (k0 + k) * i;
-        for (int64_t t = 0; t < ctiles; ++t) {
-          float* d = xp.data() + (t * kChunk + k) * 8;
-          const int64_t m = std::min<int64_t>(8, i - 8 * t);
-          for (int64_t c = 0; c < m; ++c) d[c] = xr[8 * t + c];
-        }
-      }
-      for (int64_t r = r0; r < r1; r += 48) {  // a band of 48 rows of dW
-        const int64_t lanes = std::min<int64_t>(48, r1 - r);
-        const float* dk = dy_ + k0 * g + r;
-        for (int64_t t = 0; t < ctiles; ++t) {
-          const float* xt = xp.data() + t * kChunk * 8;
-          const int64_t R = std::min<int64_t>(8, i - 8 * t);
-          switch (R) {
-#define RNNKIT_TN(RR)                                       \
-  case RR:                                                  \
-    if (lanes == 48)                                        \
-      outer_tile<RR, true>(xt, dk, g, kn, buf, 48, lanes);  \
-    else                                                    \
-      outer_tile<RR, false>(xt, dk, g, kn, buf, 48, lanes); \
-    break;
-            RNNKIT_TN(1)
-            RNNKIT_TN(2)
-            RNNKIT_TN(3)
-            RNNKIT_TN(4)
-            RNNKIT_TN(5)
-            RNNKIT_TN(6)
-            RNNKIT_TN(7)
-            RNNKIT_TN(8)
-#undef RNNKIT_TN
-          }
-          // dW[r + l, 8 t + c] (+)= buf[c][l]: the tile transposed into place
-          float* ot = o + r * i + 8 * t;
-          for (int64_t l = 0; l < lanes; ++l)
-            for (int64_t c = 0; c < R; ++c)
-              ot[l * i + c] = (k0 == 0 ? 0.0f : ot[l * i + c]) + buf[c * 48 + l];
-        }
-      }
-    }
+    for (int64_t k0 = 0; k0 < n; k0 += kChunk)
+      weight_grad_chunk(dy_ + k0 * g, g, 48 * b0, std::min(g, 48 * b1),
+                        [&](int64_t k) { return x_ + (k0 + k) * i; }, std::min(n - k0, kChunk),
+                        i, o, k0 == 0, xp.data());
   });
 #endif
   return out;

@@ -10,7 +10,7 @@
 // T = 2048 is 2048 dispatched kernels each way; here each step is a plain loop over b * h
 // values. Shapes: T time, n = b * h values per step.
 
-#include "step.h"
+#include "outer.h"
 
 namespace {
 
@@ -402,13 +402,10 @@ std::vector<Tensor> min_rnn_forward(const Tensor& x, const Tensor& W,
   return {Y, hT, gx, Hs};
 }
 
-// dY (T, b, H) the gradient of Y (any strides over t and b), dh_T (b, H) that of h_T; bias
-// as in the forward (only whether it is there, and its values, matter). Returns dgx
-// (T, b, G), the gradient of gx (the caller takes it through the projection), dh_0 (b, H)
-// and dbias (G, empty without).
-std::vector<Tensor> min_rnn_backward(const Tensor& dY, const Tensor& dhT, const Tensor& gx,
-                                     const Tensor& Hs, const std::optional<Tensor>& bias,
-                                     const std::optional<Tensor>& valid, bool lstm) {
+// The argument checks of the two backward passes below.
+void check_backward(const Tensor& dY, const Tensor& dhT, const Tensor& gx, const Tensor& Hs,
+                    const std::optional<Tensor>& bias, const std::optional<Tensor>& valid,
+                    bool lstm) {
   TORCH_CHECK(gx.dim() == 3 && Hs.dim() == 3 && gx.is_contiguous() && Hs.is_contiguous(),
               "rnnkit min_rnn_backward: gx and Hs must be contiguous (t, b, .) tensors");
   const int64_t T_ = gx.size(0), b = gx.size(1), G = gx.size(2), H = Hs.size(-1);
@@ -429,6 +426,17 @@ std::vector<Tensor> min_rnn_backward(const Tensor& dY, const Tensor& dhT, const 
               "rnnkit min_rnn_backward: bias must be (", G, ",) of gx's dtype");
   TORCH_CHECK(!valid.has_value() || valid->sizes() == at::IntArrayRef({T_, b}),
               "rnnkit min_rnn_backward: valid must be (t, b)");
+}
+
+// dY (T, b, H) the gradient of Y (any strides over t and b), dh_T (b, H) that of h_T; bias
+// as in the forward (only whether it is there, and its values, matter). Returns dgx
+// (T, b, G), the gradient of gx (the caller takes it through the projection), dh_0 (b, H)
+// and dbias (G, empty without).
+std::vector<Tensor> min_rnn_backward(const Tensor& dY, const Tensor& dhT, const Tensor& gx,
+                                     const Tensor& Hs, const std::optional<Tensor>& bias,
+                                     const std::optional<Tensor>& valid, bool lstm) {
+  check_backward(dY, dhT, gx, Hs, bias, valid, lstm);
+  const int64_t T_ = gx.size(0), b = gx.size(1), G = gx.size(2), H = Hs.size(-1);
   const int64_t st = dY.stride(0), sb = dY.stride(1);
   Tensor dgx = seq_empty(gx.sizes(), gx.options());
   Tensor dh0 = at::empty({b, H}, gx.options());
@@ -461,6 +469,110 @@ std::vector<Tensor> min_rnn_backward(const Tensor& dY, const Tensor& dhT, const 
   return {dgx, dh0, db};
 }
 
+// The backward with the input projection's products fused in (float32, rnnkit's own
+// kernels, W of at most kSmallW values, at least one batch row per thread): x (T, b, I; any
+// (t, b) strides) and W (G, I) as in the forward; the other arguments as min_rnn_backward's. Returns dx
+// (T, b, I; empty without need_x), dW (G, I), dh_0 (b, H) and dbias (G, empty without).
+//
+// min_rnn_backward writes dgx (T, b, G) for dx = dgx W and dW = dgx^T x to read back twice:
+// at (T, b, h) = (2048, 8, 256), 96 of the 200 MB the backward moves. Here each thread owns a
+// band of batch rows and walks time backwards in chunks of about 128 (step, row) pairs of its
+// band: the rows pass writes a chunk's dgx into the thread's scratch, and dx for those pairs
+// (packed W^T, step.h) and the thread's share of dW (outer.h) read it back while it is in the
+// core's cache. The shares are added in band order at the end.
+std::vector<Tensor> min_rnn_backward_products(const Tensor& dY, const Tensor& dhT,
+                                              const Tensor& gx, const Tensor& Hs,
+                                              const std::optional<Tensor>& bias,
+                                              const std::optional<Tensor>& valid, bool lstm,
+                                              const Tensor& x, const Tensor& W, bool need_x) {
+  check_backward(dY, dhT, gx, Hs, bias, valid, lstm);
+  const int64_t T_ = gx.size(0), b = gx.size(1), G = gx.size(2), H = Hs.size(-1);
+  const int64_t I = x.size(-1), bands = std::min<int64_t>(at::get_num_threads(), b);
+  TORCH_CHECK(gx.scalar_type() == at::kFloat && x.scalar_type() == at::kFloat &&
+                  W.scalar_type() == at::kFloat && x.stride(2) == 1 &&
+                  x.sizes() == at::IntArrayRef({T_, b, I}) &&
+                  W.sizes() == at::IntArrayRef({G, I}) && G * I <= kSmallW && packed_steps() &&
+                  T_ > 0 && b > 0,
+              "rnnkit min_rnn_backward_products: float32 x (t, b, i) with unit stride over i "
+              "and a small W (g, i) on an AVX-512 CPU (see min_rnn_products_apply)");
+#ifdef RNNKIT_SLEEF
+  const int64_t st = dY.stride(0), sb = dY.stride(1);
+  Tensor dx = need_x ? seq_empty({T_, b, I}, x.options()) : empty0(x);
+  Tensor dWs = at::empty({bands, G, I}, x.options());  // each band's share
+  Tensor dh0 = at::empty({b, H}, gx.options());
+  const Tensor v = valid.has_value() ? valid->to(gx.scalar_type()).contiguous() : Tensor();
+  const Tensor bv = bias.has_value() && bias->defined() ? bias->contiguous() : Tensor();
+  Tensor db_rows = bv.defined() ? at::zeros({b, G}, gx.options()) : Tensor();
+  const Tensor Wc = W.contiguous();
+  const Packed WT = pack(Wc.const_data_ptr<float>(), I, G, 1, I);  // dx = dgx W
+  const float* k = gx.const_data_ptr<float>();
+  const float* bp = bv.defined() ? bv.const_data_ptr<float>() : nullptr;
+  const float* dy = dY.const_data_ptr<float>();
+  const float* h = Hs.const_data_ptr<float>();
+  const float* ok = v.defined() ? v.const_data_ptr<float>() : nullptr;
+  const float* x_ = x.const_data_ptr<float>();  // x[t, r] at x_ + t * sxt + r * sxb
+  const int64_t sxt = x.stride(0), sxb = x.stride(1);
+  float* dx_ = need_x ? dx.data_ptr<float>() : nullptr;
+  float* d0 = dh0.data_ptr<float>();
+  float* dbr = db_rows.defined() ? db_rows.data_ptr<float>() : nullptr;
+  std::copy(dhT.const_data_ptr<float>(), dhT.const_data_ptr<float>() + b * H, d0);  // carries
+  auto band = [&](auto lstm_tag, int64_t q) {
+    constexpr bool L = decltype(lstm_tag)::value;
+    const auto [r0, r1] = split(b, bands, q);
+    const int64_t nr = r1 - r0, steps = std::max<int64_t>(1, 128 / nr);  // per chunk
+    MinRow<float, L> row(H);
+    std::vector<float> dg(size_t(steps * nr) * G);  // the chunk's dgx, pair (t - t0, r - r0)
+    std::vector<float> xp(size_t((I + 7) / 8) * kChunk * 8);
+    std::vector<float> dxs(dx_ ? size_t(steps * nr) * I : 0);  // the chunk's dx, pair by pair
+    float* dW = dWs.data_ptr<float>() + q * G * I;
+    for (int64_t t1 = T_; t1 > 0; t1 -= steps) {
+      const int64_t t0 = std::max<int64_t>(0, t1 - steps);
+      for (int64_t t = t1 - 1; t >= t0; --t)
+        for (int64_t r = r0; r < r1; ++r) {
+          float* dgr = dg.data() + ((t - t0) * nr + r - r0) * G;
+          if (ok && ok[t * b + r] == 0) {  // a = 1, b = 0 and Y = 0: the carry passes through
+            std::fill(dgr, dgr + G, 0.0f);
+            continue;
+          }
+          min_row_backward<float, L>(row, k + (t * b + r) * G, bp, h + (t * b + r) * H,
+                                     dy + t * st + r * sb, d0 + r * H, dgr,
+                                     dbr ? dbr + r * G : nullptr, H);
+        }
+      if (dx_) {  // one product over the chunk's pairs (full tiles of 8), then into place
+        gemm_panels(dg.data(), G, (t1 - t0) * nr, WT, 0, WT.panels, dxs.data(), I, nullptr, 0);
+        for (int64_t t = t0; t < t1; ++t)
+          std::copy_n(dxs.data() + (t - t0) * nr * I, nr * I, dx_ + (t * b + r0) * I);
+      }
+      weight_grad_chunk(
+          dg.data(), G, 0, G,
+          [&](int64_t kk) { return x_ + (t0 + kk / nr) * sxt + (r0 + kk % nr) * sxb; },
+          (t1 - t0) * nr, I, dW, t1 == T_, xp.data());
+    }
+  };
+  run_phases(1, bands, [&](int64_t) { return bands; }, [&](int64_t, int64_t q) {
+    if (lstm) {
+      band(std::true_type{}, q);
+    } else {
+      band(std::false_type{}, q);
+    }
+  });
+  Tensor dW = bands == 1 ? dWs[0] : dWs.sum(0);
+  Tensor db = bv.defined() ? db_rows.sum(0, false, at::kDouble).to(gx.scalar_type()) : empty0(gx);
+  return {dx, dW, dh0, db};
+#else
+  TORCH_CHECK(false, "rnnkit min_rnn_backward_products: needs an x86-64 build");
+#endif
+}
+
+// Whether min_rnn_backward_products applies (see there): float32 on an AVX-512 CPU (not
+// RNNKIT_OWN_GEMM=0), W of at most kSmallW values, at least one batch row per thread (with
+// fewer, min_rnn_backward and the library's products keep every thread busy).
+bool min_rnn_products_apply(const Tensor& x, const Tensor& W) {
+  return x.scalar_type() == at::kFloat && W.scalar_type() == at::kFloat && x.dim() == 3 &&
+         x.stride(2) == 1 && x.device().is_cpu() && W.numel() <= kSmallW && packed_steps() && x.size(0) > 0 &&
+         x.size(1) >= at::get_num_threads();
+}
+
 // The buffer cache (pool.h): {bytes cached, bytes held by live tensors}, and emptying it.
 std::vector<int64_t> cache_info() {
   const auto s = SeqPool::get().stats();
@@ -477,6 +589,10 @@ TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
   m.def(
       "min_rnn_backward(Tensor dY, Tensor dhT, Tensor gx, Tensor Hs, Tensor? bias, Tensor? valid, "
       "bool lstm) -> Tensor[]");
+  m.def(
+      "min_rnn_backward_products(Tensor dY, Tensor dhT, Tensor gx, Tensor Hs, Tensor? bias, "
+      "Tensor? valid, bool lstm, Tensor x, Tensor W, bool need_x) -> Tensor[]");
+  m.def("min_rnn_products_apply(Tensor x, Tensor W) -> bool");
   m.def("cache_info() -> int[]", &cache_info);  // no tensor arguments: one kernel for all
   m.def("empty_cache() -> ()", &empty_cache);
   m.def("linear_recurrence_forward(Tensor a, Tensor b, Tensor h0) -> Tensor");
@@ -488,4 +604,6 @@ TORCH_LIBRARY_IMPL(rnnkit, CPU, m) {
   m.impl("linear_recurrence_backward", &linear_recurrence_backward);
   m.impl("min_rnn_forward", &min_rnn_forward);
   m.impl("min_rnn_backward", &min_rnn_backward);
+  m.impl("min_rnn_backward_products", &min_rnn_backward_products);
+  m.impl("min_rnn_products_apply", &min_rnn_products_apply);
 }
