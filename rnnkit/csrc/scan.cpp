@@ -301,12 +301,11 @@ inline int64_t row_grain(int64_t T_, int64_t H) {  // rows per thread: at least 
   return std::max<int64_t>(1, 65536 / std::max<int64_t>(T_ * H, 1));
 }
 
-template <typename T, bool LSTM>
-void min_forward_rows(const T* k, const T* bias, const T* ok, T* h, T* y, int64_t T_, int64_t b,
-                      int64_t H, int64_t r0, int64_t r1) {
-  const int64_t G = (LSTM ? 3 : 2) * H;
-  MinRow<T, LSTM> row(H);
-  for (int64_t t = 0; t < T_; ++t) {
+// Steps [t0, t1) of rows [r0, r1); step t of row r reads its gx row at k(t, r).
+template <typename T, bool LSTM, typename K>
+void min_forward_rows(MinRow<T, LSTM>& row, const K& k, const T* bias, const T* ok, T* h, T* y,
+                      int64_t t0, int64_t t1, int64_t b, int64_t H, int64_t r0, int64_t r1) {
+  for (int64_t t = t0; t < t1; ++t) {
     for (int64_t r = r0; r < r1; ++r) {
       const T* hp = h + (t * b + r) * H;
       T* hn = h + ((t + 1) * b + r) * H;
@@ -316,7 +315,7 @@ void min_forward_rows(const T* k, const T* bias, const T* ok, T* h, T* y, int64_
         std::fill(yr, yr + H, T(0));
         continue;
       }
-      min_row_forward<T, LSTM>(row, k + (t * b + r) * G, bias, hp, hn, yr, H);
+      min_row_forward<T, LSTM>(row, k(t, r), bias, hp, hn, yr, H);
     }
   }
 }
@@ -340,6 +339,16 @@ void min_backward_rows(const T* k, const T* bias, const T* ok, const T* h, const
                                 dbias_rows ? dbias_rows + r * G : nullptr, H);
     }
   }
+}
+
+// Whether minGRU / minLSTM's products are fused into its passes (min_rnn_forward's chunked
+// projection, min_rnn_backward_products): float32 on an AVX-512 CPU (not
+// RNNKIT_OWN_GEMM=0), W of at most kSmallW values, at least one batch row per thread (with
+// fewer, min_rnn_backward and the library's products keep every thread busy).
+bool min_rnn_products_apply(const Tensor& x, const Tensor& W) {
+  return x.scalar_type() == at::kFloat && W.scalar_type() == at::kFloat && x.dim() == 3 &&
+         x.stride(2) == 1 && x.device().is_cpu() && W.numel() <= kSmallW && packed_steps() && x.size(0) > 0 &&
+         x.size(1) >= at::get_num_threads();
 }
 
 // x (T, b, I), W (G, I), bias (G) or none, h0 (b, H), valid (T, b) or none. Returns
@@ -369,6 +378,53 @@ std::vector<Tensor> min_rnn_forward(const Tensor& x, const Tensor& W,
   TORCH_CHECK(!valid.has_value() || valid->sizes() == at::IntArrayRef({T_, b}),
               "rnnkit min_rnn_forward: valid must be (t, b)");
   Tensor gx = seq_empty({T_, b, G}, x.options());
+  Tensor Hs = seq_empty({T_ + 1, b, H}, x.options());
+  Tensor Y = seq_empty({T_, b, H}, x.options());
+  Hs[0].copy_(h0);
+  const Tensor v = valid.has_value() ? valid->to(x.scalar_type()).contiguous() : Tensor();
+  const Tensor bv = bias.has_value() && bias->defined() ? bias->contiguous() : Tensor();
+  if (min_rnn_products_apply(x, W)) {
+    // Each thread a band of batch rows, time in chunks of about 128 (step, row) pairs of its
+    // band: the chunk's projection (rnnkit's packed kernel, step.h) goes into the thread's
+    // scratch, from which it is copied to gx (saved for the backward) and read by the rows
+    // pass while in cache, instead of a whole-sequence gx written out and read back.
+    const Tensor Wc = W.contiguous();
+    const Packed Wp = pack(Wc.const_data_ptr<float>(), G, I, I, 1);
+    const int64_t bands = std::min<int64_t>(at::get_num_threads(), b);
+    const float* x_ = x.const_data_ptr<float>();
+    const float* bp = bv.defined() ? bv.const_data_ptr<float>() : nullptr;
+    const float* ok = v.defined() ? v.const_data_ptr<float>() : nullptr;
+    float* k = gx.data_ptr<float>();
+    float* h = Hs.data_ptr<float>();
+    float* y = Y.data_ptr<float>();
+    auto band = [&](auto lstm_tag, int64_t q) {
+      constexpr bool L = decltype(lstm_tag)::value;
+      const auto [r0, r1] = split(b, bands, q);
+      const int64_t nr = r1 - r0, steps = std::max<int64_t>(1, 128 / nr);
+      MinRow<float, L> row(H);
+      std::vector<float> ks(size_t(steps * nr) * G);  // the chunk's gx, pair (t - t0, r - r0)
+      std::vector<float> xs(size_t(steps * nr) * I);  // its rows of x, gathered
+      for (int64_t t0 = 0; t0 < T_; t0 += steps) {
+        const int64_t t1 = std::min(T_, t0 + steps);
+        for (int64_t t = t0; t < t1; ++t)
+          std::copy_n(x_ + (t * b + r0) * I, nr * I, xs.data() + (t - t0) * nr * I);
+        gemm_panels(xs.data(), I, (t1 - t0) * nr, Wp, 0, Wp.panels, ks.data(), G, nullptr, 0);
+        for (int64_t t = t0; t < t1; ++t)
+          std::copy_n(ks.data() + (t - t0) * nr * G, nr * G, k + (t * b + r0) * G);
+        min_forward_rows<float, L>(
+            row, [&](int64_t t, int64_t r) { return ks.data() + ((t - t0) * nr + r - r0) * G; },
+            bp, ok, h, y, t0, t1, b, H, r0, r1);
+      }
+    };
+    run_phases(1, bands, [&](int64_t) { return bands; }, [&](int64_t, int64_t q) {
+      if (lstm) {
+        band(std::true_type{}, q);
+      } else {
+        band(std::false_type{}, q);
+      }
+    });
+    return {Y, Hs[T_].clone(), gx, Hs};
+  }
   if (x.scalar_type() == at::kFloat && packed_steps() && G * I <= kSmallW && T_ * b > 0) {
     // rnnkit's packed kernel (step.h): 1.8x MKL's torch.mm here on an AMD EPYC
     const Tensor Wc = W.contiguous();
@@ -378,11 +434,6 @@ std::vector<Tensor> min_rnn_forward(const Tensor& x, const Tensor& W,
     Tensor gx2 = gx.view({T_ * b, G});
     at::mm_out(gx2, x.view({T_ * b, I}), W.t());
   }
-  Tensor Hs = seq_empty({T_ + 1, b, H}, x.options());
-  Tensor Y = seq_empty({T_, b, H}, x.options());
-  Hs[0].copy_(h0);
-  const Tensor v = valid.has_value() ? valid->to(x.scalar_type()).contiguous() : Tensor();
-  const Tensor bv = bias.has_value() && bias->defined() ? bias->contiguous() : Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_min_rnn_forward", [&] {
     using T = scalar_t;
     const T* k = gx.const_data_ptr<T>();
@@ -390,11 +441,14 @@ std::vector<Tensor> min_rnn_forward(const Tensor& x, const Tensor& W,
     const T* ok = v.defined() ? v.const_data_ptr<T>() : nullptr;
     T* h = Hs.data_ptr<T>();
     T* y = Y.data_ptr<T>();
+    auto kp = [&](int64_t t, int64_t r) { return k + (t * b + r) * G; };
     at::parallel_for(0, b, row_grain(T_, H), [&](int64_t r0, int64_t r1) {
       if (lstm) {
-        min_forward_rows<T, true>(k, bp, ok, h, y, T_, b, H, r0, r1);
+        MinRow<T, true> row(H);
+        min_forward_rows<T, true>(row, kp, bp, ok, h, y, 0, T_, b, H, r0, r1);
       } else {
-        min_forward_rows<T, false>(k, bp, ok, h, y, T_, b, H, r0, r1);
+        MinRow<T, false> row(H);
+        min_forward_rows<T, false>(row, kp, bp, ok, h, y, 0, T_, b, H, r0, r1);
       }
     });
   });
@@ -562,15 +616,6 @@ std::vector<Tensor> min_rnn_backward_products(const Tensor& dY, const Tensor& dh
 #else
   TORCH_CHECK(false, "rnnkit min_rnn_backward_products: needs an x86-64 build");
 #endif
-}
-
-// Whether min_rnn_backward_products applies (see there): float32 on an AVX-512 CPU (not
-// RNNKIT_OWN_GEMM=0), W of at most kSmallW values, at least one batch row per thread (with
-// fewer, min_rnn_backward and the library's products keep every thread busy).
-bool min_rnn_products_apply(const Tensor& x, const Tensor& W) {
-  return x.scalar_type() == at::kFloat && W.scalar_type() == at::kFloat && x.dim() == 3 &&
-         x.stride(2) == 1 && x.device().is_cpu() && W.numel() <= kSmallW && packed_steps() && x.size(0) > 0 &&
-         x.size(1) >= at::get_num_threads();
 }
 
 // The buffer cache (pool.h): {bytes cached, bytes held by live tensors}, and emptying it.
