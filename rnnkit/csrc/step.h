@@ -21,6 +21,7 @@
 #pragma once
 
 #include <atomic>
+#include <exception>
 #include <thread>
 
 #include "common.h"
@@ -211,7 +212,9 @@ inline void spin_pause() {
 // its core's cache), then any piece no thread has taken. A thread starts a phase once every
 // piece of the earlier phases is done, and a thread only ever waits on pieces another thread
 // has taken and is running: so this ends with any number of threads, including when torch runs
-// the parallel loop on one (nested in another parallel region, or one thread set).
+// the parallel loop on one (nested in another parallel region, or one thread set). A piece that
+// throws still counts as done, the threads stop taking pieces, and the first exception is
+// rethrown here once every thread has stopped.
 template <typename Pieces, typename F>
 void run_phases(int64_t phases, int64_t max_pieces, const Pieces& pieces, const F& f) {
   const int64_t n = std::min<int64_t>(at::get_num_threads(), max_pieces);
@@ -223,6 +226,8 @@ void run_phases(int64_t phases, int64_t max_pieces, const Pieces& pieces, const 
   std::vector<std::atomic<int64_t>> claimed(max_pieces);
   for (auto& c : claimed) c.store(-1, std::memory_order_relaxed);
   std::atomic<int64_t> done{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;  // the first piece's exception, written once under `failed`
   auto take = [&](int64_t q, int64_t ph) {  // claim piece q of phase ph
     int64_t seen = claimed[q].load(std::memory_order_relaxed);
     while (seen < ph)
@@ -234,12 +239,17 @@ void run_phases(int64_t phases, int64_t max_pieces, const Pieces& pieces, const 
     for (int64_t ph = 0; ph < phases; ++ph) {
       const int64_t e = pieces(ph);
       for (int64_t spins = 0; done.load(std::memory_order_acquire) < before; ++spins) {
+        if (failed.load(std::memory_order_acquire)) return;
         spin_pause();
         if (spins > 4096) std::this_thread::yield();
       }
       auto run = [&](int64_t q) {
-        if (!take(q, ph)) return;
-        f(ph, q);
+        if (failed.load(std::memory_order_acquire) || !take(q, ph)) return;
+        try {
+          f(ph, q);
+        } catch (...) {
+          if (!failed.exchange(true, std::memory_order_acq_rel)) error = std::current_exception();
+        }
         done.fetch_add(1, std::memory_order_release);
       };
       for (int64_t q = w; q < e; q += n) run(q);
@@ -250,6 +260,7 @@ void run_phases(int64_t phases, int64_t max_pieces, const Pieces& pieces, const 
   at::parallel_for(0, n, 1, [&](int64_t w0, int64_t w1) {
     for (int64_t w = w0; w < w1; ++w) worker(w);
   });
+  if (error) std::rethrow_exception(error);
 }
 
 // [lo, hi) of piece q when m items are split into `parts` nearly equal pieces
