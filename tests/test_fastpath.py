@@ -742,7 +742,7 @@ def test_lstm_backward_reads_a_strided_output_gradient(kw, own_gemm, monkeypatch
     time_major = rnnkit.LSTM(5, 24, impl="fused", **kw).train()
     batch_first = rnnkit.LSTM(5, 24, impl="fused", batch_first=True, **kw).train()
     batch_first.load_state_dict(time_major.state_dict())
-    x = torch.randn(9, 3, 5)  # (t, b, i)
+    x = torch.randn(9, 10, 5)  # (t, b, i): 10 rows, two row bands with two threads
 
     def grads(layer, dy):
         torch.manual_seed(1)  # the same masks
@@ -750,10 +750,10 @@ def test_lstm_backward_reads_a_strided_output_gradient(kw, own_gemm, monkeypatch
         y = layer(xi.transpose(0, 1) if layer.batch_first else xi)[0]
         return torch.autograd.grad(y, [xi, *layer.parameters()], dy)
 
-    ones = torch.ones(()).expand(9, 3, 24)  # the gradient of y.sum(), strides (0, 0, 0)
+    ones = torch.ones(()).expand(9, 10, 24)  # the gradient of y.sum(), strides (0, 0, 0)
     for a, e in zip(grads(time_major, ones), grads(time_major, ones.contiguous()), strict=True):
         assert torch.equal(a, e)
-    g = torch.randn(3, 9, 24)  # batch-first: seen by the time loops with strides (24, 216, 1)
+    g = torch.randn(10, 9, 24)  # batch-first: seen by the time loops with strides (24, 216, 1)
     for a, e in zip(
         grads(batch_first, g), grads(time_major, g.transpose(0, 1).contiguous()), strict=True
     ):
@@ -767,6 +767,7 @@ def test_lstm_backward_reads_a_strided_output_gradient(kw, own_gemm, monkeypatch
         (300, 2, True, False, True),  # one row per band: chunks of 128 steps, the last short
         (45, 7, False, True, True),  # bands of 3 and 4 rows, x read through batch-first strides
         (70, 4, True, False, False),  # the first layer's x needs no gradient: dx not computed
+        (3, 300, True, False, True),  # bands of 150-300 rows: a chunk's pairs in pieces of 256
     ],
 )
 def test_min_rnn_backward_with_fused_products_equals_the_library_path(
@@ -774,7 +775,7 @@ def test_min_rnn_backward_with_fused_products_equals_the_library_path(
 ):
     """On AVX-512 CPUs (float32, a small W, a batch row per thread) minGRU / minLSTM's backward
     takes dx = dgx W and dW = dgx^T x chunk by chunk from a dgx that stays in cache
-    (min_rnn_backward_products). With padding and one or two threads: the same gradients as
+    (min_rnn_backward_products). With padding and one to three threads: the same gradients as
     RNNKIT_OWN_GEMM=0 (dgx written out, then torch's products), and as the float64 loop."""
     cpp_loops_or_skip()
     if not _avx512():
@@ -803,7 +804,7 @@ def test_min_rnn_backward_with_fused_products_equals_the_library_path(
     before = torch.get_num_threads()
     results = {}
     try:
-        for threads in (1, 2):
+        for threads in (1, 2, 3):
             torch.set_num_threads(threads)
             for flag in ("1", "0"):
                 monkeypatch.setenv("RNNKIT_OWN_GEMM", flag)

@@ -65,6 +65,7 @@ __attribute__((target("avx512f"))) void weight_grad_chunk(const float* dy, int64
                                                           const XRow& xrow, int64_t kn,
                                                           int64_t i, float* dW, bool first,
                                                           float* xp) {
+  TORCH_CHECK(kn <= kChunk, "rnnkit weight_grad_chunk: at most ", kChunk, " rows, got ", kn);
   const int64_t ctiles = (i + 7) / 8;
   alignas(64) float buf[8 * 48];
   for (int64_t k = 0; k < kn; ++k) {  // xp[c / 8][k][c % 8] = x[k, c]

@@ -597,10 +597,15 @@ std::vector<Tensor> min_rnn_backward_products(const Tensor& dY, const Tensor& dh
         for (int64_t t = t0; t < t1; ++t)
           std::copy_n(dxs.data() + (t - t0) * nr * I, nr * I, dx_ + (t * b + r0) * I);
       }
-      weight_grad_chunk(
-          dg.data(), G, 0, G,
-          [&](int64_t kk) { return x_ + (t0 + kk / nr) * sxt + (r0 + kk % nr) * sxb; },
-          (t1 - t0) * nr, I, dW, t1 == T_, xp.data());
+      const int64_t pairs = (t1 - t0) * nr;  // more than kChunk only when nr is
+      for (int64_t k0 = 0; k0 < pairs; k0 += kChunk)
+        weight_grad_chunk(
+            dg.data() + k0 * G, G, 0, G,
+            [&](int64_t kk) {
+              kk += k0;
+              return x_ + (t0 + kk / nr) * sxt + (r0 + kk % nr) * sxb;
+            },
+            std::min(kChunk, pairs - k0), I, dW, t1 == T_ && k0 == 0, xp.data());
     }
   };
   run_phases(1, bands, [&](int64_t) { return bands; }, [&](int64_t, int64_t q) {
