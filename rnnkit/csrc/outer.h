@@ -21,11 +21,11 @@ constexpr int64_t kChunk = 256;  // rows of dy and x per pass
 // columns, over kn rows: p holds 8 values per row k (packed), v is read as it lies (rows ld
 // apart). Both layouts below are this kernel: p = x's columns and v = dy's gives a tile of dW^T,
 // p = dy's columns and v = x's one of dW. FULL: all 48 columns (plain loads and stores; masked
-// loads ran 3x slower on an AMD EPYC).
+// loads ran 3x slower on an AMD EPYC). add: out += the tile, else out = the tile.
 template <int R, bool FULL>
 __attribute__((target("avx512f"))) void outer_tile(const float* p, const float* v, int64_t ld,
                                                    int64_t kn, float* out, int64_t ldo,
-                                                   int64_t cols) {
+                                                   int64_t cols, bool add = false) {
   constexpr int NB = 3;
   __mmask16 mask[NB];
   for (int m = 0; m < NB; ++m) {
@@ -47,27 +47,32 @@ __attribute__((target("avx512f"))) void outer_tile(const float* p, const float* 
   }
   for (int r = 0; r < R; ++r)
     for (int m = 0; m < NB; ++m) {
+      float* o = out + r * ldo + 16 * m;
       if (FULL) {
-        _mm512_storeu_ps(out + r * ldo + 16 * m, acc[r][m]);
+        _mm512_storeu_ps(o, add ? _mm512_add_ps(_mm512_loadu_ps(o), acc[r][m]) : acc[r][m]);
       } else {
-        _mm512_mask_storeu_ps(out + r * ldo + 16 * m, mask[m], acc[r][m]);
+        const __m512 a = acc[r][m];
+        _mm512_mask_storeu_ps(
+            o, mask[m], add ? _mm512_add_ps(_mm512_maskz_loadu_ps(mask[m], o), a) : a);
       }
     }
 }
 
 
-// dW[r0:r1] (g, i) = (first ? 0 : dW) + dy^T x over one chunk of kn <= kChunk rows, on the
-// calling thread: dy's rows ldy apart (dW's row r is dy's column r), x's row k at xrow(k).
-// xp: scratch of ((i + 7) / 8) * kChunk * 8 floats.
+// dW[r0:r1] (g, i) (+)= dy^T x over one chunk of kn <= kChunk rows, on the calling thread, kept
+// transposed: dWT (i, ldt) holds dW[r, c] at dWT[c * ldt + r - r0], so that each tile of dW^T
+// the kernel makes is added with whole-register loads and stores (added into dW's rows one value
+// at a time, 48 rows apart, it took a third of the product's time); `band_into` writes dW from it
+// once at the end. first: dWT = the chunk's sum, else +=. dy's rows ldy apart (dW's row r is dy's
+// column r), x's row k at xrow(k). xp: scratch of ((i + 7) / 8) * kChunk * 8 floats.
 template <typename XRow>
 __attribute__((target("avx512f"))) void weight_grad_chunk(const float* dy, int64_t ldy,
                                                           int64_t r0, int64_t r1,
                                                           const XRow& xrow, int64_t kn,
-                                                          int64_t i, float* dW, bool first,
-                                                          float* xp) {
+                                                          int64_t i, float* dWT, int64_t ldt,
+                                                          bool first, float* xp) {
   TORCH_CHECK(kn <= kChunk, "rnnkit weight_grad_chunk: at most ", kChunk, " rows, got ", kn);
   const int64_t ctiles = (i + 7) / 8;
-  alignas(64) float buf[8 * 48];
   for (int64_t k = 0; k < kn; ++k) {  // xp[c / 8][k][c % 8] = x[k, c]
     const float* xr = xrow(k);
     for (int64_t t = 0; t < ctiles; ++t) {
@@ -82,13 +87,14 @@ __attribute__((target("avx512f"))) void weight_grad_chunk(const float* dy, int64
     for (int64_t t = 0; t < ctiles; ++t) {
       const float* xt = xp + t * kChunk * 8;
       const int64_t R = std::min<int64_t>(8, i - 8 * t);
+      float* ot = dWT + 8 * t * ldt + (r - r0);  // dW^T[8 t + c][r + l]
       switch (R) {
-#define RNNKIT_TN(RR)                                         \
-  case RR:                                                    \
-    if (lanes == 48)                                          \
-      outer_tile<RR, true>(xt, dk, ldy, kn, buf, 48, lanes);  \
-    else                                                      \
-      outer_tile<RR, false>(xt, dk, ldy, kn, buf, 48, lanes); \
+#define RNNKIT_TN(RR)                                                    \
+  case RR:                                                               \
+    if (lanes == 48)                                                     \
+      outer_tile<RR, true>(xt, dk, ldy, kn, ot, ldt, lanes, !first);     \
+    else                                                                 \
+      outer_tile<RR, false>(xt, dk, ldy, kn, ot, ldt, lanes, !first);    \
     break;
         RNNKIT_TN(1)
         RNNKIT_TN(2)
@@ -100,13 +106,18 @@ __attribute__((target("avx512f"))) void weight_grad_chunk(const float* dy, int64
         RNNKIT_TN(8)
 #undef RNNKIT_TN
       }
-      // dW[r + l, 8 t + c] (+)= buf[c][l]: the tile transposed into place
-      float* ot = dW + r * i + 8 * t;
-      for (int64_t l = 0; l < lanes; ++l)
-        for (int64_t c = 0; c < R; ++c)
-          ot[l * i + c] = (first ? 0.0f : ot[l * i + c]) + buf[c * 48 + l];
     }
   }
+}
+
+// dW[r0:r1] (g, i) from weight_grad_chunk's transposed dWT (i, ldt), in blocks of 16 x 16.
+inline void band_into(const float* dWT, int64_t ldt, int64_t r0, int64_t r1, int64_t i,
+                      float* dW) {
+  for (int64_t rb = r0; rb < r1; rb += 16)
+    for (int64_t cb = 0; cb < i; cb += 16)
+      for (int64_t r = rb; r < std::min(r1, rb + 16); ++r)
+        for (int64_t c = cb; c < std::min(i, cb + 16); ++c)
+          dW[r * i + c] = dWT[c * ldt + r - r0];
 }
 #endif
 

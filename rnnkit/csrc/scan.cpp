@@ -577,6 +577,7 @@ std::vector<Tensor> min_rnn_backward_products(const Tensor& dY, const Tensor& dh
     MinRow<float, L> row(H);
     std::vector<float> dg(size_t(steps * nr) * G);  // the chunk's dgx, pair (t - t0, r - r0)
     std::vector<float> xp(size_t((I + 7) / 8) * kChunk * 8);
+    std::vector<float> dWT(size_t(I) * G);  // the band's share of dW, transposed (outer.h)
     std::vector<float> dxs(dx_ ? size_t(steps * nr) * I : 0);  // the chunk's dx, pair by pair
     float* dW = dWs.data_ptr<float>() + q * G * I;
     for (int64_t t1 = T_; t1 > 0; t1 -= steps) {
@@ -605,8 +606,9 @@ std::vector<Tensor> min_rnn_backward_products(const Tensor& dY, const Tensor& dh
               kk += k0;
               return x_ + (t0 + kk / nr) * sxt + (r0 + kk % nr) * sxb;
             },
-            std::min(kChunk, pairs - k0), I, dW, t1 == T_ && k0 == 0, xp.data());
+            std::min(kChunk, pairs - k0), I, dWT.data(), G, t1 == T_ && k0 == 0, xp.data());
     }
+    band_into(dWT.data(), G, 0, G, I, dW);
   };
   run_phases(1, bands, [&](int64_t) { return bands; }, [&](int64_t, int64_t q) {
     if (lstm) {
