@@ -245,4 +245,12 @@ inline Tensor seq_empty(at::IntArrayRef sizes, const at::TensorOptions& options)
                                           options.dtype().toScalarType(), std::nullopt));
 }
 
+// A float32 scratch buffer of n values for one call, uninitialized; a large one from the cache
+// (as seq_empty): a fresh megabyte per call would fault in its pages every time.
+struct Scratch {
+  Tensor t;
+  explicit Scratch(int64_t n) : t(seq_empty({n}, at::TensorOptions().dtype(at::kFloat))) {}
+  float* data() { return t.data_ptr<float>(); }
+};
+
 }  // namespace rnnkit_csrc

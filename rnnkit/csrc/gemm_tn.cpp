@@ -64,8 +64,8 @@ Tensor weight_grad_tn(const Tensor& dy, const Tensor& x) {
   const int64_t bands = (g + 47) / 48, ctiles = (i + 7) / 8;
   at::parallel_for(0, bands, 1, [&](int64_t b0, int64_t b1) {
     const int64_t r0 = 48 * b0, r1 = std::min(g, 48 * b1);
-    std::vector<float> xp(size_t(ctiles) * kChunk * 8, 0.0f);
-    std::vector<float> dWT(size_t(i) * (r1 - r0));  // this band of dW, transposed
+    Scratch xp(ctiles * kChunk * 8);
+    Scratch dWT(i * (r1 - r0));  // this band of dW, transposed
     for (int64_t k0 = 0; k0 < n; k0 += kChunk)
       weight_grad_chunk(dy_ + k0 * g, g, r0, r1, [&](int64_t k) { return x_ + (k0 + k) * i; },
                         std::min(n - k0, kChunk), i, dWT.data(), r1 - r0, k0 == 0, xp.data());

@@ -402,8 +402,8 @@ std::vector<Tensor> min_rnn_forward(const Tensor& x, const Tensor& W,
       const auto [r0, r1] = split(b, bands, q);
       const int64_t nr = r1 - r0, steps = std::max<int64_t>(1, 128 / nr);
       MinRow<float, L> row(H);
-      std::vector<float> ks(size_t(steps * nr) * G);  // the chunk's gx, pair (t - t0, r - r0)
-      std::vector<float> xs(size_t(steps * nr) * I);  // its rows of x, gathered
+      Scratch ks(steps * nr * G);  // the chunk's gx, pair (t - t0, r - r0)
+      Scratch xs(steps * nr * I);  // its rows of x, gathered
       for (int64_t t0 = 0; t0 < T_; t0 += steps) {
         const int64_t t1 = std::min(T_, t0 + steps);
         for (int64_t t = t0; t < t1; ++t)
@@ -575,10 +575,10 @@ std::vector<Tensor> min_rnn_backward_products(const Tensor& dY, const Tensor& dh
     const auto [r0, r1] = split(b, bands, q);
     const int64_t nr = r1 - r0, steps = std::max<int64_t>(1, 128 / nr);  // per chunk
     MinRow<float, L> row(H);
-    std::vector<float> dg(size_t(steps * nr) * G);  // the chunk's dgx, pair (t - t0, r - r0)
-    std::vector<float> xp(size_t((I + 7) / 8) * kChunk * 8);
-    std::vector<float> dWT(size_t(I) * G);  // the band's share of dW, transposed (outer.h)
-    std::vector<float> dxs(dx_ ? size_t(steps * nr) * I : 0);  // the chunk's dx, pair by pair
+    Scratch dg(steps * nr * G);  // the chunk's dgx, pair (t - t0, r - r0)
+    Scratch xp((I + 7) / 8 * kChunk * 8);
+    Scratch dWT(I * G);  // the band's share of dW, transposed (outer.h)
+    Scratch dxs(dx_ ? steps * nr * I : 0);  // the chunk's dx, pair by pair
     float* dW = dWs.data_ptr<float>() + q * G * I;
     for (int64_t t1 = T_; t1 > 0; t1 -= steps) {
       const int64_t t0 = std::max<int64_t>(0, t1 - steps);
