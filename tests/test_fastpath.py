@@ -816,3 +816,48 @@ def test_min_rnn_backward_with_fused_products_equals_the_library_path(
     for key, got in results.items():
         for a, e in zip(got, reference, strict=True):
             assert_close(a.double(), e, atol=5e-5, rtol=1e-4, msg=lambda m, key=key: f"{key}: {m}")
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"layer_norm": True}, {"zoneout": 0.2, "recurrent_dropout": 0.3}, {"bias": False}],
+    ids=["plain", "layer_norm", "masks", "nobias"],
+)
+def test_gru_row_bands_equal_the_library_product(kw, monkeypatch):
+    """On AVX-512 CPUs the float32 GRU loops with a small W_hh and 8+ rows give each thread its
+    own band of batch rows for the whole sequence (packed W_hh, rnnkit's kernel; ``row_bands``),
+    otherwise one library product per step: with one and two threads, RNNKIT_OWN_GEMM on and
+    off, and variable lengths, the same outputs, states and gradients."""
+    cpp_loops_or_skip()
+    if not _avx512():
+        pytest.skip("the packed step products run on AVX-512 CPUs only")
+    torch.manual_seed(0)
+    layer = rnnkit.GRU(6, 37, impl="fused", **kw).train()
+    x = torch.randn(9, 19, 6)
+    h0 = torch.randn(1, 19, 37)
+    lengths = torch.randint(1, 10, (19,))
+    lengths[0] = 9
+
+    def run():
+        torch.manual_seed(1)  # the same dropout and zoneout masks each time
+        xi = x.clone().requires_grad_(True)
+        y, hn = layer(xi, h0, lengths=lengths)
+        g = torch.Generator().manual_seed(2)
+        loss = sum((t * torch.randn(t.shape, generator=g)).sum() for t in (y, hn))
+        grads = torch.autograd.grad(loss, [xi, *layer.parameters()])
+        return [y.detach().clone(), hn.detach(), *grads]
+
+    before = torch.get_num_threads()
+    results = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for flag in ("0", "1"):
+                monkeypatch.setenv("RNNKIT_OWN_GEMM", flag)
+                results[threads, flag] = run()
+    finally:
+        torch.set_num_threads(before)
+    reference = results[1, "0"]
+    for key, got in results.items():
+        for a, e in zip(got, reference, strict=True):
+            assert_close(a, e, atol=2e-5, rtol=1e-4, msg=lambda m, key=key: f"{key}: {m}")

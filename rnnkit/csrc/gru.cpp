@@ -12,7 +12,7 @@
 //
 // Shapes: T time, b batch, H hidden, G = 3H.
 
-#include "common.h"
+#include "step.h"
 
 namespace {
 
@@ -25,48 +25,70 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const std::optional<Tens
   const int64_t T_ = gx.size(0), b = gx.size(1), G = gx.size(2), H = G / 3;
   const bool ln = g_hh != nullptr;
   const Tensor W = W_hh.contiguous();  // (3h, h): a = h W_hh^T (linear_nt)
+  // h * m at step j, the input of W_hh (recurrent dropout), row r
+  auto masked_input = [&](int64_t j, int64_t r) {
+    const T* h = Hs.const_data_ptr<T>() + (j * b + r) * H;
+    T* hin = Hin.data_ptr<T>() + (j * b + r) * H;
+    const T* m = h_mask + r * H;
+    for (int64_t u = 0; u < H; ++u) hin[u] = h[u] * m[u];
+  };
+  // step j of row r, from q = a = (h * m) W_hh^T
+  auto row = [&](int64_t j, int64_t r, T* q) {
+    const T* x = gx.const_data_ptr<T>() + (j * b + r) * G;
+    if (ln) {  // q = a^ g_hh + b_hh
+      T* ahat = Ahat.data_ptr<T>() + (j * b + r) * G;
+      Rs.data_ptr<T>()[j * b + r] = gate_norm(q, b_hh_, g_hh, ahat, G, eps);
+    } else if (b_hh_) {  // q = b_hh + a
+      for (int64_t k = 0; k < G; ++k) q[k] += b_hh_[k];
+    }
+    T* a = A.data_ptr<T>() + (j * b + r) * G;
+    T* qn = Qn.data_ptr<T>() + (j * b + r) * H;
+    for (int64_t k = 0; k < 2 * H; ++k) a[k] = x[k] + q[k];  // s_r, s_z
+    sigmoid(a, a, 2 * H);                                     // r, z
+    for (int64_t u = 0; u < H; ++u) {
+      qn[u] = q[2 * H + u];
+      a[2 * H + u] = x[2 * H + u] + a[u] * qn[u];  // s_n = gx_n + r q_n
+    }
+    tanh_n(a + 2 * H, a + 2 * H, H);  // n
+    const T* hp = Hs.const_data_ptr<T>() + (j * b + r) * H;
+    T* hr = Hs.data_ptr<T>() + ((j + 1) * b + r) * H;
+    for (int64_t u = 0; u < H; ++u) {
+      const T n = a[2 * H + u], z = a[H + u];
+      hr[u] = n + z * (hp[u] - n);  // h~ = (1 - z) n + z h
+    }
+    if (keep_h) {
+      const T* d = keep_h + (j * b + r) * H;
+      for (int64_t u = 0; u < H; ++u) hr[u] = keep_blend(d[u], hp[u], hr[u]);
+    }
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    const int64_t bands = packed_steps() ? row_bands(b, G * H) : 0;
+    if (bands) {  // each thread its batch rows, every step (step.h)
+      const Packed Wp = pack(W.const_data_ptr<float>(), G, H, H, 1);
+      Tensor S = at::empty({b, G}, gx.options());
+      float* s_ = S.data_ptr<float>();
+      run_phases(1, bands, [&](int64_t) { return bands; }, [&](int64_t, int64_t q) {
+        const auto [r0, r1] = split(b, bands, q);
+        for (int64_t j = 0; j < T_; ++j) {
+          if (h_mask)
+            for (int64_t r = r0; r < r1; ++r) masked_input(j, r);
+          const float* x = (h_mask ? Hin : Hs).template const_data_ptr<float>() + (j * b + r0) * H;
+          gemm_panels(x, H, r1 - r0, Wp, 0, Wp.panels, s_ + r0 * G, G, nullptr, 0);
+          for (int64_t r = r0; r < r1; ++r) row(j, r, s_ + r * G);
+        }
+      });
+      return;
+    }
+  }
   for (int64_t j = 0; j < T_; ++j) {
-    const T* gx_j = gx.const_data_ptr<T>() + j * b * G;
-    const T* h = Hs.const_data_ptr<T>() + j * b * H;
-    T* hn = Hs.data_ptr<T>() + (j + 1) * b * H;
     Tensor hin = Hs[j];
     if (h_mask) {
-      T* hin_ = Hin.data_ptr<T>() + j * b * H;
-      for (int64_t k = 0; k < b * H; ++k) hin_[k] = h[k] * h_mask[k];
+      for (int64_t r = 0; r < b; ++r) masked_input(j, r);
       hin = Hin[j];
     }
     Tensor Q = linear_nt(hin, W);  // a = (h * m) W_hh^T, (b, 3h)
     T* q_ = Q.data_ptr<T>();
-    const T* kh_j = keep_h ? keep_h + j * b * H : nullptr;
-    rows(b, 4 * G, [&](int64_t r) {
-      T* q = q_ + r * G;
-      const T* x = gx_j + r * G;
-      if (ln) {  // q = a^ g_hh + b_hh
-        T* ahat = Ahat.data_ptr<T>() + (j * b + r) * G;
-        Rs.data_ptr<T>()[j * b + r] = gate_norm(q, b_hh_, g_hh, ahat, G, eps);
-      } else if (b_hh_) {  // q = b_hh + a
-        for (int64_t k = 0; k < G; ++k) q[k] += b_hh_[k];
-      }
-      T* a = A.data_ptr<T>() + (j * b + r) * G;
-      T* qn = Qn.data_ptr<T>() + (j * b + r) * H;
-      for (int64_t k = 0; k < 2 * H; ++k) a[k] = x[k] + q[k];  // s_r, s_z
-      sigmoid(a, a, 2 * H);                                     // r, z
-      for (int64_t u = 0; u < H; ++u) {
-        qn[u] = q[2 * H + u];
-        a[2 * H + u] = x[2 * H + u] + a[u] * qn[u];  // s_n = gx_n + r q_n
-      }
-      tanh_n(a + 2 * H, a + 2 * H, H);  // n
-      const T* hp = h + r * H;
-      T* hr = hn + r * H;
-      for (int64_t u = 0; u < H; ++u) {
-        const T n = a[2 * H + u], z = a[H + u];
-        hr[u] = n + z * (hp[u] - n);  // h~ = (1 - z) n + z h
-      }
-      if (kh_j) {
-        const T* d = kh_j + r * H;
-        for (int64_t u = 0; u < H; ++u) hr[u] = keep_blend(d[u], hp[u], hr[u]);
-      }
-    });
+    rows(b, 4 * G, [&](int64_t r) { row(j, r, q_ + r * G); });
   }
 }
 
@@ -108,52 +130,91 @@ void backward_loop(const Tensor& dY, Tensor& dh, const Tensor& A, const Tensor& 
                    Tensor& DA, double* db_hh, double* dg_hh) {
   const int64_t T_ = A.size(0), b = A.size(1), G = A.size(2), H = G / 3;
   const bool ln = g_hh != nullptr;
-  const Tensor W_hhT = W_hh.t().contiguous();  // (h, 3h): dq W_hh = linear_nt(dq, W_hh^T)
   std::vector<T> rest(size_t(b) * H);  // z dh~ + d dh_t: what reaches h_{t-1} directly
   T* dh_ = dh.data_ptr<T>();
   const T* dy = dY.const_data_ptr<T>();
-  for (int64_t j = T_ - 1; j >= 0; --j) {
-    const T* kh_j = keep_h ? keep_h + j * b * H : nullptr;
-    rows(b, 4 * G, [&](int64_t r) {
-      const T* a = A.const_data_ptr<T>() + (j * b + r) * G;
-      const T* qn = Qn.const_data_ptr<T>() + (j * b + r) * H;
-      const T* hp = Hs.const_data_ptr<T>() + (j * b + r) * H;
-      const T* dhr = dh_ + r * H;
-      T* dgx = DGX.data_ptr<T>() + (j * b + r) * G;
-      T* dq = DQ.data_ptr<T>() + (j * b + r) * G;
-      T* rr = rest.data() + r * H;
-      for (int64_t u = 0; u < H; ++u) {
-        const T rg = a[u], z = a[H + u], n = a[2 * H + u];
-        const T d = kh_j ? kh_j[r * H + u] : T(0);
-        const T dht = (1 - d) * dhr[u];
-        const T dsn = (1 - z) * dht * (1 - n * n);
-        const T dsr = dsn * qn[u] * rg * (1 - rg);
-        const T dsz = dht * (hp[u] - n) * z * (1 - z);
-        dgx[u] = dq[u] = dsr;
-        dgx[H + u] = dq[H + u] = dsz;
-        dgx[2 * H + u] = dsn;
-        dq[2 * H + u] = dsn * rg;
-        rr[u] = z * dht + d * dhr[u];
-      }
-      if (ln) {
-        normalize_backward(dq, g_hh, ahat_ + (j * b + r) * G, rs_[j * b + r],
-                           DA.data_ptr<T>() + (j * b + r) * G, G);
-      }
-    });
-    for (int64_t r = 0; r < b; ++r) {  // db_hh = sum dq, dg_hh = sum dq a^
+  // row r of step j: dgx, dq (and da) from dh_t, and what reaches h_{t-1} directly
+  auto row = [&](int64_t j, int64_t r) {
+    const T* kh = keep_h ? keep_h + (j * b + r) * H : nullptr;
+    const T* a = A.const_data_ptr<T>() + (j * b + r) * G;
+    const T* qn = Qn.const_data_ptr<T>() + (j * b + r) * H;
+    const T* hp = Hs.const_data_ptr<T>() + (j * b + r) * H;
+    const T* dhr = dh_ + r * H;
+    T* dgx = DGX.data_ptr<T>() + (j * b + r) * G;
+    T* dq = DQ.data_ptr<T>() + (j * b + r) * G;
+    T* rr = rest.data() + r * H;
+    for (int64_t u = 0; u < H; ++u) {
+      const T rg = a[u], z = a[H + u], n = a[2 * H + u];
+      const T d = kh ? kh[u] : T(0);
+      const T dht = (1 - d) * dhr[u];
+      const T dsn = (1 - z) * dht * (1 - n * n);
+      const T dsr = dsn * qn[u] * rg * (1 - rg);
+      const T dsz = dht * (hp[u] - n) * z * (1 - z);
+      dgx[u] = dq[u] = dsr;
+      dgx[H + u] = dq[H + u] = dsz;
+      dgx[2 * H + u] = dsn;
+      dq[2 * H + u] = dsn * rg;
+      rr[u] = z * dht + d * dhr[u];
+    }
+    if (ln) {
+      normalize_backward(dq, g_hh, ahat_ + (j * b + r) * G, rs_[j * b + r],
+                         DA.data_ptr<T>() + (j * b + r) * G, G);
+    }
+  };
+  // db_hh = sum dq, dg_hh = sum dq a^ over rows [r0, r1) of step j, into out (G, then G)
+  auto sums = [&](int64_t j, int64_t r0, int64_t r1, double* db, double* dg) {
+    for (int64_t r = r0; r < r1; ++r) {
       const T* dq = DQ.const_data_ptr<T>() + (j * b + r) * G;
-      if (db_hh)
-        for (int64_t k = 0; k < G; ++k) db_hh[k] += dq[k];
+      if (db)
+        for (int64_t k = 0; k < G; ++k) db[k] += dq[k];
       if (ln) {
         const T* ahat = ahat_ + (j * b + r) * G;
-        for (int64_t k = 0; k < G; ++k) dg_hh[k] += dq[k] * ahat[k];
+        for (int64_t k = 0; k < G; ++k) dg[k] += dq[k] * ahat[k];
       }
     }
+  };
+  // dh_{t-1} of row r = z dh~ + d dh_t + (dq W_hh) m + dy_{t-1}
+  auto carry = [&](int64_t j, int64_t r, const T* dhw) {
+    T* dhr = dh_ + r * H;
+    std::copy_n(rest.data() + r * H, H, dhr);
+    recurrent_grad(dhr, false, static_cast<const T*>(nullptr), dhw,
+                   h_mask ? h_mask + r * H : nullptr,
+                   j > 0 ? dy + ((j - 1) * b + r) * H : nullptr, H);
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    const int64_t bands = packed_steps() ? row_bands(b, G * H) : 0;
+    if (bands) {  // each thread its batch rows, every step (step.h)
+      const Tensor Wc = W_hh.contiguous();  // packed as W_hh^T (h, 3h)
+      const Packed Wp = pack(Wc.const_data_ptr<float>(), H, G, 1, H);
+      Tensor DhW = at::empty({b, H}, A.options());
+      float* dhw = DhW.data_ptr<float>();
+      std::vector<double> band_sums(size_t(bands) * 2 * G, 0.0);  // then added in band order
+      run_phases(1, bands, [&](int64_t) { return bands; }, [&](int64_t, int64_t q) {
+        const auto [r0, r1] = split(b, bands, q);
+        double* db = band_sums.data() + q * 2 * G;
+        for (int64_t j = T_ - 1; j >= 0; --j) {
+          for (int64_t r = r0; r < r1; ++r) row(j, r);
+          sums(j, r0, r1, db_hh ? db : nullptr, db + G);
+          const float* d = (ln ? DA : DQ).const_data_ptr<float>() + (j * b + r0) * G;
+          gemm_panels(d, G, r1 - r0, Wp, 0, Wp.panels, dhw + r0 * H, H, nullptr, 0);
+          for (int64_t r = r0; r < r1; ++r) carry(j, r, dhw + r * H);
+        }
+      });
+      for (int64_t q = 0; q < bands; ++q)
+        for (int64_t k = 0; k < G; ++k) {
+          if (db_hh) db_hh[k] += band_sums[q * 2 * G + k];
+          if (ln) dg_hh[k] += band_sums[q * 2 * G + G + k];
+        }
+      return;
+    }
+  }
+  const Tensor W_hhT = W_hh.t().contiguous();  // (h, 3h): dq W_hh = linear_nt(dq, W_hh^T)
+  for (int64_t j = T_ - 1; j >= 0; --j) {
+    rows(b, 4 * G, [&](int64_t r) { row(j, r); });
+    sums(j, 0, b, db_hh, dg_hh);
     const Tensor DhW = linear_nt(ln ? DA[j] : DQ[j], W_hhT);  // dq W_hh
     const T* dhw = DhW.const_data_ptr<T>();
-    const T* dy_p = j > 0 ? dy + (j - 1) * b * H : nullptr;
-    std::copy(rest.begin(), rest.end(), dh_);  // z dh~ + d dh_t, then the rest
-    recurrent_grad(dh_, false, static_cast<const T*>(nullptr), dhw, h_mask, dy_p, b * H);
+    for (int64_t r = 0; r < b; ++r) carry(j, r, dhw + r * H);
   }
 }
 
