@@ -177,14 +177,17 @@ constexpr int64_t kSmallW = 1 << 17;
 // the whole sequence on its own rows; 0: split each step instead (run_phases by column
 // panels, then by rows). A recurrence never mixes batch rows, so a thread that owns rows
 // needs nothing from the others and the steps need no synchronization. Each thread then
-// reads the whole packed weight every step: worth it when that weight stays in its core's L2
-// (at most kSmallW values) and every band keeps at least 4 rows. On this project's 2-core
+// reads the whole packed weight every step: worth it when that weight about fits its core's L2
+// (at most kBandW values, 1 MB) and every band keeps at least 4 rows. On this project's 2-core
 // machine, at (T, b, h) = (256, 16, 128), that took the layer-norm LSTM from 1.36-1.40x to
 // 1.12-1.31x torch.nn.LSTM's time (A/B runs, one process each), the other variants by up to
-// 0.2x; at b = 8 it helped the layer norm and left the others within the noise.
+// 0.2x; at b = 8 it helped the layer norm and left the others within the noise. A 2-layer GRU
+// of 256 (W_hh 768 x 256, the char-LM preset's) trained 1.23x faster with the limit at 1 MB than
+// at 512 KB; an LSTM of that size ran the same either way, and larger limits gained nothing.
+constexpr int64_t kBandW = 1 << 18;
 inline int64_t row_bands(int64_t b, int64_t weight_values) {
   const int64_t bands = std::min<int64_t>(at::get_num_threads(), b / 4);
-  return bands >= 2 && weight_values <= kSmallW && !at::in_parallel_region() ? bands : 0;
+  return bands >= 2 && weight_values <= kBandW && !at::in_parallel_region() ? bands : 0;
 }
 
 // Whether float32 uses rnnkit's own products (pack / gemm_panels / run_phases here, the
