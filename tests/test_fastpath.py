@@ -641,6 +641,26 @@ def _avx512() -> bool:
     return "AVX512" in torch.backends.cpu.get_cpu_capability()
 
 
+def own_gemm_both_ways(run, monkeypatch) -> dict:
+    """run() with one and two threads, RNNKIT_OWN_GEMM off and on; asserts every result equals
+    the first (one thread, the library's products) and returns them by (threads, flag)."""
+    before = torch.get_num_threads()
+    results = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for flag in ("0", "1"):
+                monkeypatch.setenv("RNNKIT_OWN_GEMM", flag)
+                results[threads, flag] = run()
+    finally:
+        torch.set_num_threads(before)
+    reference = results[1, "0"]
+    for key, got in results.items():
+        for a, e in zip(got, reference, strict=True):
+            assert_close(a, e, atol=2e-5, rtol=1e-4, msg=lambda m, key=key: f"{key}: {m}")
+    return results
+
+
 PACKED_VARIANTS = [
     {},
     {"peephole": True},
@@ -682,20 +702,7 @@ def test_packed_step_products_equal_the_library_product(kw, b, h, monkeypatch):
         grads = torch.autograd.grad(loss, [xi, *layer.parameters()])
         return [y.detach().clone(), hn.detach(), cn.detach(), *grads]
 
-    before = torch.get_num_threads()
-    results = {}
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            for flag in ("0", "1"):
-                monkeypatch.setenv("RNNKIT_OWN_GEMM", flag)
-                results[threads, flag] = run()
-    finally:
-        torch.set_num_threads(before)
-    reference = results[1, "0"]
-    for key, got in results.items():
-        for a, e in zip(got, reference, strict=True):
-            assert_close(a, e, atol=2e-5, rtol=1e-4, msg=lambda m, key=key: f"{key}: {m}")
+    results = own_gemm_both_ways(run, monkeypatch)
     # the loop's own outputs are bit for bit the same with two threads (the products outside
     # it, torch's, may sum in another order with another thread count)
     for a, e in zip(results[2, "1"][:3], results[1, "1"][:3], strict=True):
@@ -847,17 +854,4 @@ def test_gru_row_bands_equal_the_library_product(kw, monkeypatch):
         grads = torch.autograd.grad(loss, [xi, *layer.parameters()])
         return [y.detach().clone(), hn.detach(), *grads]
 
-    before = torch.get_num_threads()
-    results = {}
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            for flag in ("0", "1"):
-                monkeypatch.setenv("RNNKIT_OWN_GEMM", flag)
-                results[threads, flag] = run()
-    finally:
-        torch.set_num_threads(before)
-    reference = results[1, "0"]
-    for key, got in results.items():
-        for a, e in zip(got, reference, strict=True):
-            assert_close(a, e, atol=2e-5, rtol=1e-4, msg=lambda m, key=key: f"{key}: {m}")
+    own_gemm_both_ways(run, monkeypatch)  # asserts the four ways agree
