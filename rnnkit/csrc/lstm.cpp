@@ -116,7 +116,8 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const std::optional<Tens
           if (h_mask)
             for (int64_t r = r0; r < r1; ++r) masked_input(0, r);
           for (int64_t j = 0; j < T_; ++j) {
-            const float* x = (h_mask ? Hin : Hs).template const_data_ptr<float>() + (j * b + r0) * P;
+            const float* x =
+                (h_mask ? Hin : Hs).template const_data_ptr<float>() + (j * b + r0) * P;
             const float* init = ln ? nullptr : gx.const_data_ptr<float>() + (j * b + r0) * G;
             gemm_panels(x, P, r1 - r0, Wp, 0, Wp.panels, s_ + r0 * G, G, init, G);
             for (int64_t r = r0; r < r1; ++r) {
@@ -138,7 +139,8 @@ void forward_loop(const Tensor& gx, const Tensor& W_hh, const std::optional<Tens
             if (ph % 2 == 0) {
               const float* x = (h_mask ? Hin : Hs).template const_data_ptr<float>() + j * b * P;
               const auto [p0, p1] = split(Wp.panels, np, q);
-              gemm_panels(x, P, b, Wp, p0, p1, s_, G, ln ? nullptr : gx.const_data_ptr<float>() + j * b * G, G);
+              const float* init = ln ? nullptr : gx.const_data_ptr<float>() + j * b * G;
+              gemm_panels(x, P, b, Wp, p0, p1, s_, G, init, G);
               return;
             }
             const auto [r0, r1] = split(b, ne, q);
@@ -429,10 +431,11 @@ void backward_loop(const Tensor& dY, Tensor& dh, Tensor& dc, const Tensor& A, co
 }
 
 // The backward time loop. dY (T, b, P) is the gradient of the outputs (padding already
-// masked; any (t, b) strides, unit stride over p), dh_T and dc_T of the final state. Returns DS (T, b, G) = dL/ds (the gradient of
-// gx), DA (T, b, G) = dL/da before the gate layer norm (layer norm only), DHt (T, b, P) = dh~
-// (projection only), dh_0, dc_0, and the gradients of the vector parameters summed over all
-// steps: dg_hh (G), dg_c (H), db_c (H), dw_ch (3H), each empty when absent.
+// masked; any (t, b) strides, unit stride over p), dh_T and dc_T of the final state. Returns
+// DS (T, b, G) = dL/ds (the gradient of gx), DA (T, b, G) = dL/da before the gate layer norm
+// (layer norm only), DHt (T, b, P) = dh~ (projection only), dh_0, dc_0, and the gradients of
+// the vector parameters summed over all steps: dg_hh (G), dg_c (H), db_c (H), dw_ch (3H), each
+// empty when absent.
 std::vector<Tensor> lstm_backward(
     const Tensor& dY, const Tensor& dh_T, const Tensor& dc_T, const Tensor& A, const Tensor& C,
     const Tensor& K, const Tensor& Ct, const Tensor& W_hh, const std::optional<Tensor>& W_hr,
@@ -464,7 +467,9 @@ std::vector<Tensor> lstm_backward(
                             sums.data_ptr<double>());
   });
   const Tensor s = sums.to(A.scalar_type());  // an absent one is empty
-  auto part = [&](bool on, int64_t from, int64_t n) { return s.narrow(0, from, on ? n : 0).clone(); };
+  auto part = [&](bool on, int64_t from, int64_t n) {
+    return s.narrow(0, from, on ? n : 0).clone();
+  };
   return {DS, DA, DHt, dh, dc, part(g_hh.has_value(), 0, G), part(g_c.has_value(), G, H),
           part(g_c.has_value(), G + H, H), part(w_ch.has_value(), G + 2 * H, 3 * H)};
 }

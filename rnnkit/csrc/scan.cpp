@@ -347,7 +347,8 @@ void min_backward_rows(const T* k, const T* bias, const T* ok, const T* h, const
 // fewer, min_rnn_backward and the library's products keep every thread busy).
 bool min_rnn_products_apply(const Tensor& x, const Tensor& W) {
   return x.scalar_type() == at::kFloat && W.scalar_type() == at::kFloat && x.dim() == 3 &&
-         x.stride(2) == 1 && x.device().is_cpu() && W.numel() <= kSmallW && packed_steps() && x.size(0) > 0 &&
+         x.stride(2) == 1 && x.device().is_cpu() && W.numel() <= kSmallW && packed_steps() &&
+         x.size(0) > 0 &&
          x.size(1) >= at::get_num_threads();
 }
 
@@ -525,8 +526,9 @@ std::vector<Tensor> min_rnn_backward(const Tensor& dY, const Tensor& dhT, const 
 
 // The backward with the input projection's products fused in (float32, rnnkit's own
 // kernels, W of at most kSmallW values, at least one batch row per thread): x (T, b, I; any
-// (t, b) strides) and W (G, I) as in the forward; the other arguments as min_rnn_backward's. Returns dx
-// (T, b, I; empty without need_x), dW (G, I), dh_0 (b, H) and dbias (G, empty without).
+// (t, b) strides) and W (G, I) as in the forward; the other arguments as min_rnn_backward's.
+// Returns dx (T, b, I; empty without need_x), dW (G, I), dh_0 (b, H) and dbias (G, empty
+// without).
 //
 // min_rnn_backward writes dgx (T, b, G) for dx = dgx W and dW = dgx^T x to read back twice:
 // at (T, b, h) = (2048, 8, 256), 96 of the 200 MB the backward moves. Here each thread owns a
