@@ -193,11 +193,14 @@ class CppMinFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, W, bias, h0, valid, lstm: bool):
         _require()
-        Y, hT, gx, Hs = torch.ops.rnnkit.min_rnn_forward(
+        Y, hT, gx, Hs, bands = torch.ops.rnnkit.min_rnn_forward(
             x.contiguous(), W, bias, h0.contiguous(), valid, lstm
         )
         ctx.save_for_backward(x, W, bias, gx, Hs, valid)
         ctx.lstm = lstm
+        # > 0: gx is laid out in the forward's bands of batch rows, which only the backward
+        # with the products fused in reads (csrc/scan.cpp)
+        ctx.gx_bands = int(bands)
         return Y, hT
 
     @staticmethod
@@ -210,15 +213,18 @@ class CppMinFunction(torch.autograd.Function):
         x, W, bias, gx, Hs, valid = ctx.saved_tensors
         need_x, need_W, need_b = ctx.needs_input_grad[:3]
         args = (_unit_stride(dY), dhT.contiguous(), gx, Hs, bias, valid, ctx.lstm)
-        if need_W and torch.ops.rnnkit.min_rnn_products_apply(x, W):
+        if ctx.gx_bands or (need_W and torch.ops.rnnkit.min_rnn_products_apply(x, W)):
             # dx and dW taken chunk by chunk while dgx is in cache (csrc/scan.cpp)
-            dx, dW, dh0, db = torch.ops.rnnkit.min_rnn_backward_products(*args, x, W, need_x)
+            dx, dW, dh0, db = torch.ops.rnnkit.min_rnn_backward_products(
+                *args, x, W, need_x, need_W, ctx.gx_bands
+            )
         else:
             dgx, dh0, db = torch.ops.rnnkit.min_rnn_backward(*args)
             d2 = dgx.view(-1, dgx.size(-1))  # (t*b, g)
             dx = mm(d2, W).view_as(x) if need_x else None
             dW = weight_grad(d2, x.reshape(-1, x.size(-1))) if need_W else None
         dx = dx if need_x else None
+        dW = dW if need_W else None
         db = db if bias is not None and need_b else None
         return dx, dW, db, dh0, None, None
 

@@ -825,6 +825,50 @@ def test_min_rnn_backward_with_fused_products_equals_the_library_path(
             assert_close(a.double(), e, atol=5e-5, rtol=1e-4, msg=lambda m, key=key: f"{key}: {m}")
 
 
+@pytest.mark.parametrize("cls", [rnnkit.MinGRU, rnnkit.MinLSTM], ids=["mingru", "minlstm"])
+@pytest.mark.parametrize(("forward_threads", "backward_threads"), [(2, 1), (1, 2), (3, 2)])
+def test_min_rnn_backward_reads_gx_in_the_forward_bands(
+    cls, forward_threads, backward_threads, monkeypatch
+):
+    """minGRU / minLSTM's forward saves gx in its bands of batch rows (one per thread). The
+    thread count, RNNKIT_OWN_GEMM and which weights need a gradient may all change before the
+    backward, which still reads gx in the forward's bands: the gradients equal the library
+    path's (one thread, RNNKIT_OWN_GEMM=0, gx as (t, b, g))."""
+    cpp_loops_or_skip()
+    if not _avx512():
+        pytest.skip("the fused products run on AVX-512 CPUs only")
+    torch.manual_seed(0)
+    layer = cls(24, 40, impl="fused")
+    x = torch.randn(33, 7, 24)  # 7 rows: bands of 3 and 4, or 2, 2 and 3
+    lengths = torch.randint(1, 34, (7,))
+    lengths[0] = 33
+    weights = torch.randn(33, 7, 40)
+
+    def grads(frozen: bool, threads: tuple[int, int], own_gemm: tuple[str, str]):
+        layer.weight_ih_l0.requires_grad_(not frozen)
+        xi = x.clone().requires_grad_(True)
+        torch.set_num_threads(threads[0])
+        monkeypatch.setenv("RNNKIT_OWN_GEMM", own_gemm[0])
+        y, hn = layer(xi, lengths=lengths)
+        torch.set_num_threads(threads[1])
+        monkeypatch.setenv("RNNKIT_OWN_GEMM", own_gemm[1])
+        wanted = [xi, *(p for p in layer.parameters() if p.requires_grad)]
+        return torch.autograd.grad((y * weights).sum() + hn.sum(), wanted)
+
+    before = torch.get_num_threads()
+    try:
+        for frozen in (False, True):
+            want = grads(frozen, (1, 1), ("0", "0"))
+            for own_gemm in (("1", "1"), ("1", "0")):
+                got = grads(frozen, (forward_threads, backward_threads), own_gemm)
+                assert len(got) == len(want)
+                for a, e in zip(got, want, strict=True):
+                    assert_close(a, e, atol=2e-5, rtol=1e-4)
+    finally:
+        torch.set_num_threads(before)
+        layer.weight_ih_l0.requires_grad_(True)
+
+
 @pytest.mark.parametrize(
     "kw",
     [{}, {"layer_norm": True}, {"zoneout": 0.2, "recurrent_dropout": 0.3}, {"bias": False}],

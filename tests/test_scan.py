@@ -436,8 +436,19 @@ def test_cpp_min_ops_check_their_shapes():
         op.min_rnn_forward(x, W, None, h0, None, True)  # minLSTM needs 3h rows
     with pytest.raises(RuntimeError, match="h0 must be"):
         op.min_rnn_forward(x, W, None, torch.zeros(3, 5), None, False)
-    Y, hT, gx, Hs = op.min_rnn_forward(x, W, None, h0, None, False)
+    # float64 takes the generic path: gx laid out as (t, b, g), bands 0
+    Y, hT, gx, Hs, bands = op.min_rnn_forward(
+        x.double(), W.double(), None, h0.double(), None, False
+    )
+    assert int(bands) == 0 and gx.shape == (4, 2, 10)
     with pytest.raises(RuntimeError, match="dY must be"):
-        op.min_rnn_backward(torch.ones(1, 1, 5), hT, gx, Hs, None, None, False)
+        op.min_rnn_backward(torch.ones(1, 1, 5).double(), hT, gx, Hs, None, None, False)
     with pytest.raises(RuntimeError, match="do not match"):
         op.min_rnn_backward(Y, hT, gx, Hs, None, None, True)
+    if op.min_rnn_products_apply(x, W):  # float32 on AVX-512: gx in the forward's row bands
+        Y, hT, gx, Hs, bands = op.min_rnn_forward(x, W, None, h0, None, False)
+        assert int(bands) == min(torch.get_num_threads(), 2) and gx.shape == (8, 10)
+        with pytest.raises(RuntimeError, match="with bands > 0"):  # not readable as (t, b, g)
+            op.min_rnn_backward(Y, hT, gx, Hs, None, None, False)
+        with pytest.raises(RuntimeError, match="do not match"):  # more bands than rows
+            op.min_rnn_backward_products(Y, hT, gx, Hs, None, None, False, x, W, True, True, 3)

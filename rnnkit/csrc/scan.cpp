@@ -166,12 +166,6 @@ struct MinRow {
 // The same (step, row) in float32 with AVX-512, every value kept in registers from gx to h_t:
 // the generic loops above pass each through five scratch rows, which made them about twice as
 // slow. Same equations, same order of operations up to rounding.
-__attribute__((target("avx512f"), always_inline)) inline __m512 sigmoid16(__m512 x) {
-  const __m512 one = _mm512_set1_ps(1.0f);
-  const __m512 e = Sleef_expf16_u10avx512f(_mm512_sub_ps(_mm512_setzero_ps(), x));
-  return _mm512_div_ps(one, _mm512_add_ps(one, e));
-}
-
 // Lanes u..u+15 of a row of H, masked at its end; k + bias as the gates read them.
 #define RNNKIT_AVX512 __attribute__((target("avx512f"), always_inline)) inline
 struct Lanes512 {  // masked only at a row's end: masked loads ran 3x slower on an AMD EPYC
@@ -194,29 +188,70 @@ inline __mmask16 lanes(int64_t H, int64_t u) {
   return H - u >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (H - u)) - 1);
 }
 
-template <bool LSTM>
-__attribute__((target("avx512f"))) void min_row_forward512(const float* k, const float* bias,
-                                                            const float* hp, float* hn, float* y,
-                                                            int64_t H) {
+// The same (step, row) with fewer divisions (a division costs about as much as an exp here):
+// with e_q = exp(-k_q),
+//   sigma(k) = 1 / (1 + e),  1 - sigma(k) = e sigma(k)
+//   minLSTM: f' = f / (f + i) = (1 + e_i) / D,  i' = (1 + e_f) / D,  D = 2 + e_f + e_i
+//            df'/dk_f = (e_f / D) f',  di'/dk_i = (e_i / D) i'  (and di' = -df')
+//   minGRU:  z = (1 + e_h) / P,  sigma(k_h) = (1 + e_z) / P,  P = (1 + e_z)(1 + e_h)
+// -k is capped (at 60, 40 for minGRU's product) so that no e, D or P overflows: below the cap
+// sigma(k) < 1e-17, where the capped value differs from it by less than that. One reciprocal
+// (rcp14 and a Newton step, within 2 ulp) per D or P.
+RNNKIT_AVX512 __m512 exp_neg16(__m512 k, float cap) {
+  return exp512(_mm512_min_ps(_mm512_set1_ps(cap), _mm512_sub_ps(_mm512_setzero_ps(), k)));
+}
+RNNKIT_AVX512 __m512 rcp16(__m512 x) {  // 1 / x for finite x >= 1
+  const __m512 r = _mm512_rcp14_ps(x);
+  return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(x, r, _mm512_set1_ps(1.0f)), r);
+}
+struct MinGates512 {  // one (step, row)'s 16 lanes of gates
+  __m512 s1, a, g, dg, ef, ei, inv;  // z or f' (s1), a = 1 - z or f', g(k_h), g'(k_h)
+  __m512 s2;                         // i' (minLSTM)
+};
+template <bool LSTM, bool GRAD>
+RNNKIT_AVX512 MinGates512 min_gates512(const Lanes512& L, const float* k, const float* bias,
+                                       int64_t H, int64_t u) {
   const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
   const int64_t oh = (LSTM ? 2 : 1) * H;  // k_h's block
+  const __m512 kh = L.load_k(k + oh, bias ? bias + oh : nullptr, u);
+  MinGates512 q;
+  __m512 sh;
+  if (LSTM) {
+    q.ef = exp_neg16(L.load_k(k, bias, u), 60.0f);
+    q.ei = exp_neg16(L.load_k(k + H, bias ? bias + H : nullptr, u), 60.0f);
+    q.inv = rcp16(_mm512_add_ps(_mm512_add_ps(one, one), _mm512_add_ps(q.ef, q.ei)));
+    q.s1 = _mm512_mul_ps(_mm512_add_ps(one, q.ei), q.inv);  // f'
+    q.s2 = _mm512_mul_ps(_mm512_add_ps(one, q.ef), q.inv);  // i'
+    q.a = q.s1;
+    sh = rcp16(_mm512_add_ps(one, exp_neg16(kh, 60.0f)));
+  } else {
+    const __m512 ez = exp_neg16(L.load_k(k, bias, u), 40.0f);
+    const __m512 eh = exp_neg16(kh, 40.0f);
+    const __m512 pz = _mm512_add_ps(one, ez), ph = _mm512_add_ps(one, eh);
+    const __m512 r = rcp16(_mm512_mul_ps(pz, ph));
+    q.s1 = _mm512_mul_ps(ph, r);  // z
+    q.a = _mm512_mul_ps(ez, q.s1);  // 1 - z
+    sh = _mm512_mul_ps(pz, r);
+  }
+  const __mmask16 pos = _mm512_cmp_ps_mask(kh, _mm512_setzero_ps(), _CMP_GE_OQ);
+  q.g = _mm512_mask_blend_ps(pos, sh, _mm512_add_ps(kh, half));
+  if (GRAD) {  // g'(k_h): 1 above 0, sigma's slope at and below (as the generic loop)
+    const __mmask16 gt = _mm512_cmp_ps_mask(kh, _mm512_setzero_ps(), _CMP_GT_OQ);
+    q.dg = _mm512_mask_blend_ps(gt, _mm512_mul_ps(sh, _mm512_sub_ps(one, sh)), one);
+  }
+  return q;
+}
+
+template <bool LSTM>
+__attribute__((target("avx512f"))) void min_row_forward512(const float* k, const float* bias,
+                                                             const float* hp, float* hn,
+                                                             float* y, int64_t H) {
   for (int64_t u = 0; u < H; u += 16) {
     const Lanes512 L{lanes(H, u)};
-    const __m512 kh = L.load_k(k + oh, bias ? bias + oh : nullptr, u);
-    const __mmask16 pos = _mm512_cmp_ps_mask(kh, _mm512_setzero_ps(), _CMP_GE_OQ);
-    const __m512 g = _mm512_mask_blend_ps(pos, sigmoid16(kh), _mm512_add_ps(kh, half));
+    const MinGates512 q = min_gates512<LSTM, false>(L, k, bias, H, u);
     const __m512 p = L.load(hp, u);
-    __m512 h;
-    if (LSTM) {
-      const __m512 f = sigmoid16(L.load_k(k, bias, u));
-      const __m512 i = sigmoid16(L.load_k(k + H, bias ? bias + H : nullptr, u));
-      const __m512 inv = _mm512_div_ps(one, _mm512_add_ps(f, i));
-      h = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(f, inv), p),
-                        _mm512_mul_ps(_mm512_mul_ps(i, inv), g));  // f' h + i' g
-    } else {
-      const __m512 z = sigmoid16(L.load_k(k, bias, u));
-      h = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(one, z), p), _mm512_mul_ps(z, g));
-    }
+    // a h + b:  f' h + i' g,  or (1 - z) h + z g
+    const __m512 h = _mm512_fmadd_ps(q.a, p, _mm512_mul_ps(LSTM ? q.s2 : q.s1, q.g));
     L.store(hn, u, h);
     L.store(y, u, h);
   }
@@ -224,44 +259,26 @@ __attribute__((target("avx512f"))) void min_row_forward512(const float* k, const
 
 template <bool LSTM>
 __attribute__((target("avx512f"))) void min_row_backward512(const float* k, const float* bias,
-                                                             const float* hp, const float* dy,
-                                                             float* carry, float* dx,
-                                                             float* dbias, int64_t H) {
-  const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
-  const __m512 zero = _mm512_setzero_ps();
-  const int64_t oh = (LSTM ? 2 : 1) * H;
+                                                              const float* hp, const float* dy,
+                                                              float* carry, float* dx,
+                                                              float* dbias, int64_t H) {
   for (int64_t u = 0; u < H; u += 16) {
     const Lanes512 L{lanes(H, u)};
-    const __m512 kh = L.load_k(k + oh, bias ? bias + oh : nullptr, u);
-    const __m512 sh = sigmoid16(kh);
-    const __mmask16 pos = _mm512_cmp_ps_mask(kh, zero, _CMP_GE_OQ);
-    const __mmask16 gt = _mm512_cmp_ps_mask(kh, zero, _CMP_GT_OQ);
-    const __m512 g = _mm512_mask_blend_ps(pos, sh, _mm512_add_ps(kh, half));
-    // g'(k_h): 1 above 0, sigma's slope at and below (as the generic loop)
-    const __m512 dg = _mm512_mask_blend_ps(gt, _mm512_mul_ps(sh, _mm512_sub_ps(one, sh)), one);
+    const MinGates512 q = min_gates512<LSTM, true>(L, k, bias, H, u);
     const __m512 p = L.load(hp, u);
     const __m512 c = _mm512_add_ps(L.load(dy, u), L.load(carry, u));
-    __m512 d0, d1, d2 = zero, a;
-    if (LSTM) {
-      const __m512 f = sigmoid16(L.load_k(k, bias, u));
-      const __m512 i = sigmoid16(L.load_k(k + H, bias ? bias + H : nullptr, u));
-      const __m512 inv = _mm512_div_ps(one, _mm512_add_ps(f, i)), inv2 = _mm512_mul_ps(inv, inv);
-      const __m512 da = _mm512_mul_ps(c, p), dbb = _mm512_mul_ps(c, g);
-      // dk_f = (i / s^2)(da - dbb) f (1 - f),  dk_i = (f / s^2)(dbb - da) i (1 - i)
-      const __m512 wf = _mm512_mul_ps(_mm512_mul_ps(i, inv2), _mm512_sub_ps(da, dbb));
-      const __m512 wi = _mm512_mul_ps(_mm512_mul_ps(f, inv2), _mm512_sub_ps(dbb, da));
-      d0 = _mm512_mul_ps(_mm512_mul_ps(wf, f), _mm512_sub_ps(one, f));
-      d1 = _mm512_mul_ps(_mm512_mul_ps(wi, i), _mm512_sub_ps(one, i));
-      d2 = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(c, i), inv), dg);
-      a = _mm512_mul_ps(f, inv);
-    } else {
-      const __m512 z = sigmoid16(L.load_k(k, bias, u));
-      d0 = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(c, _mm512_sub_ps(g, p)), z),
-                         _mm512_sub_ps(one, z));
-      d1 = _mm512_mul_ps(_mm512_mul_ps(c, z), dg);
-      a = _mm512_sub_ps(one, z);
+    const __m512 w = _mm512_mul_ps(c, _mm512_sub_ps(p, q.g));  // c (h_{t-1} - g)
+    __m512 d0, d1, d2 = _mm512_setzero_ps();
+    if (LSTM) {  // dk_f = c (h - g) (e_f / D) f',  dk_i = -c (h - g) (e_i / D) i'
+      d0 = _mm512_mul_ps(w, _mm512_mul_ps(_mm512_mul_ps(q.ef, q.inv), q.s1));
+      d1 = _mm512_mul_ps(w, _mm512_mul_ps(_mm512_mul_ps(q.ei, q.inv), q.s2));
+      d1 = _mm512_sub_ps(_mm512_setzero_ps(), d1);
+      d2 = _mm512_mul_ps(_mm512_mul_ps(c, q.s2), q.dg);  // dk_h = c i' g'
+    } else {  // dk_z = c (g - h) z (1 - z),  dk_h = c z g'
+      d0 = _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), w), q.s1), q.a);
+      d1 = _mm512_mul_ps(_mm512_mul_ps(c, q.s1), q.dg);
     }
-    L.store(carry, u, _mm512_mul_ps(a, c));
+    L.store(carry, u, _mm512_mul_ps(q.a, c));
     L.store(dx, u, d0);
     L.store(dx + H, u, d1);
     if (LSTM) L.store(dx + 2 * H, u, d2);
@@ -290,8 +307,7 @@ void min_row_backward(MinRow<T, LSTM>& row, const T* k, const T* bias, const T* 
                       const T* dy, T* carry, T* dx, T* dbias, int64_t H) {
 #ifdef RNNKIT_SLEEF
   if constexpr (std::is_same_v<T, float>) {
-    if (simd_level() == 2)
-      return min_row_backward512<LSTM>(k, bias, hp, dy, carry, dx, dbias, H);
+    if (simd_level() == 2) return min_row_backward512<LSTM>(k, bias, hp, dy, carry, dx, dbias, H);
   }
 #endif
   row.backward(k, bias, hp, dy, carry, dx, dbias, H);
@@ -355,7 +371,9 @@ bool min_rnn_products_apply(const Tensor& x, const Tensor& W) {
 // x (T, b, I), W (G, I), bias (G) or none, h0 (b, H), valid (T, b) or none. Returns
 //   Y (T, b, H): h_1..h_T, zero on padding (the layer's output),
 //   h_T (b, H): the state after the last step (padding carries it),
-//   gx (T, b, G) = x W^T and Hs (T+1, b, H) = h_0..h_T, saved for the backward.
+//   gx = x W^T and Hs (T+1, b, H) = h_0..h_T, saved for the backward,
+//   bands (a 0-dim int64): 0 when gx is (T, b, G); else the number of bands of batch rows
+//   gx is laid out in, (T b, G) (see below), which only min_rnn_backward_products reads.
 // The projection is computed here so that gx, like Hs and Y, comes from rnnkit's buffer cache;
 // the bias is added as the gates read gx, which saves a pass over it.
 std::vector<Tensor> min_rnn_forward(const Tensor& x, const Tensor& W,
@@ -386,35 +404,34 @@ std::vector<Tensor> min_rnn_forward(const Tensor& x, const Tensor& W,
   const Tensor bv = bias.has_value() && bias->defined() ? bias->contiguous() : Tensor();
   if (min_rnn_products_apply(x, W)) {
     // Each thread a band of batch rows, time in chunks of about 128 (step, row) pairs of its
-    // band: the chunk's projection (rnnkit's packed kernel, step.h) goes into the thread's
-    // scratch, from which it is copied to gx (saved for the backward) and read by the rows
-    // pass while in cache, instead of a whole-sequence gx written out and read back.
+    // band: the chunk's projection (rnnkit's packed kernel, step.h) is written to gx, and the
+    // rows pass reads it back while it is in cache, instead of a whole-sequence gx written
+    // out and read back. gx is saved band by band, band q's pairs as a (T, rows of q, G)
+    // block: each chunk's pairs are then one contiguous block of rows for the product.
     const Tensor Wc = W.contiguous();
     const Packed Wp = pack(Wc.const_data_ptr<float>(), G, I, I, 1);
     const int64_t bands = std::min<int64_t>(at::get_num_threads(), b);
     const float* x_ = x.const_data_ptr<float>();
     const float* bp = bv.defined() ? bv.const_data_ptr<float>() : nullptr;
     const float* ok = v.defined() ? v.const_data_ptr<float>() : nullptr;
-    float* k = gx.data_ptr<float>();
     float* h = Hs.data_ptr<float>();
     float* y = Y.data_ptr<float>();
     auto band = [&](auto lstm_tag, int64_t q) {
       constexpr bool L = decltype(lstm_tag)::value;
       const auto [r0, r1] = split(b, bands, q);
       const int64_t nr = r1 - r0, steps = std::max<int64_t>(1, 128 / nr);
+      float* k = gx.data_ptr<float>() + T_ * r0 * G;  // the band's block
       MinRow<float, L> row(H);
-      Scratch ks(steps * nr * G);  // the chunk's gx, pair (t - t0, r - r0)
-      Scratch xs(steps * nr * I);  // its rows of x, gathered
+      Scratch xs(steps * nr * I);  // the chunk's rows of x, gathered
       for (int64_t t0 = 0; t0 < T_; t0 += steps) {
         const int64_t t1 = std::min(T_, t0 + steps);
         for (int64_t t = t0; t < t1; ++t)
           std::copy_n(x_ + (t * b + r0) * I, nr * I, xs.data() + (t - t0) * nr * I);
-        gemm_panels(xs.data(), I, (t1 - t0) * nr, Wp, 0, Wp.panels, ks.data(), G, nullptr, 0);
-        for (int64_t t = t0; t < t1; ++t)
-          std::copy_n(ks.data() + (t - t0) * nr * G, nr * G, k + (t * b + r0) * G);
+        gemm_panels(xs.data(), I, (t1 - t0) * nr, Wp, 0, Wp.panels, k + t0 * nr * G, G, nullptr,
+                    0);
         min_forward_rows<float, L>(
-            row, [&](int64_t t, int64_t r) { return ks.data() + ((t - t0) * nr + r - r0) * G; },
-            bp, ok, h, y, t0, t1, b, H, r0, r1);
+            row, [&](int64_t t, int64_t r) { return k + (t * nr + r - r0) * G; }, bp, ok, h, y,
+            t0, t1, b, H, r0, r1);
       }
     };
     run_phases(1, bands, [&](int64_t) { return bands; }, [&](int64_t, int64_t q) {
@@ -424,7 +441,7 @@ std::vector<Tensor> min_rnn_forward(const Tensor& x, const Tensor& W,
         band(std::false_type{}, q);
       }
     });
-    return {Y, Hs[T_].clone(), gx, Hs};
+    return {Y, Hs[T_].clone(), gx.view({T_ * b, G}), Hs, at::scalar_tensor(bands, at::kLong)};
   }
   if (x.scalar_type() == at::kFloat && packed_steps() && G * I <= kSmallW && T_ * b > 0) {
     // rnnkit's packed kernel (step.h): 1.8x MKL's torch.mm here on an AMD EPYC
@@ -454,17 +471,22 @@ std::vector<Tensor> min_rnn_forward(const Tensor& x, const Tensor& W,
     });
   });
   Tensor hT = Hs[T_].clone();  // not a view of the saved Hs
-  return {Y, hT, gx, Hs};
+  return {Y, hT, gx, Hs, at::scalar_tensor(0, at::kLong)};
 }
 
 // The argument checks of the two backward passes below.
+// gx is (T, b, G), or (T b, G) in `bands` bands (> 0; min_rnn_forward's products path).
 void check_backward(const Tensor& dY, const Tensor& dhT, const Tensor& gx, const Tensor& Hs,
                     const std::optional<Tensor>& bias, const std::optional<Tensor>& valid,
-                    bool lstm) {
-  TORCH_CHECK(gx.dim() == 3 && Hs.dim() == 3 && gx.is_contiguous() && Hs.is_contiguous(),
-              "rnnkit min_rnn_backward: gx and Hs must be contiguous (t, b, .) tensors");
-  const int64_t T_ = gx.size(0), b = gx.size(1), G = gx.size(2), H = Hs.size(-1);
-  TORCH_CHECK(G == (lstm ? 3 : 2) * H && Hs.sizes() == at::IntArrayRef({T_ + 1, b, H}),
+                    bool lstm, int64_t bands = 0) {
+  TORCH_CHECK(gx.dim() == (bands > 0 ? 2 : 3) && Hs.dim() == 3 && gx.is_contiguous() &&
+                  Hs.is_contiguous() && Hs.size(0) > 0,
+              "rnnkit min_rnn_backward: gx and Hs must be contiguous (t, b, .) tensors, or gx "
+              "(t b, .) with bands > 0");
+  const int64_t T_ = Hs.size(0) - 1, b = Hs.size(1), G = gx.size(-1), H = Hs.size(-1);
+  const bool gx_shape =
+      bands > 0 ? gx.size(0) == T_ * b && bands <= std::max<int64_t>(b, 1) : gx.size(0) == T_ && gx.size(1) == b;
+  TORCH_CHECK(G == (lstm ? 3 : 2) * H && gx_shape,
               "rnnkit min_rnn_backward: gx (t, b, ", lstm ? 3 : 2, " h) and Hs (t + 1, b, h) "
               "do not match");
   TORCH_CHECK(dY.sizes() == at::IntArrayRef({T_, b, H}) && dhT.sizes() == at::IntArrayRef({b, H}),
@@ -527,8 +549,8 @@ std::vector<Tensor> min_rnn_backward(const Tensor& dY, const Tensor& dhT, const 
 // The backward with the input projection's products fused in (float32, rnnkit's own
 // kernels, W of at most kSmallW values, at least one batch row per thread): x (T, b, I; any
 // (t, b) strides) and W (G, I) as in the forward; the other arguments as min_rnn_backward's.
-// Returns dx (T, b, I; empty without need_x), dW (G, I), dh_0 (b, H) and dbias (G, empty
-// without).
+// gx_bands is what min_rnn_forward returned with gx. Returns dx (T, b, I; empty without
+// need_x), dW (G, I; empty without need_W), dh_0 (b, H) and dbias (G, empty without).
 //
 // min_rnn_backward writes dgx (T, b, G) for dx = dgx W and dW = dgx^T x to read back twice:
 // at (T, b, h) = (2048, 8, 256), 96 of the 200 MB the backward moves. Here each thread owns a
@@ -540,21 +562,28 @@ std::vector<Tensor> min_rnn_backward_products(const Tensor& dY, const Tensor& dh
                                               const Tensor& gx, const Tensor& Hs,
                                               const std::optional<Tensor>& bias,
                                               const std::optional<Tensor>& valid, bool lstm,
-                                              const Tensor& x, const Tensor& W, bool need_x) {
-  check_backward(dY, dhT, gx, Hs, bias, valid, lstm);
-  const int64_t T_ = gx.size(0), b = gx.size(1), G = gx.size(2), H = Hs.size(-1);
-  const int64_t I = x.size(-1), bands = std::min<int64_t>(at::get_num_threads(), b);
+                                              const Tensor& x, const Tensor& W, bool need_x,
+                                              bool need_W, int64_t gx_bands) {
+  check_backward(dY, dhT, gx, Hs, bias, valid, lstm, gx_bands);
+  const int64_t T_ = Hs.size(0) - 1, b = Hs.size(1), G = gx.size(-1), H = Hs.size(-1);
+  const int64_t I = x.size(-1);
+  // gx as the forward laid it out: in its bands (the thread count may have changed since),
+  // or (T, b, G), split here as the threads allow
+  const int64_t bands = gx_bands > 0 ? gx_bands : std::min<int64_t>(at::get_num_threads(), b);
+  // the forward's products path ran on this CPU, so its kernels apply whatever
+  // RNNKIT_OWN_GEMM now says
+  const bool kernels = gx_bands > 0 ? packed_kernel_cpu() : packed_steps();
   TORCH_CHECK(gx.scalar_type() == at::kFloat && x.scalar_type() == at::kFloat &&
                   W.scalar_type() == at::kFloat && x.stride(2) == 1 &&
                   x.sizes() == at::IntArrayRef({T_, b, I}) &&
-                  W.sizes() == at::IntArrayRef({G, I}) && G * I <= kSmallW && packed_steps() &&
+                  W.sizes() == at::IntArrayRef({G, I}) && G * I <= kSmallW && kernels &&
                   T_ > 0 && b > 0,
               "rnnkit min_rnn_backward_products: float32 x (t, b, i) with unit stride over i "
               "and a small W (g, i) on an AVX-512 CPU (see min_rnn_products_apply)");
 #ifdef RNNKIT_SLEEF
   const int64_t st = dY.stride(0), sb = dY.stride(1);
   Tensor dx = need_x ? seq_empty({T_, b, I}, x.options()) : empty0(x);
-  Tensor dWs = at::empty({bands, G, I}, x.options());  // each band's share
+  Tensor dWs = need_W ? at::empty({bands, G, I}, x.options()) : empty0(x);  // band shares
   Tensor dh0 = at::empty({b, H}, gx.options());
   const Tensor v = valid.has_value() ? valid->to(gx.scalar_type()).contiguous() : Tensor();
   const Tensor bv = bias.has_value() && bias->defined() ? bias->contiguous() : Tensor();
@@ -579,9 +608,11 @@ std::vector<Tensor> min_rnn_backward_products(const Tensor& dY, const Tensor& dh
     MinRow<float, L> row(H);
     Scratch dg(steps * nr * G);  // the chunk's dgx, pair (t - t0, r - r0)
     Scratch xp((I + 7) / 8 * kChunk * 8);
-    Scratch dWT(I * G);  // the band's share of dW, transposed (outer.h)
+    Scratch dWT(need_W ? I * G : 0);  // the band's share of dW, transposed (outer.h)
     Scratch dxs(dx_ ? steps * nr * I : 0);  // the chunk's dx, pair by pair
-    float* dW = dWs.data_ptr<float>() + q * G * I;
+    // pair (t, r)'s gx: in the band's (T, nr, G) block, or at (t, r) of (T, b, G)
+    const float* kq = gx_bands > 0 ? k + T_ * r0 * G : k + r0 * G;
+    const int64_t kt = gx_bands > 0 ? nr * G : b * G;
     for (int64_t t1 = T_; t1 > 0; t1 -= steps) {
       const int64_t t0 = std::max<int64_t>(0, t1 - steps);
       for (int64_t t = t1 - 1; t >= t0; --t)
@@ -591,7 +622,7 @@ std::vector<Tensor> min_rnn_backward_products(const Tensor& dY, const Tensor& dh
             std::fill(dgr, dgr + G, 0.0f);
             continue;
           }
-          min_row_backward<float, L>(row, k + (t * b + r) * G, bp, h + (t * b + r) * H,
+          min_row_backward<float, L>(row, kq + t * kt + (r - r0) * G, bp, h + (t * b + r) * H,
                                      dy + t * st + r * sb, d0 + r * H, dgr,
                                      dbr ? dbr + r * G : nullptr, H);
         }
@@ -600,7 +631,7 @@ std::vector<Tensor> min_rnn_backward_products(const Tensor& dY, const Tensor& dh
         for (int64_t t = t0; t < t1; ++t)
           std::copy_n(dxs.data() + (t - t0) * nr * I, nr * I, dx_ + (t * b + r0) * I);
       }
-      const int64_t pairs = (t1 - t0) * nr;  // more than kChunk only when nr is
+      const int64_t pairs = need_W ? (t1 - t0) * nr : 0;  // more than kChunk only when nr is
       for (int64_t k0 = 0; k0 < pairs; k0 += kChunk)
         weight_grad_chunk(
             dg.data() + k0 * G, G, 0, G,
@@ -610,7 +641,7 @@ std::vector<Tensor> min_rnn_backward_products(const Tensor& dY, const Tensor& dh
             },
             std::min(kChunk, pairs - k0), I, dWT.data(), G, t1 == T_ && k0 == 0, xp.data());
     }
-    band_into(dWT.data(), G, 0, G, I, dW);
+    if (need_W) band_into(dWT.data(), G, 0, G, I, dWs.data_ptr<float>() + q * G * I);
   };
   run_phases(1, bands, [&](int64_t) { return bands; }, [&](int64_t, int64_t q) {
     if (lstm) {
@@ -619,7 +650,7 @@ std::vector<Tensor> min_rnn_backward_products(const Tensor& dY, const Tensor& dh
       band(std::false_type{}, q);
     }
   });
-  Tensor dW = bands == 1 ? dWs[0] : dWs.sum(0);
+  Tensor dW = !need_W ? empty0(x) : bands == 1 ? dWs[0] : dWs.sum(0);
   Tensor db = bv.defined() ? db_rows.sum(0, false, at::kDouble).to(gx.scalar_type()) : empty0(gx);
   return {dx, dW, dh0, db};
 #else
@@ -645,7 +676,8 @@ TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
       "bool lstm) -> Tensor[]");
   m.def(
       "min_rnn_backward_products(Tensor dY, Tensor dhT, Tensor gx, Tensor Hs, Tensor? bias, "
-      "Tensor? valid, bool lstm, Tensor x, Tensor W, bool need_x) -> Tensor[]");
+      "Tensor? valid, bool lstm, Tensor x, Tensor W, bool need_x, bool need_W, int gx_bands) "
+      "-> Tensor[]");
   m.def("min_rnn_products_apply(Tensor x, Tensor W) -> bool");
   m.def("cache_info() -> int[]", &cache_info);  // no tensor arguments: one kernel for all
   m.def("empty_cache() -> ()", &empty_cache);

@@ -193,14 +193,17 @@ inline int64_t row_bands(int64_t b, int64_t weight_values) {
 // Whether float32 uses rnnkit's own products (pack / gemm_panels / run_phases here, the
 // weight gradient of gemm_tn.cpp): an AVX-512 CPU, unless RNNKIT_OWN_GEMM=0 (the tests run
 // both ways and compare).
-inline bool packed_steps() {
+inline bool packed_kernel_cpu() {  // the CPU alone: AVX-512 (and not RNNKIT_SIMD lower)
 #ifdef RNNKIT_SLEEF
-  const char* want = std::getenv("RNNKIT_OWN_GEMM");
-  if (want && std::strcmp(want, "0") == 0) return false;
   return simd_level() == 2;
 #else
   return false;
 #endif
+}
+inline bool packed_steps() {
+  const char* want = std::getenv("RNNKIT_OWN_GEMM");
+  if (want && std::strcmp(want, "0") == 0) return false;
+  return packed_kernel_cpu();
 }
 
 inline void spin_pause() {
