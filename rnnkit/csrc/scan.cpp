@@ -76,8 +76,9 @@ Tensor linear_recurrence_backward(const Tensor& dh, const Tensor& a) {
 //            dk_f = (i / s^2)(da - dbb) f (1 - f),  dk_i = (f / s^2)(dbb - da) i (1 - i),
 //            dk_h = c (i / s) g'(k_h)
 // Every (batch row, unit) is an independent recurrence, so the threads split the batch rows
-// and each runs all T steps of its rows; the gates are recomputed in the backward from gx
-// rather than stored. gx (T, b, 2H or 3H), the gate blocks in that order.
+// and each runs all T steps of its rows. The backward recomputes the gates from gx, except on
+// the forward's row bands (AVX-512), where the forward overwrites gx with what the backward
+// needs (min_row_forward512). gx (T, b, 2H or 3H), the gate blocks in that order.
 
 // One step of one row, as branch-free loops over u that the compiler vectorizes: the gates
 // (s1 = z or f, s2 = i), gh = g(k_h) and dg = g'(k_h), in scratch rows.
@@ -163,9 +164,6 @@ struct MinRow {
 };
 
 #ifdef RNNKIT_SLEEF
-// The same (step, row) in float32 with AVX-512, every value kept in registers from gx to h_t:
-// the generic loops above pass each through five scratch rows, which made them about twice as
-// slow. Same equations, same order of operations up to rounding.
 // Lanes u..u+15 of a row of H, masked at its end; k + bias as the gates read them.
 #define RNNKIT_AVX512 __attribute__((target("avx512f"), always_inline)) inline
 struct Lanes512 {  // masked only at a row's end: masked loads ran 3x slower on an AMD EPYC
@@ -188,15 +186,19 @@ inline __mmask16 lanes(int64_t H, int64_t u) {
   return H - u >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (H - u)) - 1);
 }
 
-// The same (step, row) with fewer divisions (a division costs about as much as an exp here):
-// with e_q = exp(-k_q),
+// One (step, row) in float32 with AVX-512, every value kept in registers from gx to h_t (the
+// generic loops above pass each through five scratch rows, which made them about twice as
+// slow), the same equations written with one reciprocal per gate pair: with e_q = exp(-k_q),
 //   sigma(k) = 1 / (1 + e),  1 - sigma(k) = e sigma(k)
 //   minLSTM: f' = f / (f + i) = (1 + e_i) / D,  i' = (1 + e_f) / D,  D = 2 + e_f + e_i
 //            df'/dk_f = (e_f / D) f',  di'/dk_i = (e_i / D) i'  (and di' = -df')
 //   minGRU:  z = (1 + e_h) / P,  sigma(k_h) = (1 + e_z) / P,  P = (1 + e_z)(1 + e_h)
 // -k is capped (at 60, 40 for minGRU's product) so that no e, D or P overflows: below the cap
-// sigma(k) < 1e-17, where the capped value differs from it by less than that. One reciprocal
-// (rcp14 and a Newton step, within 2 ulp) per D or P.
+// sigma(k) < 1e-17, where the capped value differs from it by less than that. The reciprocal
+// is rcp14 and a Newton step (within 2 ulp), the exp rnnkit's inlined exp512 (common.h): with
+// SLEEF's, a call, minGRU's forward took 7.5 ms at (T, b, i, h) = (2048, 8, 128, 256), with
+// exp512 6.6 (one process, alternated); the divisions this form saves made no measurable
+// difference.
 RNNKIT_AVX512 __m512 exp_neg16(__m512 k, float cap) {
   return exp512(_mm512_min_ps(_mm512_set1_ps(cap), _mm512_sub_ps(_mm512_setzero_ps(), k)));
 }
@@ -207,6 +209,7 @@ RNNKIT_AVX512 __m512 rcp16(__m512 x) {  // 1 / x for finite x >= 1
 struct MinGates512 {  // one (step, row)'s 16 lanes of gates
   __m512 s1, a, g, dg, ef, ei, inv;  // z or f' (s1), a = 1 - z or f', g(k_h), g'(k_h)
   __m512 s2;                         // i' (minLSTM)
+  __mmask16 gt;                      // k_h > 0, where g' = 1
 };
 template <bool LSTM, bool GRAD>
 RNNKIT_AVX512 MinGates512 min_gates512(const Lanes512& L, const float* k, const float* bias,
@@ -235,17 +238,22 @@ RNNKIT_AVX512 MinGates512 min_gates512(const Lanes512& L, const float* k, const 
   }
   const __mmask16 pos = _mm512_cmp_ps_mask(kh, _mm512_setzero_ps(), _CMP_GE_OQ);
   q.g = _mm512_mask_blend_ps(pos, sh, _mm512_add_ps(kh, half));
-  if (GRAD) {  // g'(k_h): 1 above 0, sigma's slope at and below (as the generic loop)
-    const __mmask16 gt = _mm512_cmp_ps_mask(kh, _mm512_setzero_ps(), _CMP_GT_OQ);
-    q.dg = _mm512_mask_blend_ps(gt, _mm512_mul_ps(sh, _mm512_sub_ps(one, sh)), one);
-  }
+  q.gt = _mm512_cmp_ps_mask(kh, _mm512_setzero_ps(), _CMP_GT_OQ);
+  if (GRAD)  // g'(k_h): 1 above 0, sigma's slope at and below (as the generic loop)
+    q.dg = _mm512_mask_blend_ps(q.gt, _mm512_mul_ps(sh, _mm512_sub_ps(one, sh)), one);
   return q;
 }
 
+// With `save` (the forward's bands, min_rnn_forward), the row's gx is overwritten with what
+// the backward needs, so that it computes no exp (min_row_backward_saved512):
+//   minGRU:  (z, +-g),  minLSTM: (f', 1 / D, +-g)
+// with g's sign flipped where k_h > 0 (g > 0 everywhere, so the sign tells g' = 1 from
+// sigma's slope g (1 - g)). The row is in cache (the product has just written it), so this
+// adds no traffic to memory.
 template <bool LSTM>
 __attribute__((target("avx512f"))) void min_row_forward512(const float* k, const float* bias,
                                                              const float* hp, float* hn,
-                                                             float* y, int64_t H) {
+                                                             float* y, int64_t H, float* save) {
   for (int64_t u = 0; u < H; u += 16) {
     const Lanes512 L{lanes(H, u)};
     const MinGates512 q = min_gates512<LSTM, false>(L, k, bias, H, u);
@@ -254,9 +262,45 @@ __attribute__((target("avx512f"))) void min_row_forward512(const float* k, const
     const __m512 h = _mm512_fmadd_ps(q.a, p, _mm512_mul_ps(LSTM ? q.s2 : q.s1, q.g));
     L.store(hn, u, h);
     L.store(y, u, h);
+    if (save) {
+      L.store(save, u, q.s1);
+      if (LSTM) L.store(save + H, u, q.inv);
+      L.store(save + (LSTM ? 2 : 1) * H, u, _mm512_mask_sub_ps(q.g, q.gt, _mm512_setzero_ps(), q.g));
+    }
   }
 }
 
+// dx (the row's dk blocks, also added to dbias) and the new carry a c, c = dy + carry:
+//   c (h_{t-1} - g) = w;  minGRU:  dk_z = -w z (1 - z),  dk_h = c z g'
+//   minLSTM:  dk_f = w (e_f / D) f',  dk_i = -w (e_i / D) i',  dk_h = c i' g'
+template <bool LSTM>
+RNNKIT_AVX512 void min_row_grads512(const Lanes512& L, const MinGates512& q, const float* hp,
+                                    const float* dy, float* carry, float* dx, float* dbias,
+                                    int64_t H, int64_t u) {
+  const __m512 p = L.load(hp, u);
+  const __m512 c = _mm512_add_ps(L.load(dy, u), L.load(carry, u));
+  const __m512 w = _mm512_mul_ps(c, _mm512_sub_ps(p, q.g));
+  __m512 d0, d1, d2 = _mm512_setzero_ps();
+  if (LSTM) {
+    d0 = _mm512_mul_ps(w, _mm512_mul_ps(q.ef, q.s1));  // q.ef here is e_f / D, q.ei e_i / D
+    d1 = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(w, _mm512_mul_ps(q.ei, q.s2)));
+    d2 = _mm512_mul_ps(_mm512_mul_ps(c, q.s2), q.dg);
+  } else {
+    d0 = _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), w), q.s1), q.a);
+    d1 = _mm512_mul_ps(_mm512_mul_ps(c, q.s1), q.dg);
+  }
+  L.store(carry, u, _mm512_mul_ps(q.a, c));
+  L.store(dx, u, d0);
+  L.store(dx + H, u, d1);
+  if (LSTM) L.store(dx + 2 * H, u, d2);
+  if (dbias) {
+    L.store(dbias, u, _mm512_add_ps(L.load(dbias, u), d0));
+    L.store(dbias + H, u, _mm512_add_ps(L.load(dbias + H, u), d1));
+    if (LSTM) L.store(dbias + 2 * H, u, _mm512_add_ps(L.load(dbias + 2 * H, u), d2));
+  }
+}
+
+// The backward from gx (the gates recomputed).
 template <bool LSTM>
 __attribute__((target("avx512f"))) void min_row_backward512(const float* k, const float* bias,
                                                               const float* hp, const float* dy,
@@ -264,41 +308,53 @@ __attribute__((target("avx512f"))) void min_row_backward512(const float* k, cons
                                                               float* dbias, int64_t H) {
   for (int64_t u = 0; u < H; u += 16) {
     const Lanes512 L{lanes(H, u)};
-    const MinGates512 q = min_gates512<LSTM, true>(L, k, bias, H, u);
-    const __m512 p = L.load(hp, u);
-    const __m512 c = _mm512_add_ps(L.load(dy, u), L.load(carry, u));
-    const __m512 w = _mm512_mul_ps(c, _mm512_sub_ps(p, q.g));  // c (h_{t-1} - g)
-    __m512 d0, d1, d2 = _mm512_setzero_ps();
-    if (LSTM) {  // dk_f = c (h - g) (e_f / D) f',  dk_i = -c (h - g) (e_i / D) i'
-      d0 = _mm512_mul_ps(w, _mm512_mul_ps(_mm512_mul_ps(q.ef, q.inv), q.s1));
-      d1 = _mm512_mul_ps(w, _mm512_mul_ps(_mm512_mul_ps(q.ei, q.inv), q.s2));
-      d1 = _mm512_sub_ps(_mm512_setzero_ps(), d1);
-      d2 = _mm512_mul_ps(_mm512_mul_ps(c, q.s2), q.dg);  // dk_h = c i' g'
-    } else {  // dk_z = c (g - h) z (1 - z),  dk_h = c z g'
-      d0 = _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), w), q.s1), q.a);
-      d1 = _mm512_mul_ps(_mm512_mul_ps(c, q.s1), q.dg);
+    MinGates512 q = min_gates512<LSTM, true>(L, k, bias, H, u);
+    if (LSTM) q.ef = _mm512_mul_ps(q.ef, q.inv), q.ei = _mm512_mul_ps(q.ei, q.inv);
+    min_row_grads512<LSTM>(L, q, hp, dy, carry, dx, dbias, H, u);
+  }
+}
+
+// The backward from what min_row_forward512 saved (no exp): with i' = 1 - f',
+// e_f / D = i' - 1 / D and e_i / D = f' - 1 / D.
+template <bool LSTM>
+__attribute__((target("avx512f"))) void min_row_backward_saved512(const float* s,
+                                                                    const float* hp,
+                                                                    const float* dy,
+                                                                    float* carry, float* dx,
+                                                                    float* dbias, int64_t H) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t u = 0; u < H; u += 16) {
+    const Lanes512 L{lanes(H, u)};
+    MinGates512 q;
+    q.s1 = L.load(s, u);
+    const __m512 sg = L.load(s + (LSTM ? 2 : 1) * H, u);  // +-g
+    q.g = _mm512_abs_ps(sg);
+    const __mmask16 gt = _mm512_cmp_ps_mask(sg, _mm512_setzero_ps(), _CMP_LT_OQ);
+    q.dg = _mm512_mask_blend_ps(gt, _mm512_mul_ps(q.g, _mm512_sub_ps(one, q.g)), one);
+    if (LSTM) {
+      const __m512 inv = L.load(s + H, u);
+      q.s2 = _mm512_sub_ps(one, q.s1);
+      q.a = q.s1;
+      q.ef = _mm512_sub_ps(q.s2, inv);
+      q.ei = _mm512_sub_ps(q.s1, inv);
+    } else {
+      q.a = _mm512_sub_ps(one, q.s1);
     }
-    L.store(carry, u, _mm512_mul_ps(q.a, c));
-    L.store(dx, u, d0);
-    L.store(dx + H, u, d1);
-    if (LSTM) L.store(dx + 2 * H, u, d2);
-    if (dbias) {
-      L.store(dbias, u, _mm512_add_ps(L.load(dbias, u), d0));
-      L.store(dbias + H, u, _mm512_add_ps(L.load(dbias + H, u), d1));
-      if (LSTM) L.store(dbias + 2 * H, u, _mm512_add_ps(L.load(dbias + 2 * H, u), d2));
-    }
+    min_row_grads512<LSTM>(L, q, hp, dy, carry, dx, dbias, H, u);
   }
 }
 #endif
 
+// save: see min_row_forward512 (float32 on AVX-512 only)
 template <typename T, bool LSTM>
 void min_row_forward(MinRow<T, LSTM>& row, const T* k, const T* bias, const T* hp, T* hn, T* y,
-                     int64_t H) {
+                     int64_t H, T* save) {
 #ifdef RNNKIT_SLEEF
   if constexpr (std::is_same_v<T, float>) {
-    if (simd_level() == 2) return min_row_forward512<LSTM>(k, bias, hp, hn, y, H);
+    if (simd_level() == 2) return min_row_forward512<LSTM>(k, bias, hp, hn, y, H, save);
   }
 #endif
+  TORCH_CHECK(!save, "rnnkit min_rnn_forward: saved gates need AVX-512");
   row.forward(k, bias, hp, hn, y, H);
 }
 
@@ -317,7 +373,8 @@ inline int64_t row_grain(int64_t T_, int64_t H) {  // rows per thread: at least 
   return std::max<int64_t>(1, 65536 / std::max<int64_t>(T_ * H, 1));
 }
 
-// Steps [t0, t1) of rows [r0, r1); step t of row r reads its gx row at k(t, r).
+// Steps [t0, t1) of rows [r0, r1); step t of row r reads its gx row at k(t, r), and when k
+// gives a pointer to non-const, writes its saved gates there (min_row_forward512).
 template <typename T, bool LSTM, typename K>
 void min_forward_rows(MinRow<T, LSTM>& row, const K& k, const T* bias, const T* ok, T* h, T* y,
                       int64_t t0, int64_t t1, int64_t b, int64_t H, int64_t r0, int64_t r1) {
@@ -331,7 +388,10 @@ void min_forward_rows(MinRow<T, LSTM>& row, const K& k, const T* bias, const T* 
         std::fill(yr, yr + H, T(0));
         continue;
       }
-      min_row_forward<T, LSTM>(row, k(t, r), bias, hp, hn, yr, H);
+      auto* kr = k(t, r);
+      T* save = nullptr;
+      if constexpr (!std::is_const_v<std::remove_pointer_t<decltype(kr)>>) save = kr;
+      min_row_forward<T, LSTM>(row, kr, bias, hp, hn, yr, H, save);
     }
   }
 }
@@ -373,7 +433,8 @@ bool min_rnn_products_apply(const Tensor& x, const Tensor& W) {
 //   h_T (b, H): the state after the last step (padding carries it),
 //   gx = x W^T and Hs (T+1, b, H) = h_0..h_T, saved for the backward,
 //   bands (a 0-dim int64): 0 when gx is (T, b, G); else the number of bands of batch rows
-//   gx is laid out in, (T b, G) (see below), which only min_rnn_backward_products reads.
+//   gx is laid out in, (T b, G), bias added (see below), which only
+//   min_rnn_backward_products reads.
 // The projection is computed here so that gx, like Hs and Y, comes from rnnkit's buffer cache;
 // the bias is added as the gates read gx, which saves a pass over it.
 std::vector<Tensor> min_rnn_forward(const Tensor& x, const Tensor& W,
@@ -407,7 +468,8 @@ std::vector<Tensor> min_rnn_forward(const Tensor& x, const Tensor& W,
     // band: the chunk's projection (rnnkit's packed kernel, step.h) is written to gx, and the
     // rows pass reads it back while it is in cache, instead of a whole-sequence gx written
     // out and read back. gx is saved band by band, band q's pairs as a (T, rows of q, G)
-    // block: each chunk's pairs are then one contiguous block of rows for the product.
+    // block: each chunk's pairs are then one contiguous block of rows for the product. The
+    // product adds the bias (so gx here is x W^T + bias, and the gates need not add it).
     const Tensor Wc = W.contiguous();
     const Packed Wp = pack(Wc.const_data_ptr<float>(), G, I, I, 1);
     const int64_t bands = std::min<int64_t>(at::get_num_threads(), b);
@@ -427,11 +489,10 @@ std::vector<Tensor> min_rnn_forward(const Tensor& x, const Tensor& W,
         const int64_t t1 = std::min(T_, t0 + steps);
         for (int64_t t = t0; t < t1; ++t)
           std::copy_n(x_ + (t * b + r0) * I, nr * I, xs.data() + (t - t0) * nr * I);
-        gemm_panels(xs.data(), I, (t1 - t0) * nr, Wp, 0, Wp.panels, k + t0 * nr * G, G, nullptr,
-                    0);
+        gemm_panels(xs.data(), I, (t1 - t0) * nr, Wp, 0, Wp.panels, k + t0 * nr * G, G, bp, 0);
         min_forward_rows<float, L>(
-            row, [&](int64_t t, int64_t r) { return k + (t * nr + r - r0) * G; }, bp, ok, h, y,
-            t0, t1, b, H, r0, r1);
+            row, [&](int64_t t, int64_t r) { return k + (t * nr + r - r0) * G; }, nullptr, ok, h,
+            y, t0, t1, b, H, r0, r1);
       }
     };
     run_phases(1, bands, [&](int64_t) { return bands; }, [&](int64_t, int64_t q) {
@@ -622,9 +683,15 @@ std::vector<Tensor> min_rnn_backward_products(const Tensor& dY, const Tensor& dh
             std::fill(dgr, dgr + G, 0.0f);
             continue;
           }
-          min_row_backward<float, L>(row, kq + t * kt + (r - r0) * G, bp, h + (t * b + r) * H,
-                                     dy + t * st + r * sb, d0 + r * H, dgr,
-                                     dbr ? dbr + r * G : nullptr, H);
+          const float* kr = kq + t * kt + (r - r0) * G;
+          const float* hp = h + (t * b + r) * H;
+          const float* dyr = dy + t * st + r * sb;
+          float* dbias = dbr ? dbr + r * G : nullptr;
+          if (gx_bands > 0) {  // the forward saved its gates (min_row_forward512)
+            min_row_backward_saved512<L>(kr, hp, dyr, d0 + r * H, dgr, dbias, H);
+          } else {
+            min_row_backward<float, L>(row, kr, bp, hp, dyr, d0 + r * H, dgr, dbias, H);
+          }
         }
       if (dx_) {  // one product over the chunk's pairs (full tiles of 8), then into place
         gemm_panels(dg.data(), G, (t1 - t0) * nr, WT, 0, WT.panels, dxs.data(), I, nullptr, 0);
