@@ -827,22 +827,24 @@ def test_min_rnn_backward_with_fused_products_equals_the_library_path(
 
 @pytest.mark.parametrize("cls", [rnnkit.MinGRU, rnnkit.MinLSTM], ids=["mingru", "minlstm"])
 @pytest.mark.parametrize(("forward_threads", "backward_threads"), [(2, 1), (1, 2), (3, 2)])
+@pytest.mark.parametrize("h", [40, 48])
 def test_min_rnn_backward_reads_gx_in_the_forward_bands(
-    cls, forward_threads, backward_threads, monkeypatch
+    cls, forward_threads, backward_threads, h, monkeypatch
 ):
-    """minGRU / minLSTM's forward saves gx in its bands of batch rows (one per thread). The
-    thread count, RNNKIT_OWN_GEMM and which weights need a gradient may all change before the
-    backward, which still reads gx in the forward's bands: the gradients equal the library
-    path's (one thread, RNNKIT_OWN_GEMM=0, gx as (t, b, g))."""
+    """minGRU / minLSTM's forward saves its gates in its bands of batch rows (one per thread;
+    with h a multiple of 16, by non-temporal stores). The thread count, RNNKIT_OWN_GEMM and
+    which weights need a gradient may all change before the backward, which still reads them
+    in the forward's bands: the gradients equal the library path's (one thread,
+    RNNKIT_OWN_GEMM=0, gx as (t, b, g))."""
     cpp_loops_or_skip()
     if not _avx512():
         pytest.skip("the fused products run on AVX-512 CPUs only")
     torch.manual_seed(0)
-    layer = cls(24, 40, impl="fused")
+    layer = cls(24, h, impl="fused")
     x = torch.randn(33, 7, 24)  # 7 rows: bands of 3 and 4, or 2, 2 and 3
     lengths = torch.randint(1, 34, (7,))
     lengths[0] = 33
-    weights = torch.randn(33, 7, 40)
+    weights = torch.randn(33, 7, h)
 
     def grads(frozen: bool, threads: tuple[int, int], own_gemm: tuple[str, str]):
         layer.weight_ih_l0.requires_grad_(not frozen)

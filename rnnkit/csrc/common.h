@@ -136,6 +136,14 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 exp512(__m512 x)
 
 #endif
 
+// Orders this thread's non-temporal stores (_mm512_stream_ps) before what follows, so that
+// other threads see them once it has signalled that it is done.
+inline void stream_fence() {
+#ifdef RNNKIT_SLEEF
+  _mm_sfence();
+#endif
+}
+
 // y = sigma(x), y = tanh(x); y may be x
 template <typename T>
 inline void sigmoid(const T* x, T* y, int64_t n) {
