@@ -136,6 +136,22 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 exp512(__m512 x)
 
 #endif
 
+// dst[0, n) = src[0, n), by non-temporal stores where dst is 64-byte aligned and n a
+// multiple of 16 (float32, AVX-512); else a plain copy. For large outputs not read again soon.
+#ifdef RNNKIT_SLEEF
+__attribute__((target("avx512f"))) inline void stream_copy512(const float* src, float* dst,
+                                                               int64_t n) {
+  for (int64_t k = 0; k < n; k += 16) _mm512_stream_ps(dst + k, _mm512_loadu_ps(src + k));
+}
+#endif
+inline void stream_copy(const float* src, float* dst, int64_t n) {
+#ifdef RNNKIT_SLEEF
+  if (simd_level() == 2 && reinterpret_cast<uintptr_t>(dst) % 64 == 0 && n % 16 == 0)
+    return stream_copy512(src, dst, n);
+#endif
+  std::copy_n(src, n, dst);
+}
+
 // Orders this thread's non-temporal stores (_mm512_stream_ps) before what follows, so that
 // other threads see them once it has signalled that it is done.
 inline void stream_fence() {

@@ -710,9 +710,10 @@ std::vector<Tensor> min_rnn_backward_products(const Tensor& dY, const Tensor& dh
           }
         }
       if (dx_) {  // one product over the chunk's pairs (full tiles of 8), then into place
+        // (non-temporal stores: 0.2-0.3 ms less of minGRU's 13.4 at (2048, 8, 128, 256))
         gemm_panels(dg.data(), G, (t1 - t0) * nr, WT, 0, WT.panels, dxs.data(), I, nullptr, 0);
         for (int64_t t = t0; t < t1; ++t)
-          std::copy_n(dxs.data() + (t - t0) * nr * I, nr * I, dx_ + (t * b + r0) * I);
+          stream_copy(dxs.data() + (t - t0) * nr * I, dx_ + (t * b + r0) * I, nr * I);
       }
       const int64_t pairs = need_W ? (t1 - t0) * nr : 0;  // more than kChunk only when nr is
       for (int64_t k0 = 0; k0 < pairs; k0 += kChunk)
@@ -725,6 +726,7 @@ std::vector<Tensor> min_rnn_backward_products(const Tensor& dY, const Tensor& dh
             std::min(kChunk, pairs - k0), I, dWT.data(), G, t1 == T_ && k0 == 0, xp.data());
     }
     if (need_W) band_into(dWT.data(), G, 0, G, I, dWs.data_ptr<float>() + q * G * I);
+    stream_fence();
   };
   run_phases(1, bands, [&](int64_t) { return bands; }, [&](int64_t, int64_t q) {
     if (lstm) {
