@@ -193,8 +193,9 @@ class CppMinFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, W, bias, h0, valid, lstm: bool):
         _require()
+        x = x.contiguous()  # saved as the C++ pass read it (the backward needs unit stride)
         Y, hT, gx, Hs, bands = torch.ops.rnnkit.min_rnn_forward(
-            x.contiguous(), W, bias, h0.contiguous(), valid, lstm
+            x, W, bias, h0.contiguous(), valid, lstm
         )
         ctx.save_for_backward(x, W, bias, gx, Hs, valid)
         ctx.lstm = lstm

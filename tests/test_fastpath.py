@@ -826,6 +826,66 @@ def test_min_rnn_backward_with_fused_products_equals_the_library_path(
 
 
 @pytest.mark.parametrize("cls", [rnnkit.MinGRU, rnnkit.MinLSTM], ids=["mingru", "minlstm"])
+@pytest.mark.parametrize(
+    "gates",
+    [(-100.0, -70.0, -1.0), (-80.0, -80.5, 2.0), (-70.0, -50.0, 0.5), (1e14, -1e14, -1e14)],
+    ids=["both-shut", "both-shut-close", "one-shut", "huge"],
+)
+def test_min_rnn_saturated_gates_equal_the_float64_loop(cls, gates):
+    """Gate pre-activations far in the tails: minLSTM's f' = f / (f + i) is a ratio of two
+    sigmoids, exact however small both are (k_f = -100, k_i = -70 gives f' = e^-30, not 1/2),
+    and pre-activations of 1e14 give what float64 gives, not NaN. Every path against the
+    float64 loop, outputs and gradients (the fused path on AVX-512 CPUs computes its gates in
+    its own registers)."""
+    cpp_loops_or_skip()
+    torch.manual_seed(0)
+    h = 32  # whole registers: the fused path's non-temporal stores
+    fused = cls(4, h, impl="fused")
+    loop = cls(4, h, impl="loop").double()
+    k_f, k_i, k_h = gates  # minGRU: k_z = k_f
+    with torch.no_grad():
+        fused.weight_ih_l0.mul_(0.1)
+        blocks = fused.bias_ih_l0.view(-1, h)  # (f, i, h) or (z, h)
+        for q, value in enumerate((k_f, k_i, k_h) if cls is rnnkit.MinLSTM else (k_f, k_h)):
+            blocks[q] = value
+    loop.load_state_dict(fused.state_dict())
+    x = torch.randn(6, 3, 4)
+    h0 = 5 * torch.randn(1, 3, h)
+
+    weights = torch.randn(6, 3, h)
+
+    def run(layer, dtype):
+        xi = x.to(dtype).requires_grad_(True)
+        y, hn = layer(xi, h0.to(dtype))
+        loss = (y * weights.to(dtype)).sum() + hn.sum()
+        return [y, *torch.autograd.grad(loss, [xi, *layer.parameters()])]
+
+    for a, e in zip(run(fused, torch.float32), run(loop, torch.float64), strict=True):
+        assert torch.isfinite(a).all()
+        assert_close(a.double(), e, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cls", [rnnkit.MinGRU, rnnkit.MinLSTM], ids=["mingru", "minlstm"])
+def test_min_rnn_input_with_any_strides(cls):
+    """x with non-unit stride over its features (a permuted or expanded tensor): the fused
+    pass reads a contiguous copy and its backward still runs, equal to the loop's."""
+    cpp_loops_or_skip()
+    torch.manual_seed(0)
+    fused = cls(5, 16, impl="fused")
+    loop = cls(5, 16, impl="loop")
+    loop.load_state_dict(fused.state_dict())
+    base = torch.randn(9, 5, 3)
+    for x in (base.permute(0, 2, 1), torch.randn(9, 3, 1).expand(9, 3, 5)):
+        grads = []
+        for layer in (fused, loop):
+            xi = x.detach().requires_grad_(True)
+            y, hn = layer(xi)
+            grads.append([y, *torch.autograd.grad(y.sum() + hn.sum(), [xi, *layer.parameters()])])
+        for a, e in zip(*grads, strict=True):
+            assert_close(a, e, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cls", [rnnkit.MinGRU, rnnkit.MinLSTM], ids=["mingru", "minlstm"])
 @pytest.mark.parametrize(("forward_threads", "backward_threads"), [(2, 1), (1, 2), (3, 2)])
 @pytest.mark.parametrize("h", [40, 48])
 def test_min_rnn_backward_reads_gx_in_the_forward_bands(

@@ -115,11 +115,14 @@ __attribute__((target("avx2,fma"))) inline int64_t tanh256(const float* x, float
   for (; k + 8 <= n; k += 8) _mm256_storeu_ps(y + k, Sleef_tanhf8_u10avx2(_mm256_loadu_ps(x + k)));
   return k;
 }
-// e^x in float32, within 1 ulp of the exact value over the whole range (inf, -inf and NaN
-// too), inlined: SLEEF's expf16 is a call into libtorch_cpu, around which the compiler
-// spills every live vector register (all are caller-saved). Cephes' expf: x = n ln 2 + r with
-// |r| <= ln 2 / 2 (ln 2 in two parts), e^r by its degree-7 polynomial, times 2^n (scalef).
+// e^x in float32, within about 1.2 ulp of the exact value (NaN stays NaN; x is first clamped
+// to [-104, 89], beyond which e^x is 0 or inf in float32), inlined: SLEEF's expf16 is a call
+// into libtorch_cpu, around which the compiler spills every live vector register (all are
+// caller-saved). Cephes' expf: x = n ln 2 + r with |r| <= ln 2 / 2 (ln 2 in two parts), e^r by
+// its degree-7 polynomial, times 2^n (scalef).
 __attribute__((target("avx512f"), always_inline)) inline __m512 exp512(__m512 x) {
+  // max, then min, each returning its second operand when either is NaN
+  x = _mm512_min_ps(_mm512_set1_ps(89.0f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);

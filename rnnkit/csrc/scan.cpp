@@ -184,7 +184,7 @@ struct Lanes512 {  // masked only at a row's end: masked loads ran 3x slower on 
   // a store that bypasses the cache (p + u 64-byte aligned, all lanes), for rows that are
   // not read again soon: it writes the line without first reading it in
   RNNKIT_AVX512 void put(float* p, int64_t u, __m512 v, bool stream) const {
-    if (stream) {
+    if (stream && m == 0xFFFF) {
       _mm512_stream_ps(p + u, v);
     } else {
       store(p, u, v);
@@ -202,8 +202,10 @@ inline __mmask16 lanes(int64_t H, int64_t u) {
 //   minLSTM: f' = f / (f + i) = (1 + e_i) / D,  i' = (1 + e_f) / D,  D = 2 + e_f + e_i
 //            df'/dk_f = (e_f / D) f',  di'/dk_i = (e_i / D) i'  (and di' = -df')
 //   minGRU:  z = (1 + e_h) / P,  sigma(k_h) = (1 + e_z) / P,  P = (1 + e_z)(1 + e_h)
-// -k is capped (at 60, 40 for minGRU's product) so that no e, D or P overflows: below the cap
-// sigma(k) < 1e-17, where the capped value differs from it by less than that. The reciprocal
+// f' and i' are ratios, exact however saturated both gates are: every e and D are scaled by
+// e^-s, s = max(0, -k_f, -k_i), so that each term is at most 1 and D e^-s at least 1. For
+// minGRU and g's sigmoid, -k is capped at 40 (60) so that P cannot overflow: below the cap
+// sigma(k) < 5e-18, and the capped value differs from it by less than that. The reciprocal
 // is rcp14 and a Newton step (within 2 ulp), the exp rnnkit's inlined exp512 (common.h): with
 // SLEEF's, a call, minGRU's forward took 7.5 ms at (T, b, i, h) = (2048, 8, 128, 256), with
 // exp512 6.6 (one process, alternated); the divisions this form saves made no measurable
@@ -216,9 +218,9 @@ RNNKIT_AVX512 __m512 rcp16(__m512 x) {  // 1 / x for finite x >= 1
   return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(x, r, _mm512_set1_ps(1.0f)), r);
 }
 struct MinGates512 {  // one (step, row)'s 16 lanes of gates
-  __m512 s1, a, g, dg, ef, ei, inv;  // z or f' (s1), a = 1 - z or f', g(k_h), g'(k_h)
-  __m512 s2;                         // i' (minLSTM)
-  __mmask16 gt;                      // k_h > 0, where g' = 1
+  __m512 s1, a, g, dg;  // z or f' (s1), a = 1 - z or f', g(k_h), g'(k_h)
+  __m512 s2, ef, ei, inv;  // minLSTM: i', e_f / D, e_i / D, 1 / D
+  __mmask16 gt;            // k_h > 0, where g' = 1
 };
 template <bool LSTM, bool GRAD>
 RNNKIT_AVX512 MinGates512 min_gates512(const Lanes512& L, const float* k, const float* bias,
@@ -229,12 +231,19 @@ RNNKIT_AVX512 MinGates512 min_gates512(const Lanes512& L, const float* k, const 
   MinGates512 q;
   __m512 sh;
   if (LSTM) {
-    q.ef = exp_neg16(L.load_k(k, bias, u), 60.0f);
-    q.ei = exp_neg16(L.load_k(k + H, bias ? bias + H : nullptr, u), 60.0f);
-    q.inv = rcp16(_mm512_add_ps(_mm512_add_ps(one, one), _mm512_add_ps(q.ef, q.ei)));
-    q.s1 = _mm512_mul_ps(_mm512_add_ps(one, q.ei), q.inv);  // f'
-    q.s2 = _mm512_mul_ps(_mm512_add_ps(one, q.ef), q.inv);  // i'
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512 nf = _mm512_sub_ps(zero, L.load_k(k, bias, u));  // -k_f
+    const __m512 ni = _mm512_sub_ps(zero, L.load_k(k + H, bias ? bias + H : nullptr, u));
+    const __m512 s = _mm512_max_ps(zero, _mm512_max_ps(nf, ni));
+    const __m512 e0 = exp512(_mm512_sub_ps(zero, s));  // e^-s, then e_f e^-s and e_i e^-s
+    const __m512 ef = exp512(_mm512_sub_ps(nf, s)), ei = exp512(_mm512_sub_ps(ni, s));
+    const __m512 inv = rcp16(_mm512_fmadd_ps(_mm512_add_ps(one, one), e0, _mm512_add_ps(ef, ei)));
+    q.s1 = _mm512_mul_ps(_mm512_add_ps(e0, ei), inv);  // f'
+    q.s2 = _mm512_mul_ps(_mm512_add_ps(e0, ef), inv);  // i'
     q.a = q.s1;
+    q.ef = _mm512_mul_ps(ef, inv);
+    q.ei = _mm512_mul_ps(ei, inv);
+    q.inv = _mm512_mul_ps(e0, inv);
     sh = rcp16(_mm512_add_ps(one, exp_neg16(kh, 60.0f)));
   } else {
     const __m512 ez = exp_neg16(L.load_k(k, bias, u), 40.0f);
@@ -293,7 +302,7 @@ RNNKIT_AVX512 void min_row_grads512(const Lanes512& L, const MinGates512& q, con
   const __m512 w = _mm512_mul_ps(c, _mm512_sub_ps(p, q.g));
   __m512 d0, d1, d2 = _mm512_setzero_ps();
   if (LSTM) {
-    d0 = _mm512_mul_ps(w, _mm512_mul_ps(q.ef, q.s1));  // q.ef here is e_f / D, q.ei e_i / D
+    d0 = _mm512_mul_ps(w, _mm512_mul_ps(q.ef, q.s1));
     d1 = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(w, _mm512_mul_ps(q.ei, q.s2)));
     d2 = _mm512_mul_ps(_mm512_mul_ps(c, q.s2), q.dg);
   } else {
@@ -319,8 +328,7 @@ __attribute__((target("avx512f"))) void min_row_backward512(const float* k, cons
                                                               float* dbias, int64_t H) {
   for (int64_t u = 0; u < H; u += 16) {
     const Lanes512 L{lanes(H, u)};
-    MinGates512 q = min_gates512<LSTM, true>(L, k, bias, H, u);
-    if (LSTM) q.ef = _mm512_mul_ps(q.ef, q.inv), q.ei = _mm512_mul_ps(q.ei, q.inv);
+    const MinGates512 q = min_gates512<LSTM, true>(L, k, bias, H, u);
     min_row_grads512<LSTM>(L, q, hp, dy, carry, dx, dbias, H, u);
   }
 }
@@ -561,8 +569,8 @@ void check_backward(const Tensor& dY, const Tensor& dhT, const Tensor& gx, const
               "rnnkit min_rnn_backward: gx and Hs must be contiguous (t, b, .) tensors, or gx "
               "(t b, .) with bands > 0");
   const int64_t T_ = Hs.size(0) - 1, b = Hs.size(1), G = gx.size(-1), H = Hs.size(-1);
-  const bool gx_shape =
-      bands > 0 ? gx.size(0) == T_ * b && bands <= std::max<int64_t>(b, 1) : gx.size(0) == T_ && gx.size(1) == b;
+  const bool gx_shape = bands > 0 ? gx.size(0) == T_ * b && bands <= std::max<int64_t>(b, 1)
+                                   : gx.size(0) == T_ && gx.size(1) == b;
   TORCH_CHECK(G == (lstm ? 3 : 2) * H && gx_shape,
               "rnnkit min_rnn_backward: gx (t, b, ", lstm ? 3 : 2, " h) and Hs (t + 1, b, h) "
               "do not match");
