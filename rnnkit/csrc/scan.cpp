@@ -76,9 +76,9 @@ Tensor linear_recurrence_backward(const Tensor& dh, const Tensor& a) {
 //            dk_f = (i / s^2)(da - dbb) f (1 - f),  dk_i = (f / s^2)(dbb - da) i (1 - i),
 //            dk_h = c (i / s) g'(k_h)
 // Every (batch row, unit) is an independent recurrence, so the threads split the batch rows
-// and each runs all T steps of its rows. The backward recomputes the gates from gx, except on
-// the forward's row bands (AVX-512), where the forward overwrites gx with what the backward
-// needs (min_row_forward512). gx (T, b, 2H or 3H), the gate blocks in that order.
+// and each runs all T steps of its rows. The backward recomputes the gates from gx, except
+// after the forward's row bands (AVX-512), which save in gx's place what the backward needs
+// of the gates (min_row_forward512). gx (T, b, 2H or 3H), the gate blocks in that order.
 
 // One step of one row, as branch-free loops over u that the compiler vectorizes: the gates
 // (s1 = z or f, s2 = i), gh = g(k_h) and dg = g'(k_h), in scratch rows.
