@@ -190,16 +190,17 @@ inline int64_t row_bands(int64_t b, int64_t weight_values) {
   return bands >= 2 && weight_values <= kBandW && !at::in_parallel_region() ? bands : 0;
 }
 
-// Whether float32 uses rnnkit's own products (pack / gemm_panels / run_phases here, the
-// weight gradient of gemm_tn.cpp): an AVX-512 CPU, unless RNNKIT_OWN_GEMM=0 (the tests run
-// both ways and compare).
-inline bool packed_kernel_cpu() {  // the CPU alone: AVX-512 (and not RNNKIT_SIMD lower)
+// Whether this CPU runs rnnkit's own products: AVX-512 (and RNNKIT_SIMD not lower).
+inline bool packed_kernel_cpu() {
 #ifdef RNNKIT_SLEEF
   return simd_level() == 2;
 #else
   return false;
 #endif
 }
+// Whether float32 uses rnnkit's own products (pack / gemm_panels / run_phases here, the
+// weight gradient of gemm_tn.cpp): an AVX-512 CPU, unless RNNKIT_OWN_GEMM=0 (the tests run
+// both ways and compare).
 inline bool packed_steps() {
   const char* want = std::getenv("RNNKIT_OWN_GEMM");
   if (want && std::strcmp(want, "0") == 0) return false;
